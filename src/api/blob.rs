@@ -1,0 +1,154 @@
+//! `BlobService` and `AdminService` over the engine.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::{Stream, StreamExt};
+use tonic::{Request, Response, Status, Streaming};
+use tracing::Instrument;
+
+use super::pb::{self, blob_service_server::BlobService, put_request::Msg};
+use super::{parse_hash, pb_digests, status};
+use crate::engine::Engine;
+use crate::error::Error;
+use crate::hash::ExtraDigests;
+use crate::ingest::PutSpec;
+
+pub struct BlobApi {
+    pub engine: Arc<Engine>,
+}
+
+fn spec_from_header(h: pb::PutHeader) -> Result<PutSpec, Status> {
+    let mut extra = ExtraDigests::default();
+    for d in &h.digests {
+        match pb::Digest::try_from(*d) {
+            Ok(pb::Digest::Sha1) => extra.sha1 = true,
+            Ok(pb::Digest::Sha512) => extra.sha512 = true,
+            Ok(pb::Digest::Md5) => extra.md5 = true,
+            _ => return Err(Status::invalid_argument(format!("unknown digest {d}"))),
+        }
+    }
+    let expected_sha256 = match h.expected_sha256.as_str() {
+        "" => None,
+        s => {
+            let mut b = [0u8; 32];
+            hex::decode_to_slice(s, &mut b)
+                .map_err(|_| Status::invalid_argument("expected_sha256 must be 64 hex characters"))?;
+            Some(b)
+        }
+    };
+    let expected_blake3 = match h.expected_blake3.as_str() {
+        "" => None,
+        s => Some(parse_hash(s, "expected_blake3")?),
+    };
+    Ok(PutSpec {
+        namespace: h.namespace,
+        expected_size: h.expected_size,
+        expected_sha256,
+        expected_blake3,
+        extra,
+        media_type: h.media_type,
+    })
+}
+
+type GetStream = Pin<Box<dyn Stream<Item = Result<pb::GetResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl BlobService for BlobApi {
+    async fn put(&self, req: Request<Streaming<pb::PutRequest>>) -> Result<Response<pb::PutResponse>, Status> {
+        let mut stream = req.into_inner();
+        let header = match stream.message().await? {
+            Some(pb::PutRequest {
+                msg: Some(Msg::Header(h)),
+            }) => h,
+            _ => return Err(Status::invalid_argument("the first Put message must be a header")),
+        };
+        let spec = spec_from_header(header)?;
+        let span = tracing::info_span!("put", ns = %spec.namespace, blob = tracing::field::Empty);
+        let frames = stream.map(|m| match m {
+            Ok(pb::PutRequest {
+                msg: Some(Msg::Data(d)),
+            }) => Ok(d),
+            Ok(_) => Err(Error::invalid("only the first Put message may be a header")),
+            Err(s) => Err(Error::Unavailable(format!("upload stream failed: {}", s.message()))),
+        });
+        let out = self
+            .engine
+            .put(spec, frames)
+            .instrument(span.clone())
+            .await
+            .map_err(status)?;
+        span.record("blob", tracing::field::display(&out.digests.blake3));
+        tracing::debug!(parent: &span, size = out.size, new = out.new, added = out.added_bytes, "stored");
+        Ok(Response::new(pb::PutResponse {
+            digests: Some(pb_digests(&out.digests)),
+            size: out.size,
+            new: out.new,
+            added_bytes: out.added_bytes,
+        }))
+    }
+
+    type GetStream = GetStream;
+
+    async fn get(&self, req: Request<pb::GetRequest>) -> Result<Response<GetStream>, Status> {
+        let r = req.into_inner();
+        let id = parse_hash(&r.blake3, "blake3")?;
+        let (size, rx) = self.engine.get(&r.namespace, &id, r.offset, r.length).map_err(status)?;
+        let mut first = Some(size);
+        let mut frames = tokio_stream::wrappers::ReceiverStream::new(rx)
+            .map(move |f| match f {
+                Ok(data) => Ok(pb::GetResponse {
+                    size: first.take(),
+                    data,
+                }),
+                Err(e) => Err(status(e)),
+            })
+            .peekable();
+        // An empty range still answers with one message carrying the size.
+        let head = Pin::new(&mut frames).peek().await.is_none();
+        let s: GetStream = if head {
+            Box::pin(futures::stream::once(async move {
+                Ok(pb::GetResponse {
+                    size: Some(size),
+                    data: Default::default(),
+                })
+            }))
+        } else {
+            Box::pin(frames)
+        };
+        Ok(Response::new(s))
+    }
+
+    async fn stat(&self, req: Request<pb::StatRequest>) -> Result<Response<pb::StatResponse>, Status> {
+        let r = req.into_inner();
+        let id = parse_hash(&r.blake3, "blake3")?;
+        let (m, rf) = self.engine.stat(&r.namespace, &id).map_err(status)?;
+        Ok(Response::new(pb::StatResponse {
+            digests: Some(pb_digests(&m.digests)),
+            size: m.size,
+            created_unix_ms: rf.created_ms,
+            chunks: m.chunks.len() as u32,
+        }))
+    }
+
+    async fn find_missing(
+        &self,
+        req: Request<pb::FindMissingRequest>,
+    ) -> Result<Response<pb::FindMissingResponse>, Status> {
+        let r = req.into_inner();
+        if r.blake3.len() > 10_000 {
+            return Err(Status::invalid_argument(
+                "FindMissing takes at most 10000 hashes per call",
+            ));
+        }
+        let ids = r
+            .blake3
+            .iter()
+            .map(|s| parse_hash(s, "blake3"))
+            .collect::<Result<Vec<_>, _>>()?;
+        let missing = self.engine.find_missing(&r.namespace, &ids).map_err(status)?;
+        Ok(Response::new(pb::FindMissingResponse {
+            missing: missing.iter().map(|h| h.to_hex()).collect(),
+        }))
+    }
+}

@@ -1,0 +1,48 @@
+//! The gRPC server: blob and admin services, health and reflection.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio_stream::wrappers::TcpListenerStream;
+
+use super::admin::AdminApi;
+use super::blob::BlobApi;
+use super::pb::{self, admin_service_server::AdminServiceServer, blob_service_server::BlobServiceServer};
+use crate::engine::{Engine, GET_FRAME};
+use crate::error::{Error, Result};
+
+/// Largest message a client may send (Put data frames included).
+const MAX_MESSAGE: usize = 16 << 20;
+
+/// Serves until `shutdown` resolves, then drains in-flight requests.
+pub async fn serve(engine: Arc<Engine>, listen: SocketAddr, shutdown: impl Future<Output = ()> + Send) -> Result<()> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| Error::Unavailable(format!("cannot listen on {listen}: {e}")))?;
+    let addr = listener.local_addr()?;
+    let (health, health_svc) = tonic_health::server::health_reporter();
+    health.set_serving::<BlobServiceServer<BlobApi>>().await;
+    health.set_serving::<AdminServiceServer<AdminApi>>().await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| Error::Internal(format!("reflection: {e}")))?;
+    let blob = BlobServiceServer::new(BlobApi { engine: engine.clone() })
+        .max_decoding_message_size(MAX_MESSAGE)
+        .max_encoding_message_size(GET_FRAME * 2);
+    let admin = AdminServiceServer::new(AdminApi { engine: engine.clone() });
+    tracing::info!(%addr, "listening");
+    tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .add_service(health_svc)
+        .add_service(reflection)
+        .add_service(blob)
+        .add_service(admin)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await
+        .map_err(|e| Error::Unavailable(format!("server: {e}")))?;
+    engine.shutdown();
+    Ok(())
+}

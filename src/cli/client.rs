@@ -1,0 +1,161 @@
+//! Client commands: thin wrappers over `api::client::Client` printing JSON.
+
+use std::io::Write;
+
+use anyhow::{Context, bail};
+use serde_json::{Map, Value, json};
+
+use super::{BlobCmd, Conn};
+use crate::api::client::{Client, Status};
+use crate::api::pb;
+
+async fn connect(conn: &Conn) -> anyhow::Result<Client> {
+    Client::connect(&conn.addr)
+        .await
+        .with_context(|| format!("cannot connect to {}", conn.addr))
+}
+
+fn fail(s: Status) -> anyhow::Error {
+    anyhow::anyhow!("{:?}: {}", s.code(), s.message())
+}
+
+fn digests_json(d: &pb::Digests, out: &mut Map<String, Value>) {
+    out.insert("blake3".into(), d.blake3.clone().into());
+    out.insert("sha256".into(), d.sha256.clone().into());
+    for (k, v) in [("sha1", &d.sha1), ("sha512", &d.sha512), ("md5", &d.md5)] {
+        if let Some(v) = v {
+            out.insert(k.into(), v.clone().into());
+        }
+    }
+}
+
+pub async fn blob(cmd: BlobCmd) -> anyhow::Result<()> {
+    match cmd {
+        BlobCmd::Put {
+            conn,
+            namespace,
+            digests,
+            expected_sha256,
+            files,
+        } => {
+            let mut want = Vec::new();
+            for d in digests.iter().filter(|d| !d.is_empty()) {
+                want.push(match d.to_ascii_lowercase().as_str() {
+                    "sha1" => pb::Digest::Sha1,
+                    "sha512" => pb::Digest::Sha512,
+                    "md5" => pb::Digest::Md5,
+                    "sha256" | "blake3" => continue,
+                    other => bail!("unknown digest {other:?}; choose from sha1, sha512, md5"),
+                } as i32);
+            }
+            let client = connect(&conn).await?;
+            for f in files {
+                let size = std::fs::metadata(&f).with_context(|| format!("{}", f.display()))?.len();
+                let header = pb::PutHeader {
+                    namespace: namespace.clone(),
+                    expected_size: Some(size),
+                    expected_sha256: expected_sha256.clone().unwrap_or_default(),
+                    digests: want.clone(),
+                    ..Default::default()
+                };
+                let r = client
+                    .put_file(header, &f)
+                    .await
+                    .map_err(|s| fail(s).context(f.display().to_string()))?;
+                let mut out = Map::new();
+                out.insert("file".into(), f.display().to_string().into());
+                if let Some(d) = &r.digests {
+                    digests_json(d, &mut out);
+                }
+                out.insert("size".into(), r.size.into());
+                out.insert("new".into(), r.new.into());
+                out.insert("added_bytes".into(), r.added_bytes.into());
+                println!("{}", Value::Object(out));
+            }
+        }
+        BlobCmd::Get {
+            conn,
+            namespace,
+            blake3,
+            output,
+            offset,
+            length,
+        } => {
+            let client = connect(&conn).await?;
+            let req = pb::GetRequest {
+                namespace,
+                blake3,
+                offset,
+                length,
+            };
+            match output {
+                Some(path) => {
+                    let tmp = path.with_extension("stowage-partial");
+                    let mut f = std::io::BufWriter::new(
+                        std::fs::File::create(&tmp).with_context(|| format!("{}", tmp.display()))?,
+                    );
+                    let r = client.get_to(req, |b| f.write_all(b)).await;
+                    drop(f);
+                    if let Err(s) = r {
+                        let _ = std::fs::remove_file(&tmp);
+                        return Err(fail(s));
+                    }
+                    std::fs::rename(&tmp, &path)?;
+                }
+                None => {
+                    let stdout = std::io::stdout();
+                    let mut lock = stdout.lock();
+                    client.get_to(req, |b| lock.write_all(b)).await.map_err(fail)?;
+                    lock.flush()?;
+                }
+            }
+        }
+        BlobCmd::Stat {
+            conn,
+            namespace,
+            blake3,
+        } => {
+            let r = connect(&conn).await?.stat(&namespace, &blake3).await.map_err(fail)?;
+            let mut out = Map::new();
+            if let Some(d) = &r.digests {
+                digests_json(d, &mut out);
+            }
+            out.insert("size".into(), r.size.into());
+            out.insert("created_unix_ms".into(), r.created_unix_ms.into());
+            out.insert("chunks".into(), r.chunks.into());
+            println!("{}", Value::Object(out));
+        }
+        BlobCmd::FindMissing {
+            conn,
+            namespace,
+            blake3,
+        } => {
+            for h in connect(&conn)
+                .await?
+                .find_missing(&namespace, blake3)
+                .await
+                .map_err(fail)?
+            {
+                println!("{h}");
+            }
+        }
+    }
+    Ok(())
+}
+
+pub async fn stats(conn: &Conn) -> anyhow::Result<()> {
+    let s = connect(conn).await?.stats().await.map_err(fail)?;
+    let v = json!({
+        "logical_bytes": s.logical_bytes,
+        "unique_bytes": s.unique_bytes,
+        "physical_bytes": s.physical_bytes,
+        "chunks": s.chunks,
+        "packs": s.packs,
+        "blobs": s.blobs,
+        "references": s.references,
+        "pack_bytes": s.pack_bytes,
+        "dedup_ratio": if s.physical_bytes == 0 { 0.0 } else { s.logical_bytes as f64 / s.physical_bytes as f64 },
+    });
+    println!("{v}");
+    Ok(())
+}

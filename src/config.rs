@@ -1,0 +1,157 @@
+//! Daemon configuration: TOML file (`--config`), then flags override it.
+//!
+//! Every field has a default, so `stowage serve` runs with no config at all.
+//! Sizes read like "64MiB", durations like "15m".
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bytesize::ByteSize;
+use serde::{Deserialize, Serialize};
+
+use crate::chunker::ChunkParams;
+use crate::error::{Error, Result};
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where the index (RocksDB) and pack staging live. Default: "./stowage-data".
+    pub data_dir: PathBuf,
+    /// gRPC listen address. Default: "127.0.0.1:7420".
+    pub listen: SocketAddr,
+    /// Where sealed packs go, as an object_store URL: `file:///abs/dir`,
+    /// `s3://bucket/prefix`, `gs://…`, `az://…`, `memory://`.
+    /// Default: "file://<data_dir>" (packs land in `<data_dir>/packs/`).
+    pub pack_store: Option<String>,
+    /// Options for the pack store (object_store config keys, e.g.
+    /// `aws_endpoint`, `aws_region`, `aws_allow_http`, `aws_access_key_id`).
+    /// For `s3://`, `AWS_*` environment variables are read too. Default: empty.
+    pub pack_store_options: BTreeMap<String, String>,
+    pub chunking: Chunking,
+    /// zstd level for chunk data, 1..=19. A chunk that does not shrink is stored raw. Default: 3.
+    pub zstd_level: i32,
+    /// A pack is sealed and uploaded once it reaches this size. Default: "64MiB".
+    pub pack_target_size: ByteSize,
+    /// A non-empty open pack is sealed once it is this old, so data does not
+    /// wait for a full pack to reach the pack store. Default: "15m".
+    #[serde(with = "humantime_serde")]
+    pub pack_max_age: Duration,
+    /// Largest blob a Put accepts. Default: "16GiB".
+    pub max_blob_size: ByteSize,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Chunking {
+    /// Smallest chunk (except the last of a blob). Default: "16KiB".
+    pub min_size: ByteSize,
+    /// Target average chunk. Default: "64KiB".
+    pub avg_size: ByteSize,
+    /// Largest chunk. Default: "256KiB".
+    pub max_size: ByteSize,
+}
+
+impl Default for Chunking {
+    fn default() -> Self {
+        let p = ChunkParams::default();
+        Chunking {
+            min_size: ByteSize::b(p.min_size as u64),
+            avg_size: ByteSize::b(p.avg_size as u64),
+            max_size: ByteSize::b(p.max_size as u64),
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("./stowage-data"),
+            listen: SocketAddr::from(([127, 0, 0, 1], 7420)),
+            pack_store: None,
+            pack_store_options: BTreeMap::new(),
+            chunking: Chunking::default(),
+            zstd_level: 3,
+            pack_target_size: ByteSize::mib(64),
+            pack_max_age: Duration::from_secs(15 * 60),
+            max_blob_size: ByteSize::gib(16),
+        }
+    }
+}
+
+impl Config {
+    pub fn load(path: Option<&Path>) -> Result<Self> {
+        let Some(path) = path else { return Ok(Config::default()) };
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::invalid(format!("cannot read config {}: {e}", path.display())))?;
+        toml::from_str(&text).map_err(|e| Error::invalid(format!("config {}: {e}", path.display())))
+    }
+
+    pub fn chunk_params(&self) -> Result<ChunkParams> {
+        let to_u32 = |b: ByteSize, what: &str| {
+            u32::try_from(b.as_u64()).map_err(|_| Error::invalid(format!("chunking.{what} is too large")))
+        };
+        let p = ChunkParams {
+            min_size: to_u32(self.chunking.min_size, "min_size")?,
+            avg_size: to_u32(self.chunking.avg_size, "avg_size")?,
+            max_size: to_u32(self.chunking.max_size, "max_size")?,
+        };
+        p.validate()?;
+        Ok(p)
+    }
+
+    /// Checks every field, so the daemon refuses a bad config at start.
+    pub fn validate(&self) -> Result<()> {
+        self.chunk_params()?;
+        if !(1..=19).contains(&self.zstd_level) {
+            return Err(Error::invalid("zstd_level must be between 1 and 19"));
+        }
+        if self.pack_target_size.as_u64() < 64 * 1024 || self.pack_target_size.as_u64() > 4 << 30 {
+            return Err(Error::invalid("pack_target_size must be between 64KiB and 4GiB"));
+        }
+        Ok(())
+    }
+
+    pub fn index_dir(&self) -> PathBuf {
+        self.data_dir.join("index")
+    }
+
+    pub fn staging_dir(&self) -> PathBuf {
+        self.data_dir.join("staging")
+    }
+
+    /// The pack store URL, defaulting to a folder in the data dir.
+    pub fn pack_store_url(&self) -> Result<String> {
+        if let Some(u) = &self.pack_store {
+            return Ok(u.clone());
+        }
+        std::fs::create_dir_all(&self.data_dir)?;
+        let abs = std::fs::canonicalize(&self.data_dir)?;
+        Ok(format!("file://{}", abs.display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_readable_sizes_and_durations() {
+        let c: Config = toml::from_str(
+            "zstd_level = 5\npack_target_size = \"8MiB\"\npack_max_age = \"30s\"\n[chunking]\navg_size = \"32KiB\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.pack_target_size.as_u64(), 8 << 20);
+        assert_eq!(c.pack_max_age, Duration::from_secs(30));
+        assert_eq!(c.chunk_params().unwrap().avg_size, 32 << 10);
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn unknown_fields_and_bad_values_are_rejected() {
+        assert!(toml::from_str::<Config>("zstd_levle = 5").is_err());
+        let c: Config = toml::from_str("zstd_level = 40").unwrap();
+        assert!(c.validate().is_err());
+    }
+}

@@ -1,0 +1,412 @@
+//! The engine: opens the index and pack store, recovers staged packs, runs
+//! the sealer, and serves puts and reads. Transport-agnostic; `api/` wraps it.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures::{Stream, StreamExt};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::hash::Hash;
+use crate::index::{ChunkLoc, Index, PackInfo, PackState, RefInfo, Stats};
+use crate::ingest::{CommitReq, Committer, Ingest, Pending, PutOutcome, PutSpec};
+use crate::manifest::Manifest;
+use crate::pack::format::{self, Kind};
+use crate::pack::{OpenPack, Packer, staging_file_id};
+use crate::store::PackStore;
+
+/// Largest read issued for a run of adjacent records.
+const MAX_EXTENT: u64 = 8 << 20;
+/// Extents read ahead of the one being sent.
+const READ_AHEAD: usize = 4;
+/// Largest data frame a Get sends.
+pub const GET_FRAME: usize = 1 << 20;
+
+pub struct Engine {
+    cfg: Config,
+    index: Arc<Index>,
+    store: PackStore,
+    packer: Arc<Packer>,
+    ingest: Arc<Ingest>,
+    stop: CancellationToken,
+}
+
+/// Store-wide figures for `admin stats`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct StoreStats {
+    pub logical_bytes: u64,
+    pub unique_bytes: u64,
+    pub physical_bytes: u64,
+    pub chunks: u64,
+    pub packs: u64,
+    pub blobs: u64,
+    pub references: u64,
+    pub pack_bytes: u64,
+}
+
+/// Checks a namespace name: 1-128 bytes of `[A-Za-z0-9._-]` segments joined by `/`.
+pub fn validate_namespace(ns: &str) -> Result<()> {
+    if ns.is_empty() {
+        return Err(Error::invalid("namespace is required"));
+    }
+    if ns.len() > 128 {
+        return Err(Error::invalid(format!(
+            "namespace is {} bytes, the limit is 128",
+            ns.len()
+        )));
+    }
+    for seg in ns.split('/') {
+        if seg.is_empty() || seg == "." || seg == ".." {
+            return Err(Error::invalid(format!(
+                "namespace {ns:?} has an empty, '.' or '..' segment"
+            )));
+        }
+        if let Some(c) = seg
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+        {
+            return Err(Error::invalid(format!(
+                "namespace {ns:?} contains {c:?}; allowed: A-Z a-z 0-9 . _ - /"
+            )));
+        }
+    }
+    Ok(())
+}
+
+impl Engine {
+    /// Opens the store and recovers from whatever a crash left behind.
+    pub async fn open(cfg: Config) -> Result<Arc<Self>> {
+        cfg.validate()?;
+        let index = Arc::new(Index::open(&cfg.index_dir())?);
+        let store = PackStore::open(&cfg.pack_store_url()?, &cfg.pack_store_options)?;
+        let staging = cfg.staging_dir();
+        std::fs::create_dir_all(&staging)?;
+
+        let mut staged = Vec::new();
+        for p in list_staged(&staging)? {
+            if std::fs::metadata(&p)?.len() < format::HEADER_LEN as u64 {
+                // Crashed while creating it: the header is fsynced before any record.
+                tracing::warn!(path = %p.display(), "removing a staged pack that never got its header");
+                std::fs::remove_file(&p)?;
+                continue;
+            }
+            let pack = OpenPack::reopen(&p)?;
+            if index.pack(pack.id)?.is_some_and(|i| i.state == PackState::Sealed) {
+                // Uploaded and recorded; only the unlink was lost.
+                std::fs::remove_file(&p)?;
+                continue;
+            }
+            staged.push(Arc::new(pack));
+        }
+        let max_known = [
+            index.packs()?.last().map(|(id, _)| *id),
+            staged.iter().map(|p| p.id).max(),
+            store.list().await?.last().copied(),
+        ];
+        let mut next_id = max_known.into_iter().flatten().max().map_or(1, |m| m + 1);
+        // Keep appending to the newest unsealed pack; seal the others.
+        let reuse = staged
+            .iter()
+            .rposition(|p| !p.is_sealed() && p.len() < cfg.pack_target_size.as_u64());
+        let current = match reuse {
+            Some(i) => staged.remove(i),
+            None => {
+                next_id += 1;
+                Arc::new(OpenPack::create(&staging, next_id - 1, crate::now_ms())?)
+            }
+        };
+        let (seal_tx, seal_rx) = mpsc::unbounded_channel();
+        for p in &staged {
+            seal_tx
+                .send(p.clone())
+                .map_err(|_| Error::Internal("sealer channel closed".into()))?;
+        }
+        let packer = Arc::new(Packer::new(
+            staging,
+            cfg.pack_target_size.as_u64(),
+            current,
+            &staged,
+            next_id,
+            seal_tx,
+        ));
+        let committer = Committer::start(index.clone(), packer.clone())?;
+        let ingest = Arc::new(Ingest {
+            params: cfg.chunk_params()?,
+            zstd_level: cfg.zstd_level,
+            max_blob_size: cfg.max_blob_size.as_u64(),
+            index: index.clone(),
+            packer: packer.clone(),
+            committer: committer.clone(),
+            pending: Pending::default(),
+        });
+        let engine = Arc::new(Engine {
+            cfg,
+            index,
+            store,
+            packer,
+            ingest,
+            stop: CancellationToken::new(),
+        });
+        tokio::spawn(engine.clone().seal_loop(seal_rx, committer));
+        tokio::spawn(engine.clone().age_loop());
+        tracing::info!(
+            data_dir = %engine.cfg.data_dir.display(),
+            pack_store = engine.store.url(),
+            recovered_packs = staged.len(),
+            "engine open"
+        );
+        Ok(engine)
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// Stops background work. Staged data stays durable for the next start.
+    pub fn shutdown(&self) {
+        self.stop.cancel();
+    }
+
+    pub async fn put<S>(&self, spec: PutSpec, frames: S) -> Result<PutOutcome>
+    where
+        S: Stream<Item = Result<Bytes>> + Unpin,
+    {
+        validate_namespace(&spec.namespace)?;
+        self.ingest.put(spec, frames).await
+    }
+
+    /// The manifest of a blob the namespace stored, with its reference.
+    pub fn stat(&self, ns: &str, id: &Hash) -> Result<(Manifest, RefInfo)> {
+        validate_namespace(ns)?;
+        let not_found = || Error::NotFound(format!("blob {id} in namespace {ns}"));
+        let r = self.index.reference(ns, id)?.ok_or_else(not_found)?;
+        let m = self
+            .index
+            .blob(id)?
+            .ok_or_else(|| Error::corrupt(format!("blob {id} is referenced but has no manifest")))?;
+        Ok((m, r))
+    }
+
+    pub fn find_missing(&self, ns: &str, ids: &[Hash]) -> Result<Vec<Hash>> {
+        validate_namespace(ns)?;
+        let mut missing = Vec::new();
+        for id in ids {
+            if self.index.reference(ns, id)?.is_none() {
+                missing.push(*id);
+            }
+        }
+        Ok(missing)
+    }
+
+    pub fn stats(&self) -> Result<StoreStats> {
+        let s: Stats = self.index.stats()?;
+        let (staged, staged_bytes) = self.packer.staged_totals();
+        Ok(StoreStats {
+            logical_bytes: s.logical_bytes,
+            unique_bytes: s.unique_bytes,
+            physical_bytes: s.physical_bytes,
+            chunks: s.chunks,
+            packs: s.packs + staged,
+            blobs: s.blobs,
+            references: s.references,
+            pack_bytes: s.sealed_pack_bytes + staged_bytes,
+        })
+    }
+
+    /// Streams `[offset, offset+length)` of a blob, verifying every chunk.
+    /// Returns the blob size and the stream; a failed check ends the stream
+    /// with `Error::Corrupt` before any byte of that chunk is sent.
+    pub fn get(
+        self: &Arc<Self>,
+        ns: &str,
+        id: &Hash,
+        offset: u64,
+        length: Option<u64>,
+    ) -> Result<(u64, mpsc::Receiver<Result<Bytes>>)> {
+        let (m, _) = self.stat(ns, id)?;
+        if offset > m.size {
+            return Err(Error::OutOfRange(format!(
+                "offset {offset} is past the end of a {}-byte blob",
+                m.size
+            )));
+        }
+        let end = match length {
+            Some(l) => offset.checked_add(l).filter(|&e| e <= m.size).ok_or_else(|| {
+                Error::OutOfRange(format!("range {offset}+{l} is past the end of a {}-byte blob", m.size))
+            })?,
+            None => m.size,
+        };
+        // Chunks overlapping the range, with the slice of each to send.
+        let mut parts = Vec::new();
+        let mut pos = 0u64;
+        for c in &m.chunks {
+            let (s, e) = (pos, pos + c.len as u64);
+            pos = e;
+            if e <= offset || s >= end {
+                continue;
+            }
+            parts.push((c.id, (offset.max(s) - s) as usize, (end.min(e) - s) as usize));
+        }
+        let ids: Vec<Hash> = parts.iter().map(|p| p.0).collect();
+        let locs = self.index.chunks(&ids)?;
+        let mut extents: Vec<Extent> = Vec::new();
+        for ((id, from, to), loc) in parts.into_iter().zip(locs) {
+            let loc = loc
+                .ok_or_else(|| Error::corrupt(format!("chunk {id} of blob {} has no index entry", m.digests.blake3)))?;
+            let part = Part { id, loc, from, to };
+            match extents.last_mut() {
+                Some(x) if x.pack == loc.pack && x.end == loc.offset && x.end - x.start < MAX_EXTENT => {
+                    x.end += loc.record_len();
+                    x.parts.push(part);
+                }
+                _ => extents.push(Extent {
+                    pack: loc.pack,
+                    start: loc.offset,
+                    end: loc.offset + loc.record_len(),
+                    parts: vec![part],
+                }),
+            }
+        }
+        let (tx, rx) = mpsc::channel(4);
+        let this = self.clone();
+        tokio::spawn(async move {
+            let mut reads = futures::stream::iter(extents)
+                .map(|x| this.read_extent(x))
+                .buffered(READ_AHEAD);
+            let mut frame = BytesMut::new();
+            while let Some(r) = reads.next().await {
+                match r {
+                    Ok(pieces) => {
+                        for p in pieces {
+                            frame.extend_from_slice(&p);
+                            if frame.len() >= GET_FRAME && tx.send(Ok(frame.split().freeze())).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "read failed verification");
+                        let _ = tx.send(Err(e)).await;
+                        return;
+                    }
+                }
+            }
+            if !frame.is_empty() {
+                let _ = tx.send(Ok(frame.freeze())).await;
+            }
+        });
+        Ok((m.size, rx))
+    }
+
+    /// Reads a run of adjacent records and returns the verified slices.
+    async fn read_extent(self: &Arc<Self>, x: Extent) -> Result<Vec<Bytes>> {
+        let len = x.end - x.start;
+        let bytes = match self.packer.staged(x.pack) {
+            Some(p) => tokio::task::spawn_blocking(move || p.read_at(x.start, len).map(Bytes::from))
+                .await
+                .map_err(|e| Error::Internal(e.to_string()))??,
+            None => self.store.get_range(x.pack, x.start..x.end).await?,
+        };
+        tokio::task::spawn_blocking(move || {
+            x.parts
+                .iter()
+                .map(|p| {
+                    let at = (p.loc.offset - x.start) as usize;
+                    let rec = &bytes[at..at + p.loc.record_len() as usize];
+                    let (e, stored) = format::open_record(rec, p.loc.offset, Kind::Chunk, &p.id)
+                        .map_err(|e| Error::corrupt(format!("pack {:016x}: {e}", x.pack)))?;
+                    let raw = format::decode_chunk(&e, stored)?;
+                    Ok(Bytes::from(raw).slice(p.from..p.to))
+                })
+                .collect()
+        })
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))?
+    }
+
+    /// Seals, uploads and records full packs, retrying until it works.
+    async fn seal_loop(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<Arc<OpenPack>>, committer: Committer) {
+        while let Some(pack) = rx.recv().await {
+            let mut delay = Duration::from_millis(200);
+            loop {
+                match self.seal_one(&pack, &committer).await {
+                    Ok(()) => break,
+                    Err(e) => {
+                        tracing::error!(pack = %format!("{:016x}", pack.id), error = %e, "sealing failed; will retry");
+                        tokio::select! {
+                            _ = tokio::time::sleep(delay) => {}
+                            _ = self.stop.cancelled() => return,
+                        }
+                        delay = (delay * 2).min(Duration::from_secs(30));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Footer + fsync, upload, record as sealed, then drop the staged copy.
+    async fn seal_one(&self, pack: &Arc<OpenPack>, committer: &Committer) -> Result<()> {
+        let p = pack.clone();
+        let (size, records, bytes) = tokio::task::spawn_blocking(move || -> Result<_> {
+            let (size, records) = p.seal()?;
+            Ok((size, records, p.read_all()?))
+        })
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))??;
+        self.store.put(pack.id, Bytes::from(bytes)).await?;
+        let info = PackInfo {
+            state: PackState::Sealed,
+            size,
+            records,
+            created_ms: crate::now_ms(),
+        };
+        committer.submit(CommitReq::PackSealed { id: pack.id, info }).await?;
+        self.packer.drop_staged(pack.id)?;
+        tracing::info!(pack = %format!("{:016x}", pack.id), size, records, "pack sealed");
+        Ok(())
+    }
+
+    /// Seals a non-empty open pack once it reaches `pack_max_age`.
+    async fn age_loop(self: Arc<Self>) {
+        let age = self.cfg.pack_max_age;
+        let tick = (age / 4).clamp(Duration::from_millis(100), Duration::from_secs(30));
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(tick) => {}
+                _ = self.stop.cancelled() => return,
+            }
+            if let Err(e) = self.packer.roll_if_older(age) {
+                tracing::error!(error = %e, "could not roll the open pack");
+            }
+        }
+    }
+}
+
+struct Part {
+    id: Hash,
+    loc: ChunkLoc,
+    from: usize,
+    to: usize,
+}
+
+struct Extent {
+    pack: u64,
+    start: u64,
+    end: u64,
+    parts: Vec<Part>,
+}
+
+/// Staged pack files, oldest first.
+pub(crate) fn list_staged(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| staging_file_id(p).is_some())
+        .collect();
+    files.sort_by_key(|p| staging_file_id(p));
+    Ok(files)
+}

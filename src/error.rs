@@ -1,0 +1,43 @@
+//! The crate error: the variants callers act on. `api::status` maps it to gRPC.
+
+use std::io;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The request is malformed or does not match what it claims.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    #[error("not found: {0}")]
+    NotFound(String),
+    #[error("already exists: {0}")]
+    AlreadyExists(String),
+    /// A range or offset lies outside the object.
+    #[error("out of range: {0}")]
+    OutOfRange(String),
+    /// Stored data failed verification. Never answered with wrong bytes.
+    #[error("data loss: {0}")]
+    Corrupt(String),
+    /// The store is shutting down or a dependency is unreachable.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+    #[error("i/o: {0}")]
+    Io(#[from] io::Error),
+    #[error("object store: {0}")]
+    ObjectStore(#[from] object_store::Error),
+    /// The index (RocksDB) failed; the message comes from `index/`.
+    #[error("index: {0}")]
+    Index(String),
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    pub fn invalid(msg: impl Into<String>) -> Self {
+        Error::InvalidArgument(msg.into())
+    }
+    pub fn corrupt(msg: impl Into<String>) -> Self {
+        Error::Corrupt(msg.into())
+    }
+}

@@ -1,0 +1,253 @@
+//! Value and key encodings of the index. Every value starts with a version byte.
+
+use crate::error::{Error, Result};
+use crate::hash::Hash;
+use crate::manifest::Reader;
+use crate::pack::format::Codec;
+
+const V1: u8 = 1;
+
+fn version(r: &mut Reader<'_>, what: &str) -> Result<()> {
+    match r.take::<1>()?[0] {
+        V1 => Ok(()),
+        v => Err(Error::corrupt(format!("{what} encoding version {v} is unknown"))),
+    }
+}
+
+/// Where a chunk's record lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChunkLoc {
+    pub pack: u64,
+    /// Offset of the record header in the pack.
+    pub offset: u64,
+    pub stored_len: u32,
+    pub raw_len: u32,
+    pub codec: Codec,
+}
+
+impl ChunkLoc {
+    /// Bytes of the whole record (header + stored data).
+    pub fn record_len(&self) -> u64 {
+        crate::pack::format::RECORD_HEADER_LEN as u64 + self.stored_len as u64
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(26);
+        v.push(V1);
+        v.extend_from_slice(&self.pack.to_be_bytes());
+        v.extend_from_slice(&self.offset.to_be_bytes());
+        v.extend_from_slice(&self.stored_len.to_be_bytes());
+        v.extend_from_slice(&self.raw_len.to_be_bytes());
+        v.push(self.codec as u8);
+        v
+    }
+
+    pub fn decode(b: &[u8]) -> Result<Self> {
+        let mut r = Reader(b);
+        version(&mut r, "chunk location")?;
+        Ok(ChunkLoc {
+            pack: u64::from_be_bytes(r.take()?),
+            offset: u64::from_be_bytes(r.take()?),
+            stored_len: u32::from_be_bytes(r.take()?),
+            raw_len: u32::from_be_bytes(r.take()?),
+            codec: Codec::from_u8(r.take::<1>()?[0])?,
+        })
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PackState {
+    /// Being written in the staging folder; not in the pack store yet.
+    Open = 1,
+    /// Footer written and uploaded to the pack store.
+    Sealed = 2,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PackInfo {
+    pub state: PackState,
+    pub size: u64,
+    pub records: u32,
+    pub created_ms: i64,
+}
+
+impl PackInfo {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut v = vec![V1, self.state as u8];
+        v.extend_from_slice(&self.size.to_be_bytes());
+        v.extend_from_slice(&self.records.to_be_bytes());
+        v.extend_from_slice(&self.created_ms.to_be_bytes());
+        v
+    }
+
+    pub fn decode(b: &[u8]) -> Result<Self> {
+        let mut r = Reader(b);
+        version(&mut r, "pack info")?;
+        let state = match r.take::<1>()?[0] {
+            1 => PackState::Open,
+            2 => PackState::Sealed,
+            s => return Err(Error::corrupt(format!("unknown pack state {s}"))),
+        };
+        Ok(PackInfo {
+            state,
+            size: u64::from_be_bytes(r.take()?),
+            records: u32::from_be_bytes(r.take()?),
+            created_ms: i64::from_be_bytes(r.take()?),
+        })
+    }
+}
+
+/// A namespace's claim on a blob.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RefInfo {
+    pub created_ms: i64,
+}
+
+impl RefInfo {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut v = vec![V1];
+        v.extend_from_slice(&self.created_ms.to_be_bytes());
+        v
+    }
+
+    pub fn decode(b: &[u8]) -> Result<Self> {
+        let mut r = Reader(b);
+        version(&mut r, "reference")?;
+        Ok(RefInfo {
+            created_ms: i64::from_be_bytes(r.take()?),
+        })
+    }
+}
+
+pub fn ref_key(ns: &str, id: &Hash) -> Vec<u8> {
+    let mut k = Vec::with_capacity(2 + ns.len() + 32);
+    k.extend_from_slice(&(ns.len() as u16).to_be_bytes());
+    k.extend_from_slice(ns.as_bytes());
+    k.extend_from_slice(&id.0);
+    k
+}
+
+pub fn decode_ref_key(k: &[u8]) -> Result<(String, Hash)> {
+    let bad = || Error::corrupt("bad reference key");
+    let n = u16::from_be_bytes(k.get(..2).ok_or_else(bad)?.try_into().map_err(|_| bad())?) as usize;
+    let ns = std::str::from_utf8(k.get(2..2 + n).ok_or_else(bad)?).map_err(|_| bad())?;
+    let id = Hash::from_slice(k.get(2 + n..).ok_or_else(bad)?).ok_or_else(bad)?;
+    Ok((ns.to_string(), id))
+}
+
+/// Store-wide counters, kept exact by the single committer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Sum of blob sizes over every (namespace, blob) reference.
+    pub logical_bytes: u64,
+    /// Sum of sizes of distinct blobs.
+    pub unique_bytes: u64,
+    /// Stored bytes of distinct chunks.
+    pub physical_bytes: u64,
+    pub chunks: u64,
+    pub blobs: u64,
+    pub references: u64,
+    pub packs: u64,
+    /// Sizes of sealed packs.
+    pub sealed_pack_bytes: u64,
+}
+
+impl Stats {
+    fn fields(&self) -> [u64; 8] {
+        [
+            self.logical_bytes,
+            self.unique_bytes,
+            self.physical_bytes,
+            self.chunks,
+            self.blobs,
+            self.references,
+            self.packs,
+            self.sealed_pack_bytes,
+        ]
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        let mut v = vec![V1];
+        for f in self.fields() {
+            v.extend_from_slice(&f.to_be_bytes());
+        }
+        v
+    }
+
+    pub fn decode(b: &[u8]) -> Result<Self> {
+        let mut r = Reader(b);
+        version(&mut r, "stats")?;
+        let mut f = [0u64; 8];
+        for x in &mut f {
+            *x = u64::from_be_bytes(r.take()?);
+        }
+        let [
+            logical_bytes,
+            unique_bytes,
+            physical_bytes,
+            chunks,
+            blobs,
+            references,
+            packs,
+            sealed_pack_bytes,
+        ] = f;
+        Ok(Stats {
+            logical_bytes,
+            unique_bytes,
+            physical_bytes,
+            chunks,
+            blobs,
+            references,
+            packs,
+            sealed_pack_bytes,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodings_round_trip() {
+        let loc = ChunkLoc {
+            pack: 7,
+            offset: 1 << 40,
+            stored_len: 9,
+            raw_len: 65536,
+            codec: Codec::Zstd,
+        };
+        assert_eq!(ChunkLoc::decode(&loc.encode()).unwrap(), loc);
+        let p = PackInfo {
+            state: PackState::Sealed,
+            size: 64 << 20,
+            records: 1000,
+            created_ms: -5,
+        };
+        assert_eq!(PackInfo::decode(&p.encode()).unwrap(), p);
+        let s = Stats {
+            logical_bytes: 1,
+            unique_bytes: 2,
+            physical_bytes: 3,
+            chunks: 4,
+            blobs: 5,
+            references: 6,
+            packs: 7,
+            sealed_pack_bytes: 8,
+        };
+        assert_eq!(Stats::decode(&s.encode()).unwrap(), s);
+        let id = Hash::of(b"x");
+        assert_eq!(
+            decode_ref_key(&ref_key("acme/team", &id)).unwrap(),
+            ("acme/team".to_string(), id)
+        );
+        assert!(ChunkLoc::decode(&[1, 2]).is_err());
+    }
+
+    #[test]
+    fn ref_keys_of_one_namespace_are_contiguous() {
+        let a = ref_key("ab", &Hash([0xff; 32]));
+        let b = ref_key("abc", &Hash([0; 32]));
+        assert!(a < b, "length prefix keeps namespace ranges apart");
+    }
+}

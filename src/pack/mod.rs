@@ -1,0 +1,7 @@
+//! Packs: the format (pure), and the staging writer that appends records,
+//! fsyncs them in groups and rolls over to a new pack at the target size.
+
+pub mod format;
+mod writer;
+
+pub use writer::{OpenPack, Packer, staging_file_id};

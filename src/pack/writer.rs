@@ -1,0 +1,324 @@
+//! The open pack lives in the staging folder as `<id:016x>.pack` until it is
+//! sealed (footer written, fsynced) and uploaded. Appends are serialised by a
+//! lock and go to the page cache; [`OpenPack::sync_to`] makes them durable,
+//! one fdatasync for every waiter that arrived while the previous one ran.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+
+use super::format::{self, Codec, Entry, Kind};
+use crate::error::{Error, Result};
+use crate::hash::Hash;
+
+pub struct OpenPack {
+    pub id: u64,
+    path: PathBuf,
+    file: File,
+    body: Mutex<Body>,
+    /// Bytes known to be on disk; guarded by its own lock so syncs queue
+    /// behind one another while appends go on.
+    synced: Mutex<u64>,
+    opened: Instant,
+}
+
+struct Body {
+    len: u64,
+    entries: Vec<Entry>,
+    /// Final size once the footer is written.
+    sealed: Option<u64>,
+}
+
+/// Parses `<id:016x>.pack`.
+pub fn staging_file_id(path: &Path) -> Option<u64> {
+    let name = path.file_name()?.to_str()?;
+    u64::from_str_radix(name.strip_suffix(".pack")?, 16).ok()
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)?.sync_all()?;
+    Ok(())
+}
+
+impl OpenPack {
+    /// Creates an empty pack with its header, durably.
+    pub fn create(dir: &Path, id: u64, created_ms: i64) -> Result<Self> {
+        let path = dir.join(format!("{id:016x}.pack"));
+        let file = OpenOptions::new().read(true).write(true).create_new(true).open(&path)?;
+        file.write_all_at(&format::encode_header(id, created_ms), 0)?;
+        file.sync_all()?;
+        sync_dir(dir)?;
+        let len = format::HEADER_LEN as u64;
+        Ok(OpenPack {
+            id,
+            path,
+            file,
+            body: Mutex::new(Body {
+                len,
+                entries: Vec::new(),
+                sealed: None,
+            }),
+            synced: Mutex::new(len),
+            opened: Instant::now(),
+        })
+    }
+
+    /// Reopens a staged pack after a restart. A sealed one keeps its footer;
+    /// an unsealed one is scanned and its torn tail (a record cut short by a
+    /// crash, never acknowledged) is cut off.
+    pub fn reopen(path: &Path) -> Result<Self> {
+        let id = staging_file_id(path).ok_or_else(|| Error::corrupt(format!("{} is not a pack", path.display())))?;
+        let file = OpenOptions::new().read(true).write(true).open(path)?;
+        let bytes = std::fs::read(path)?;
+        let (pack_id, _) = format::decode_header(&bytes)
+            .map_err(|e| Error::corrupt(format!("staged pack {}: {e}", path.display())))?;
+        if pack_id != id {
+            return Err(Error::corrupt(format!(
+                "staged pack {} holds pack {pack_id:016x}",
+                path.display()
+            )));
+        }
+        let sealed = (bytes.len() >= format::HEADER_LEN + format::TRAILER_LEN)
+            .then(|| format::decode_trailer(&bytes[bytes.len() - format::TRAILER_LEN..]).ok())
+            .flatten()
+            .and_then(|(_, off)| {
+                let entries = format::decode_footer(bytes.get(off as usize..)?).ok()?;
+                Some((entries, off))
+            });
+        let body = match sealed {
+            Some((entries, off)) => Body {
+                len: off,
+                entries,
+                sealed: Some(bytes.len() as u64),
+            },
+            None => {
+                let (entries, end) = format::scan_records(&bytes)?;
+                if end < bytes.len() as u64 {
+                    tracing::warn!(pack = %format!("{id:016x}"), cut = bytes.len() as u64 - end, "cutting torn tail of staged pack");
+                    file.set_len(end)?;
+                    file.sync_all()?;
+                }
+                Body {
+                    len: end,
+                    entries,
+                    sealed: None,
+                }
+            }
+        };
+        let len = body.sealed.unwrap_or(body.len);
+        Ok(OpenPack {
+            id,
+            path: path.to_path_buf(),
+            file,
+            body: Mutex::new(body),
+            synced: Mutex::new(len),
+            opened: Instant::now(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Bytes of records written so far (header included, footer not).
+    pub fn len(&self) -> u64 {
+        lock(&self.body).len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        lock(&self.body).entries.is_empty()
+    }
+
+    pub fn is_sealed(&self) -> bool {
+        lock(&self.body).sealed.is_some()
+    }
+
+    /// Size on disk: with the footer once sealed.
+    pub fn size(&self) -> u64 {
+        let b = lock(&self.body);
+        b.sealed.unwrap_or(b.len)
+    }
+
+    pub fn entries(&self) -> Vec<Entry> {
+        lock(&self.body).entries.clone()
+    }
+
+    /// Appends one record; returns its entry (with offset). Not durable until
+    /// [`OpenPack::sync_to`] covers `entry.offset + entry.record_len()`.
+    fn append(&self, kind: Kind, codec: Codec, id: Hash, raw_len: u32, data: &[u8]) -> Result<Entry> {
+        let mut e = Entry::new(kind, codec, id, raw_len, data);
+        let mut b = lock(&self.body);
+        if b.sealed.is_some() {
+            return Err(Error::Internal(format!("pack {:016x} is sealed", self.id)));
+        }
+        e.offset = b.len;
+        self.file.write_all_at(&format::encode_record_header(&e), e.offset)?;
+        self.file
+            .write_all_at(data, e.offset + format::RECORD_HEADER_LEN as u64)?;
+        b.len += e.record_len();
+        b.entries.push(e);
+        Ok(e)
+    }
+
+    /// Makes every byte before `end` durable. Concurrent callers share fsyncs.
+    /// Lock order: `synced`, then `body`.
+    pub fn sync_to(&self, end: u64) -> Result<()> {
+        let mut synced = lock(&self.synced);
+        if *synced >= end {
+            return Ok(());
+        }
+        let target = self.size();
+        self.file.sync_data()?;
+        *synced = target;
+        Ok(())
+    }
+
+    /// Writes the footer and fsyncs; idempotent. Returns (size, records).
+    pub fn seal(&self) -> Result<(u64, u32)> {
+        let mut b = lock(&self.body);
+        if let Some(size) = b.sealed {
+            return Ok((size, b.entries.len() as u32));
+        }
+        let footer = format::encode_footer(&b.entries, b.len);
+        self.file.write_all_at(&footer, b.len)?;
+        let size = b.len + footer.len() as u64;
+        self.file.set_len(size)?;
+        self.file.sync_all()?;
+        b.sealed = Some(size);
+        let records = b.entries.len() as u32;
+        // Lock order is synced -> body (see sync_to): release body first.
+        drop(b);
+        let mut synced = lock(&self.synced);
+        *synced = (*synced).max(size);
+        Ok((size, records))
+    }
+
+    /// Reads `len` bytes at `offset` of this staged pack.
+    pub fn read_at(&self, offset: u64, len: u64) -> Result<Vec<u8>> {
+        let mut buf = vec![0u8; len as usize];
+        self.file.read_exact_at(&mut buf, offset).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                Error::corrupt(format!("staged pack {:016x} is shorter than its index says", self.id))
+            } else {
+                e.into()
+            }
+        })?;
+        Ok(buf)
+    }
+
+    /// The whole sealed pack, for upload.
+    pub fn read_all(&self) -> Result<Vec<u8>> {
+        Ok(std::fs::read(&self.path)?)
+    }
+}
+
+/// Owns the current open pack and rolls over to a new one when it is full;
+/// full packs go to the sealer through `sealer`.
+pub struct Packer {
+    dir: PathBuf,
+    target_size: u64,
+    current: Mutex<Arc<OpenPack>>,
+    next_id: AtomicU64,
+    /// Every staged pack (open or awaiting upload), readable locally.
+    staged: RwLock<HashMap<u64, Arc<OpenPack>>>,
+    sealer: mpsc::UnboundedSender<Arc<OpenPack>>,
+}
+
+impl Packer {
+    /// `current` is the pack to append to; `others` are staged packs that
+    /// still need sealing and uploading (already handed to the sealer).
+    pub fn new(
+        dir: PathBuf,
+        target_size: u64,
+        current: Arc<OpenPack>,
+        others: &[Arc<OpenPack>],
+        next_id: u64,
+        sealer: mpsc::UnboundedSender<Arc<OpenPack>>,
+    ) -> Self {
+        let mut staged: HashMap<u64, Arc<OpenPack>> = others.iter().map(|p| (p.id, p.clone())).collect();
+        staged.insert(current.id, current.clone());
+        Packer {
+            dir,
+            target_size,
+            current: Mutex::new(current),
+            next_id: AtomicU64::new(next_id),
+            staged: RwLock::new(staged),
+            sealer,
+        }
+    }
+
+    /// Appends a record to the current pack, rolling over once it is full.
+    /// Returns the pack the record is in and its entry.
+    pub fn append(
+        &self,
+        kind: Kind,
+        codec: Codec,
+        id: Hash,
+        raw_len: u32,
+        data: &[u8],
+    ) -> Result<(Arc<OpenPack>, Entry)> {
+        let mut cur = lock(&self.current);
+        let pack = cur.clone();
+        let e = pack.append(kind, codec, id, raw_len, data)?;
+        if pack.len() >= self.target_size {
+            self.roll(&mut cur)?;
+        }
+        Ok((pack, e))
+    }
+
+    fn roll(&self, cur: &mut Arc<OpenPack>) -> Result<()> {
+        let id = self.next_id.fetch_add(1, Ordering::SeqCst);
+        let fresh = Arc::new(OpenPack::create(&self.dir, id, crate::now_ms())?);
+        self.staged
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, fresh.clone());
+        let old = std::mem::replace(cur, fresh);
+        // The sealer outlives the packer; if it is gone we are shutting down
+        // and recovery seals the pack at the next start.
+        let _ = self.sealer.send(old);
+        Ok(())
+    }
+
+    /// Seals the current pack if it holds records and is older than `age`.
+    pub fn roll_if_older(&self, age: Duration) -> Result<bool> {
+        let mut cur = lock(&self.current);
+        if cur.is_empty() || cur.opened.elapsed() < age {
+            return Ok(false);
+        }
+        self.roll(&mut cur)?;
+        Ok(true)
+    }
+
+    /// A staged pack, if this pack has not been uploaded and dropped yet.
+    pub fn staged(&self, id: u64) -> Option<Arc<OpenPack>> {
+        self.staged.read().unwrap_or_else(|p| p.into_inner()).get(&id).cloned()
+    }
+
+    /// (count, bytes) of staged packs that hold records.
+    pub fn staged_totals(&self) -> (u64, u64) {
+        let s = self.staged.read().unwrap_or_else(|p| p.into_inner());
+        let used = s.values().filter(|p| !p.is_empty());
+        used.fold((0, 0), |(n, b), p| (n + 1, b + p.size()))
+    }
+
+    /// Forgets an uploaded pack and removes its staging file.
+    pub fn drop_staged(&self, id: u64) -> Result<()> {
+        let p = self.staged.write().unwrap_or_else(|p| p.into_inner()).remove(&id);
+        if let Some(p) = p {
+            std::fs::remove_file(p.path())?;
+            sync_dir(&self.dir)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,190 @@
+//! `admin rebuild-index`: rebuilds the whole index from the packs alone.
+//!
+//! Staged packs are sealed and uploaded first, then every pack's footer is
+//! read; blob manifests and namespace references come from their records.
+//! The new index is built beside the old one and swapped in at the end, so
+//! a failed rebuild leaves the old index as it was.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::config::Config;
+use crate::engine::list_staged;
+use crate::error::{Error, Result};
+use crate::hash::Hash;
+use crate::index::{Batch, ChunkLoc, Index, PackInfo, PackState, RefInfo, Stats};
+use crate::ingest::decode_ref_record;
+use crate::manifest::Manifest;
+use crate::pack::OpenPack;
+use crate::pack::format::{self, Kind};
+use crate::store::PackStore;
+
+const BATCH_OPS: usize = 10_000;
+
+#[derive(Debug, Default, serde::Serialize)]
+pub struct RebuildReport {
+    pub packs: u64,
+    pub chunks: u64,
+    pub blobs: u64,
+    pub references: u64,
+    /// Chunk records no blob uses (left by failed uploads); not indexed.
+    pub unreferenced_chunks: u64,
+    /// Chunks a manifest names that no pack holds: data already lost.
+    pub missing_chunks: u64,
+    pub old_index: Option<String>,
+}
+
+pub async fn rebuild_index(cfg: &Config) -> Result<RebuildReport> {
+    cfg.validate()?;
+    let store = PackStore::open(&cfg.pack_store_url()?, &cfg.pack_store_options)?;
+    let staging = cfg.staging_dir();
+    if staging.exists() {
+        for path in list_staged(&staging)? {
+            let pack = OpenPack::reopen(&path)?;
+            pack.seal()?;
+            store.put(pack.id, pack.read_all()?.into()).await?;
+            std::fs::remove_file(&path)?;
+        }
+    }
+
+    let mut chunks: HashMap<Hash, ChunkLoc> = HashMap::new();
+    let mut blobs: HashMap<Hash, Manifest> = HashMap::new();
+    let mut refs: HashMap<(String, Hash), RefInfo> = HashMap::new();
+    let mut packs = Vec::new();
+    for id in store.list().await? {
+        let size = store
+            .size(id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("pack {id:016x} vanished")))?;
+        if size < (format::HEADER_LEN + format::TRAILER_LEN) as u64 {
+            return Err(Error::corrupt(format!("pack {id:016x} is too short to be a pack")));
+        }
+        let trailer = store.get_range(id, size - format::TRAILER_LEN as u64..size).await?;
+        let (_, footer_at) =
+            format::decode_trailer(&trailer).map_err(|e| Error::corrupt(format!("pack {id:016x}: {e}")))?;
+        let footer = store.get_range(id, footer_at..size).await?;
+        let entries = format::decode_footer(&footer).map_err(|e| Error::corrupt(format!("pack {id:016x}: {e}")))?;
+        for e in &entries {
+            let loc = ChunkLoc {
+                pack: id,
+                offset: e.offset,
+                stored_len: e.stored_len,
+                raw_len: e.raw_len,
+                codec: e.codec,
+            };
+            match e.kind {
+                Kind::Chunk => {
+                    chunks.entry(e.id).or_insert(loc);
+                }
+                Kind::Blob | Kind::Ref => {
+                    let rec = store.get_range(id, e.offset..e.offset + e.record_len()).await?;
+                    let (_, data) = format::open_record(&rec, e.offset, e.kind, &e.id)
+                        .map_err(|err| Error::corrupt(format!("pack {id:016x}: {err}")))?;
+                    if e.kind == Kind::Blob {
+                        blobs.entry(e.id).or_insert(Manifest::decode(data)?);
+                    } else {
+                        let (ns, r) = decode_ref_record(data)?;
+                        refs.entry((ns, e.id))
+                            .and_modify(|old| old.created_ms = old.created_ms.min(r.created_ms))
+                            .or_insert(r);
+                    }
+                }
+            }
+        }
+        let created_ms = format::decode_header(&store.get_range(id, 0..format::HEADER_LEN as u64).await?)?.1;
+        packs.push((
+            id,
+            PackInfo {
+                state: PackState::Sealed,
+                size,
+                records: entries.len() as u32,
+                created_ms,
+            },
+        ));
+    }
+
+    let tmp = cfg.data_dir.join("index.rebuild");
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp)?;
+    }
+    let mut report = RebuildReport::default();
+    {
+        let index = Index::open(&tmp)?;
+        let mut stats = Stats::default();
+        let mut w = Writer {
+            index: &index,
+            batch: Batch::default(),
+            ops: 0,
+        };
+        for (id, info) in &packs {
+            w.batch.put_pack(*id, info);
+            stats.packs += 1;
+            stats.sealed_pack_bytes += info.size;
+            w.tick()?;
+        }
+        let mut used: HashSet<Hash> = HashSet::new();
+        for m in blobs.values() {
+            w.batch.put_blob(m);
+            stats.blobs += 1;
+            stats.unique_bytes += m.size;
+            for c in &m.chunks {
+                if !used.insert(c.id) {
+                    continue;
+                }
+                match chunks.get(&c.id) {
+                    Some(loc) => {
+                        w.batch.put_chunk(&c.id, loc);
+                        stats.chunks += 1;
+                        stats.physical_bytes += loc.stored_len as u64;
+                    }
+                    None => {
+                        tracing::error!(chunk = %c.id, blob = %m.digests.blake3, "chunk is in no pack");
+                        report.missing_chunks += 1;
+                    }
+                }
+            }
+            w.tick()?;
+        }
+        for ((ns, id), r) in &refs {
+            let Some(m) = blobs.get(id) else {
+                tracing::warn!(%ns, blob = %id, "reference to a blob with no manifest; skipped");
+                continue;
+            };
+            w.batch.put_ref(ns, id, r);
+            stats.references += 1;
+            stats.logical_bytes += m.size;
+            w.tick()?;
+        }
+        w.batch.put_stats(&stats);
+        index.commit(std::mem::take(&mut w.batch))?;
+        report.packs = stats.packs;
+        report.chunks = stats.chunks;
+        report.blobs = stats.blobs;
+        report.references = stats.references;
+        report.unreferenced_chunks = chunks.keys().filter(|id| !used.contains(id)).count() as u64;
+    }
+    let live = cfg.index_dir();
+    if live.exists() {
+        let old = cfg.data_dir.join(format!("index.old-{}", crate::now_ms()));
+        std::fs::rename(&live, &old)?;
+        report.old_index = Some(old.display().to_string());
+    }
+    std::fs::rename(&tmp, &live)?;
+    Ok(report)
+}
+
+struct Writer<'a> {
+    index: &'a Index,
+    batch: Batch,
+    ops: usize,
+}
+
+impl Writer<'_> {
+    fn tick(&mut self) -> Result<()> {
+        self.ops += 1;
+        if self.ops >= BATCH_OPS {
+            self.index.commit(std::mem::take(&mut self.batch))?;
+            self.ops = 0;
+        }
+        Ok(())
+    }
+}

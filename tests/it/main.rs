@@ -1,0 +1,9 @@
+//! One integration binary: each module spawns the real `stowage` binary on a
+//! free port with a temp data dir and talks to it over gRPC.
+
+mod blob;
+mod cli;
+mod corruption;
+mod durability;
+mod harness;
+mod rebuild;
