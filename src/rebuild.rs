@@ -112,8 +112,7 @@ pub async fn rebuild_index(cfg: &Config) -> Result<RebuildReport> {
         let mut stats = Stats::default();
         let mut w = Writer {
             index: &index,
-            batch: Batch::default(),
-            ops: 0,
+            batch: index.batch(),
         };
         for (id, info) in &packs {
             w.batch.put_pack(*id, info);
@@ -155,7 +154,7 @@ pub async fn rebuild_index(cfg: &Config) -> Result<RebuildReport> {
             w.tick()?;
         }
         w.batch.put_stats(&stats);
-        index.commit(std::mem::take(&mut w.batch))?;
+        index.commit(w.batch)?;
         report.packs = stats.packs;
         report.chunks = stats.chunks;
         report.blobs = stats.blobs;
@@ -174,16 +173,14 @@ pub async fn rebuild_index(cfg: &Config) -> Result<RebuildReport> {
 
 struct Writer<'a> {
     index: &'a Index,
-    batch: Batch,
-    ops: usize,
+    batch: Batch<'a>,
 }
 
 impl Writer<'_> {
     fn tick(&mut self) -> Result<()> {
-        self.ops += 1;
-        if self.ops >= BATCH_OPS {
-            self.index.commit(std::mem::take(&mut self.batch))?;
-            self.ops = 0;
+        if self.batch.len() >= BATCH_OPS {
+            let full = std::mem::replace(&mut self.batch, self.index.batch());
+            self.index.commit(full)?;
         }
         Ok(())
     }

@@ -37,33 +37,35 @@ pub struct Index {
 }
 
 /// Changes applied atomically (and durably) by [`Index::commit`].
-#[derive(Default)]
-pub struct Batch {
+pub struct Batch<'a> {
+    index: &'a Index,
     wb: rocksdb::WriteBatch,
-    ops: Vec<(&'static str, Vec<u8>, Option<Vec<u8>>)>,
 }
 
-impl Batch {
+impl Batch<'_> {
+    fn put(&mut self, cf: &str, k: &[u8], v: Vec<u8>) {
+        self.wb.put_cf(self.index.cf(cf), k, v);
+    }
     pub fn put_chunk(&mut self, id: &Hash, loc: &ChunkLoc) {
-        self.ops.push((CF_CHUNKS, id.0.to_vec(), Some(loc.encode())));
+        self.put(CF_CHUNKS, &id.0, loc.encode());
     }
     pub fn put_blob(&mut self, m: &Manifest) {
-        self.ops.push((CF_BLOBS, m.digests.blake3.0.to_vec(), Some(m.encode())));
+        self.put(CF_BLOBS, &m.digests.blake3.0, m.encode());
     }
     pub fn put_ref(&mut self, ns: &str, id: &Hash, r: &RefInfo) {
-        self.ops.push((CF_REFS, codec::ref_key(ns, id), Some(r.encode())));
+        self.put(CF_REFS, &codec::ref_key(ns, id), r.encode());
     }
     pub fn put_pack(&mut self, id: u64, p: &PackInfo) {
-        self.ops.push((CF_PACKS, id.to_be_bytes().to_vec(), Some(p.encode())));
-    }
-    pub fn delete_chunk(&mut self, id: &Hash) {
-        self.ops.push((CF_CHUNKS, id.0.to_vec(), None));
+        self.put(CF_PACKS, &id.to_be_bytes(), p.encode());
     }
     pub fn put_stats(&mut self, s: &Stats) {
-        self.ops.push((CF_META, STATS_KEY.to_vec(), Some(s.encode())));
+        self.put(CF_META, STATS_KEY, s.encode());
+    }
+    pub fn len(&self) -> usize {
+        self.wb.len()
     }
     pub fn is_empty(&self) -> bool {
-        self.ops.is_empty()
+        self.wb.is_empty()
     }
 }
 
@@ -181,17 +183,17 @@ impl Index {
         Ok(())
     }
 
-    /// Applies a batch atomically; returns once the WAL is fsynced.
-    pub fn commit(&self, batch: Batch) -> Result<()> {
-        let Batch { mut wb, ops } = batch;
-        for (cf, k, v) in ops {
-            match v {
-                Some(v) => wb.put_cf(self.cf(cf), k, v),
-                None => wb.delete_cf(self.cf(cf), k),
-            }
+    pub fn batch(&self) -> Batch<'_> {
+        Batch {
+            index: self,
+            wb: rocksdb::WriteBatch::default(),
         }
+    }
+
+    /// Applies a batch atomically; returns once the WAL is fsynced.
+    pub fn commit(&self, batch: Batch<'_>) -> Result<()> {
         let mut wo = WriteOptions::default();
         wo.set_sync(true);
-        self.db.write_opt(wb, &wo).map_err(db_err)
+        self.db.write_opt(batch.wb, &wo).map_err(db_err)
     }
 }

@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{Error, Result};
 use crate::hash::Hash;
-use crate::index::{Batch, ChunkLoc, Index, PackInfo, PackState, RefInfo, Stats};
+use crate::index::{ChunkLoc, Index, PackInfo, PackState, RefInfo, Stats};
 use crate::manifest::Manifest;
 use crate::pack::Packer;
 use crate::pack::format::{Codec, Kind};
@@ -25,7 +25,7 @@ pub enum CommitReq {
     /// A put whose chunks are all written (not necessarily synced).
     Put {
         namespace: String,
-        manifest: Manifest,
+        manifest: Box<Manifest>,
         /// Chunks this put wrote or found only among uncommitted writes.
         candidates: Vec<(Hash, ChunkLoc)>,
     },
@@ -103,7 +103,7 @@ impl Worker {
 
     fn commit(&mut self, reqs: &[CommitReq]) -> Result<Vec<CommitOutcome>> {
         let mut stats = self.stats;
-        let mut batch = Batch::default();
+        let mut batch = self.index.batch();
         let mut chunks: HashSet<Hash> = HashSet::new();
         let mut blobs: HashSet<Hash> = HashSet::new();
         let mut refs: HashSet<(&str, Hash)> = HashSet::new();

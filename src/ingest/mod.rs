@@ -175,7 +175,7 @@ impl Ingest {
         };
         let req = CommitReq::Put {
             namespace: spec.namespace,
-            manifest,
+            manifest: Box::new(manifest),
             candidates: c.candidates.clone(),
         };
         let o = self.committer.submit(req).await?;

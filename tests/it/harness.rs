@@ -71,10 +71,10 @@ impl Daemon {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if let Ok(c) = Client::connect(&self.addr).await {
-                if c.stats().await.is_ok() {
-                    return;
-                }
+            if let Ok(c) = Client::connect(&self.addr).await
+                && c.stats().await.is_ok()
+            {
+                return;
             }
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!("daemon exited with {status}: {}", self.log());
