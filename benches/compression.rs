@@ -45,11 +45,11 @@ fn compression(c: &mut Criterion) {
                     .sum::<usize>()
             })
         });
-        let stored: Vec<(Entry, Vec<u8>)> = data
+        let stored: Vec<(Entry, bytes::Bytes)> = data
             .chunks(64 << 10)
             .map(|c| {
                 let (codec, z) = compress(c, 3).unwrap();
-                let s = z.unwrap_or_else(|| c.to_vec());
+                let s = bytes::Bytes::from(z.unwrap_or_else(|| c.to_vec()));
                 (Entry::new(Kind::Chunk, codec, Hash::of(c), c.len() as u32, &s), s)
             })
             .collect();
@@ -57,7 +57,7 @@ fn compression(c: &mut Criterion) {
             b.iter(|| {
                 stored
                     .iter()
-                    .map(|(e, s)| decode_chunk(e, s).unwrap().len())
+                    .map(|(e, s)| decode_chunk(e, s.clone()).unwrap().len())
                     .sum::<usize>()
             })
         });

@@ -8,6 +8,9 @@ use fastcdc::v2020::{self, MASKS};
 
 use crate::error::{Error, Result};
 
+/// The largest chunk any configuration can produce (FastCDC's limit).
+pub const MAX_CHUNK: usize = v2020::MAXIMUM_MAX as usize;
+
 /// Chunk size bounds. FastCDC normalisation level 1, as `fastcdc` defaults.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ChunkParams {

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -24,8 +24,8 @@ use crate::store::PackStore;
 const MAX_EXTENT: u64 = 8 << 20;
 /// Extents read ahead of the one being sent.
 const READ_AHEAD: usize = 4;
-/// Largest data frame a Get sends.
-pub const GET_FRAME: usize = 1 << 20;
+/// Largest data frame a Get sends: one chunk at most.
+pub const GET_FRAME: usize = crate::chunker::MAX_CHUNK;
 
 pub struct Engine {
     cfg: Config,
@@ -103,10 +103,11 @@ impl Engine {
             }
             staged.push(Arc::new(pack));
         }
+        let in_store = store.list().await?;
         let max_known = [
             index.packs()?.last().map(|(id, _)| *id),
             staged.iter().map(|p| p.id).max(),
-            store.list().await?.last().copied(),
+            in_store.last().copied(),
         ];
         let mut next_id = max_known.into_iter().flatten().max().map_or(1, |m| m + 1);
         // Keep appending to the newest unsealed pack; seal the others.
@@ -152,6 +153,7 @@ impl Engine {
             ingest,
             stop: CancellationToken::new(),
         });
+        engine.reconcile(&committer, &in_store).await?;
         tokio::spawn(engine.clone().seal_loop(seal_rx, committer));
         tokio::spawn(engine.clone().age_loop());
         tracing::info!(
@@ -272,19 +274,17 @@ impl Engine {
                 }),
             }
         }
-        let (tx, rx) = mpsc::channel(4);
+        let (tx, rx) = mpsc::channel(16);
         let this = self.clone();
         tokio::spawn(async move {
             let mut reads = futures::stream::iter(extents)
                 .map(|x| this.read_extent(x))
                 .buffered(READ_AHEAD);
-            let mut frame = BytesMut::new();
             while let Some(r) = reads.next().await {
                 match r {
                     Ok(pieces) => {
                         for p in pieces {
-                            frame.extend_from_slice(&p);
-                            if frame.len() >= GET_FRAME && tx.send(Ok(frame.split().freeze())).await.is_err() {
+                            if tx.send(Ok(p)).await.is_err() {
                                 return;
                             }
                         }
@@ -295,9 +295,6 @@ impl Engine {
                         return;
                     }
                 }
-            }
-            if !frame.is_empty() {
-                let _ = tx.send(Ok(frame.freeze())).await;
             }
         });
         Ok((m.size, rx))
@@ -317,11 +314,11 @@ impl Engine {
                 .iter()
                 .map(|p| {
                     let at = (p.loc.offset - x.start) as usize;
-                    let rec = &bytes[at..at + p.loc.record_len() as usize];
-                    let (e, stored) = format::open_record(rec, p.loc.offset, Kind::Chunk, &p.id)
+                    let rec = bytes.slice(at..at + p.loc.record_len() as usize);
+                    let (e, _) = format::open_record(&rec, p.loc.offset, Kind::Chunk, &p.id)
                         .map_err(|e| Error::corrupt(format!("pack {:016x}: {e}", x.pack)))?;
-                    let raw = format::decode_chunk(&e, stored)?;
-                    Ok(Bytes::from(raw).slice(p.from..p.to))
+                    let raw = format::decode_chunk(&e, rec.slice(format::RECORD_HEADER_LEN..))?;
+                    Ok(raw.slice(p.from..p.to))
                 })
                 .collect()
         })
@@ -349,16 +346,16 @@ impl Engine {
         }
     }
 
-    /// Footer + fsync, upload, record as sealed, then drop the staged copy.
+    /// Footer + fsync, move into the store, record as sealed, then forget
+    /// the staged copy.
     async fn seal_one(&self, pack: &Arc<OpenPack>, committer: &Committer) -> Result<()> {
         let p = pack.clone();
-        let (size, records, bytes) = tokio::task::spawn_blocking(move || -> Result<_> {
-            let (size, records) = p.seal()?;
-            Ok((size, records, p.read_all()?))
-        })
-        .await
-        .map_err(|e| Error::Internal(e.to_string()))??;
-        self.store.put(pack.id, Bytes::from(bytes)).await?;
+        let (size, records) = tokio::task::spawn_blocking(move || p.seal())
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))??;
+        if self.store.size(pack.id).await? != Some(size) {
+            self.store.put_file(pack.id, pack.path()).await?;
+        }
         let info = PackInfo {
             state: PackState::Sealed,
             size,
@@ -368,6 +365,36 @@ impl Engine {
         committer.submit(CommitReq::PackSealed { id: pack.id, info }).await?;
         self.packer.drop_staged(pack.id)?;
         tracing::info!(pack = %format!("{:016x}", pack.id), size, records, "pack sealed");
+        Ok(())
+    }
+
+    /// Records packs that reached the store but not the index (a crash
+    /// between moving a pack into a local store and committing it).
+    async fn reconcile(&self, committer: &Committer, in_store: &[u64]) -> Result<()> {
+        for &id in in_store {
+            if self.index.pack(id)?.is_some() || self.packer.staged(id).is_some() {
+                continue;
+            }
+            let size = self
+                .store
+                .size(id)
+                .await?
+                .ok_or_else(|| Error::NotFound(format!("pack {id:016x}")))?;
+            let tail = self
+                .store
+                .get_range(id, size.saturating_sub(format::TRAILER_LEN as u64)..size)
+                .await?;
+            let (records, _) = format::decode_trailer(&tail)
+                .map_err(|e| Error::corrupt(format!("pack {id:016x} in the store: {e}")))?;
+            let info = PackInfo {
+                state: PackState::Sealed,
+                size,
+                records,
+                created_ms: crate::now_ms(),
+            };
+            committer.submit(CommitReq::PackSealed { id, info }).await?;
+            tracing::info!(pack = %format!("{id:016x}"), size, "recorded a sealed pack the index did not list");
+        }
         Ok(())
     }
 

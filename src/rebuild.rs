@@ -41,8 +41,10 @@ pub async fn rebuild_index(cfg: &Config) -> Result<RebuildReport> {
         for path in list_staged(&staging)? {
             let pack = OpenPack::reopen(&path)?;
             pack.seal()?;
-            store.put(pack.id, pack.read_all()?.into()).await?;
-            std::fs::remove_file(&path)?;
+            store.put_file(pack.id, &path).await?;
+            if path.exists() {
+                std::fs::remove_file(&path)?;
+            }
         }
     }
 

@@ -118,8 +118,13 @@ async fn main() -> anyhow::Result<()> {
                 let t = Instant::now();
                 match mode {
                     Mode::Get => {
-                        let n = c.get_bytes(&ns, blob.as_deref().unwrap(), 0, None).await?.len();
-                        bytes += n as u64;
+                        let req = stowage::api::pb::GetRequest {
+                            namespace: ns.clone(),
+                            blake3: blob.clone().unwrap(),
+                            offset: 0,
+                            length: None,
+                        };
+                        bytes += c.get_to(req, |_| Ok(())).await?;
                     }
                     _ => {
                         let hd = stowage::api::pb::PutHeader {

@@ -25,6 +25,8 @@ impl Client {
     pub async fn connect(addr: &str) -> Result<Self, tonic::transport::Error> {
         let ch = Endpoint::from_shared(addr.to_string())?
             .tcp_nodelay(true)
+            .initial_stream_window_size(Some(super::server::WINDOW))
+            .initial_connection_window_size(Some(2 * super::server::WINDOW))
             .connect()
             .await?;
         Ok(Self::from_channel(ch))

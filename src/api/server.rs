@@ -14,6 +14,9 @@ use crate::error::{Error, Result};
 
 /// Largest message a client may send (Put data frames included).
 const MAX_MESSAGE: usize = 16 << 20;
+/// HTTP/2 flow-control window per stream. The 64 KiB default stalls a
+/// stream every 64 KiB for a round trip; uploads are megabytes.
+pub(crate) const WINDOW: u32 = 8 << 20;
 
 /// Serves until `shutdown` resolves, then drains in-flight requests.
 pub async fn serve(engine: Arc<Engine>, listen: SocketAddr, shutdown: impl Future<Output = ()> + Send) -> Result<()> {
@@ -36,6 +39,8 @@ pub async fn serve(engine: Arc<Engine>, listen: SocketAddr, shutdown: impl Futur
     tracing::info!(%addr, "listening");
     tonic::transport::Server::builder()
         .tcp_nodelay(true)
+        .initial_stream_window_size(Some(WINDOW))
+        .initial_connection_window_size(Some(2 * WINDOW))
         .add_service(health_svc)
         .add_service(reflection)
         .add_service(blob)

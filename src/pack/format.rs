@@ -16,6 +16,8 @@
 //! without trusting the data; the data checksum catches corruption before
 //! decompression, and the chunk id (BLAKE3 of the raw bytes) catches the rest.
 
+use bytes::Bytes;
+
 use crate::error::{Error, Result};
 use crate::hash::Hash;
 use crate::manifest::Reader;
@@ -262,9 +264,22 @@ pub fn scan_records(pack: &[u8]) -> Result<(Vec<Entry>, u64)> {
     Ok((entries, pos as u64))
 }
 
+thread_local! {
+    // zstd contexts are costly to set up; each thread keeps one of each.
+    static COMPRESSOR: std::cell::RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> = const { std::cell::RefCell::new(None) };
+    static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { std::cell::RefCell::new(None) };
+}
+
 /// Compresses a chunk with zstd; keeps it raw when that does not shrink it.
 pub fn compress(raw: &[u8], level: i32) -> Result<(Codec, Option<Vec<u8>>)> {
-    let z = zstd::bulk::compress(raw, level)?;
+    let z = COMPRESSOR.with(|c| -> Result<Vec<u8>> {
+        let mut c = c.borrow_mut();
+        if c.as_ref().is_none_or(|(l, _)| *l != level) {
+            *c = Some((level, zstd::bulk::Compressor::new(level)?));
+        }
+        let (_, comp) = c.as_mut().expect("set above");
+        Ok(comp.compress(raw)?)
+    })?;
     Ok(if z.len() < raw.len() {
         (Codec::Zstd, Some(z))
     } else {
@@ -273,11 +288,20 @@ pub fn compress(raw: &[u8], level: i32) -> Result<(Codec, Option<Vec<u8>>)> {
 }
 
 /// Decodes stored data to raw bytes and verifies them against the chunk id.
-pub fn decode_chunk(e: &Entry, stored: &[u8]) -> Result<Vec<u8>> {
+/// Raw chunks come back as a slice of `stored`, without a copy.
+pub fn decode_chunk(e: &Entry, stored: Bytes) -> Result<Bytes> {
     let raw = match e.codec {
-        Codec::Raw => stored.to_vec(),
-        Codec::Zstd => zstd::bulk::decompress(stored, e.raw_len as usize)
-            .map_err(|err| Error::corrupt(format!("chunk {} does not decompress: {err}", e.id)))?,
+        Codec::Raw => stored,
+        Codec::Zstd => DECOMPRESSOR
+            .with(|d| -> std::io::Result<Vec<u8>> {
+                let mut d = d.borrow_mut();
+                if d.is_none() {
+                    *d = Some(zstd::bulk::Decompressor::new()?);
+                }
+                d.as_mut().expect("set above").decompress(&stored, e.raw_len as usize)
+            })
+            .map_err(|err| Error::corrupt(format!("chunk {} does not decompress: {err}", e.id)))?
+            .into(),
     };
     if raw.len() != e.raw_len as usize || Hash::of(&raw) != e.id {
         return Err(Error::corrupt(format!("chunk {} fails hash verification", e.id)));
@@ -324,7 +348,7 @@ mod tests {
             for (e, c) in entries.iter().zip(&chunks) {
                 let rec = &pack[e.offset as usize..(e.offset + e.record_len()) as usize];
                 let (e2, stored) = open_record(rec, e.offset, Kind::Chunk, &e.id).unwrap();
-                prop_assert_eq!(&decode_chunk(&e2, stored).unwrap(), c);
+                prop_assert_eq!(&decode_chunk(&e2, Bytes::copy_from_slice(stored)).unwrap()[..], &c[..]);
             }
         }
 

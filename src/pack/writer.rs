@@ -215,11 +215,6 @@ impl OpenPack {
         })?;
         Ok(buf)
     }
-
-    /// The whole sealed pack, for upload.
-    pub fn read_all(&self) -> Result<Vec<u8>> {
-        Ok(std::fs::read(&self.path)?)
-    }
 }
 
 /// Owns the current open pack and rolls over to a new one when it is full;
@@ -312,12 +307,16 @@ impl Packer {
         used.fold((0, 0), |(n, b), p| (n + 1, b + p.size()))
     }
 
-    /// Forgets an uploaded pack and removes its staging file.
+    /// Forgets an uploaded pack and removes its staging file, if still there.
     pub fn drop_staged(&self, id: u64) -> Result<()> {
         let p = self.staged.write().unwrap_or_else(|p| p.into_inner()).remove(&id);
         if let Some(p) = p {
-            std::fs::remove_file(p.path())?;
-            sync_dir(&self.dir)?;
+            match std::fs::remove_file(p.path()) {
+                Ok(()) => sync_dir(&self.dir)?,
+                // A local pack store took the file by rename.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e.into()),
+            }
         }
         Ok(())
     }

@@ -82,6 +82,37 @@ impl PackStore {
         self.prefix.child("packs").child(format!("{pack:016x}.pack"))
     }
 
+    /// Moves a sealed pack file into the store. Returns once it is durable
+    /// there. On the local filesystem this is a rename (no copy; the file
+    /// leaves `src`); elsewhere the file is uploaded and `src` stays.
+    pub async fn put_file(&self, pack: u64, src: &std::path::Path) -> Result<()> {
+        let path = self.path(pack);
+        if let Some(root) = &self.local_root {
+            let (src, dst) = (src.to_path_buf(), root.join(path.as_ref()));
+            let renamed = tokio::task::spawn_blocking(move || -> std::io::Result<bool> {
+                let dir = dst.parent().expect("pack paths have a folder");
+                std::fs::create_dir_all(dir)?;
+                match std::fs::rename(&src, &dst) {
+                    Ok(()) => {}
+                    Err(e) if e.raw_os_error() == Some(18) => return Ok(false), // EXDEV: copy instead
+                    Err(e) => return Err(e),
+                }
+                std::fs::File::open(dir)?.sync_all()?;
+                if let Some(from) = src.parent() {
+                    std::fs::File::open(from)?.sync_all()?;
+                }
+                Ok(true)
+            })
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))??;
+            if renamed {
+                return Ok(());
+            }
+        }
+        let bytes = tokio::fs::read(src).await?;
+        self.put(pack, bytes.into()).await
+    }
+
     /// Uploads a sealed pack. Returns once it is durable in the store.
     pub async fn put(&self, pack: u64, bytes: Bytes) -> Result<()> {
         let path = self.path(pack);
