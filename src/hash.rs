@@ -69,20 +69,49 @@ pub struct FileDigests {
     pub md5: Option<[u8; 16]>,
 }
 
-/// Computes all whole-file digests in one pass over the bytes.
+/// Digests as computed: those a [`FileHasher`] was not asked for are `None`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Computed {
+    pub blake3: Option<Hash>,
+    pub sha256: Option<[u8; 32]>,
+    pub sha1: Option<[u8; 20]>,
+    pub sha512: Option<[u8; 64]>,
+    pub md5: Option<[u8; 16]>,
+}
+
+impl Computed {
+    /// The full set, if BLAKE3 and SHA-256 were computed.
+    pub fn complete(self) -> Option<FileDigests> {
+        Some(FileDigests {
+            blake3: self.blake3?,
+            sha256: self.sha256?,
+            sha1: self.sha1,
+            sha512: self.sha512,
+            md5: self.md5,
+        })
+    }
+}
+
+/// Computes whole-file digests in one pass over the bytes.
 pub struct FileHasher {
-    blake3: blake3::Hasher,
-    sha256: Sha256,
+    blake3: Option<blake3::Hasher>,
+    sha256: Option<Sha256>,
     sha1: Option<Sha1>,
     sha512: Option<Sha512>,
     md5: Option<Md5>,
 }
 
 impl FileHasher {
+    /// BLAKE3, SHA-256 and the requested extras.
     pub fn new(extra: ExtraDigests) -> Self {
+        Self::only(true, true, extra)
+    }
+
+    /// Just the named digests (to verify a declared digest, say).
+    pub fn only(blake3: bool, sha256: bool, extra: ExtraDigests) -> Self {
         FileHasher {
-            blake3: blake3::Hasher::new(),
-            sha256: Sha256::new(),
+            blake3: blake3.then(blake3::Hasher::new),
+            sha256: sha256.then(Sha256::new),
             sha1: extra.sha1.then(Sha1::new),
             sha512: extra.sha512.then(Sha512::new),
             md5: extra.md5.then(Md5::new),
@@ -90,8 +119,12 @@ impl FileHasher {
     }
 
     pub fn update(&mut self, data: &[u8]) {
-        self.blake3.update(data);
-        self.sha256.update(data);
+        if let Some(h) = &mut self.blake3 {
+            h.update(data);
+        }
+        if let Some(h) = &mut self.sha256 {
+            h.update(data);
+        }
         if let Some(h) = &mut self.sha1 {
             h.update(data);
         }
@@ -103,10 +136,10 @@ impl FileHasher {
         }
     }
 
-    pub fn finish(self) -> FileDigests {
-        FileDigests {
-            blake3: Hash(*self.blake3.finalize().as_bytes()),
-            sha256: self.sha256.finalize().into(),
+    pub fn finish(self) -> Computed {
+        Computed {
+            blake3: self.blake3.map(|h| Hash(*h.finalize().as_bytes())),
+            sha256: self.sha256.map(|h| h.finalize().into()),
             sha1: self.sha1.map(|h| h.finalize().into()),
             sha512: self.sha512.map(|h| h.finalize().into()),
             md5: self.md5.map(|h| h.finalize().into()),
@@ -127,7 +160,7 @@ mod tests {
         });
         h.update(b"a");
         h.update(b"bc");
-        let d = h.finish();
+        let d = h.finish().complete().unwrap();
         assert_eq!(d.blake3, Hash::of(b"abc"));
         assert_eq!(
             hex::encode(d.sha256),
@@ -136,6 +169,19 @@ mod tests {
         assert_eq!(hex::encode(d.sha1.unwrap()), "a9993e364706816aba3e25717850c26c9cd0d89d");
         assert_eq!(hex::encode(d.md5.unwrap()), "900150983cd24fb0d6963f7d28e17f72");
         assert!(hex::encode(d.sha512.unwrap()).starts_with("ddaf35a193617aba"));
+    }
+
+    #[test]
+    fn only_computes_what_is_asked() {
+        let mut h = FileHasher::only(false, true, ExtraDigests::default());
+        h.update(b"abc");
+        let c = h.finish();
+        assert!(c.blake3.is_none() && c.sha1.is_none());
+        assert_eq!(
+            hex::encode(c.sha256.unwrap()),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert!(c.complete().is_none());
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //!
 //! Modes:
 //!   put-new    unique incompressible blobs of --size (sha256 always computed)
-//!   put-dup    the same blob of --size again and again (after one warm-up put)
+//!   put-dup    the same blob of --size again and again (after one warm-up put);
+//!              with --declare the header carries its BLAKE3
 //!   put-small  unique 4 KiB blobs (or --size)
 //!   get        whole-blob reads of one --size blob
 //!   corpus     stores every file under --dir once, then prints store stats
@@ -48,6 +49,10 @@ struct Args {
     /// Namespace to write into.
     #[arg(long, default_value = "load")]
     namespace: String,
+    /// put-dup: declare the blob's BLAKE3 in the header (the server then
+    /// only verifies the bytes instead of chunking them).
+    #[arg(long)]
+    declare: bool,
     /// Folder for --mode corpus.
     #[arg(long)]
     dir: Option<PathBuf>,
@@ -107,6 +112,11 @@ async fn main() -> anyhow::Result<()> {
         // One connection per client, as separate frontends would have.
         let c = Client::connect(&a.addr).await?;
         let (base, ns, blob, seq, mode) = (base.clone(), ns.clone(), blob.clone(), op_seq.clone(), a.mode);
+        let declared = if a.declare {
+            blob.clone().unwrap_or_default()
+        } else {
+            String::new()
+        };
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             let mut bytes = 0u64;
@@ -129,6 +139,7 @@ async fn main() -> anyhow::Result<()> {
                     _ => {
                         let hd = stowage::api::pb::PutHeader {
                             expected_size: Some(data.len() as u64),
+                            expected_blake3: declared.clone(),
                             ..header(&ns)
                         };
                         c.put_bytes(hd, data.clone()).await?;
@@ -151,6 +162,7 @@ async fn main() -> anyhow::Result<()> {
     lat.sort();
     let out = serde_json::json!({
         "mode": format!("{:?}", a.mode),
+        "declared": a.declare,
         "clients": a.clients,
         "size": size,
         "ops": lat.len(),

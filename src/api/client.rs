@@ -27,6 +27,7 @@ impl Client {
             .tcp_nodelay(true)
             .initial_stream_window_size(Some(super::server::WINDOW))
             .initial_connection_window_size(Some(2 * super::server::WINDOW))
+            .max_frame_size(Some(super::server::FRAME))
             .connect()
             .await?;
         Ok(Self::from_channel(ch))

@@ -17,6 +17,9 @@ const MAX_MESSAGE: usize = 16 << 20;
 /// HTTP/2 flow-control window per stream. The 64 KiB default stalls a
 /// stream every 64 KiB for a round trip; uploads are megabytes.
 pub(crate) const WINDOW: u32 = 8 << 20;
+/// Largest HTTP/2 frame a peer may send us: fewer, bigger frames per MiB
+/// than the 16 KiB default.
+pub(crate) const FRAME: u32 = 1 << 20;
 
 /// Serves until `shutdown` resolves, then drains in-flight requests.
 pub async fn serve(engine: Arc<Engine>, listen: SocketAddr, shutdown: impl Future<Output = ()> + Send) -> Result<()> {
@@ -41,6 +44,7 @@ pub async fn serve(engine: Arc<Engine>, listen: SocketAddr, shutdown: impl Futur
         .tcp_nodelay(true)
         .initial_stream_window_size(Some(WINDOW))
         .initial_connection_window_size(Some(2 * WINDOW))
+        .max_frame_size(Some(FRAME))
         .add_service(health_svc)
         .add_service(reflection)
         .add_service(blob)

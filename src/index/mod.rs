@@ -3,6 +3,7 @@
 //! Column families and their keys (all integers big-endian):
 //! - `chunks`: chunk id (32) -> [`ChunkLoc`]
 //! - `blobs`:  blob id (32) -> encoded [`Manifest`]
+//! - `sha256`: blob SHA-256 (32) -> blob id (32), to find a blob by the digest registries know
 //! - `refs`:   ns_len:u16 ns id(32) -> [`RefInfo`] (a namespace stored this blob)
 //! - `packs`:  pack id:u64 -> [`PackInfo`]
 //! - `meta`:   "stats" -> [`Stats`]
@@ -24,8 +25,9 @@ const CF_CHUNKS: &str = "chunks";
 const CF_BLOBS: &str = "blobs";
 const CF_REFS: &str = "refs";
 const CF_PACKS: &str = "packs";
+const CF_SHA256: &str = "sha256";
 const CF_META: &str = "meta";
-const CFS: [&str; 5] = [CF_CHUNKS, CF_BLOBS, CF_REFS, CF_PACKS, CF_META];
+const CFS: [&str; 6] = [CF_CHUNKS, CF_BLOBS, CF_SHA256, CF_REFS, CF_PACKS, CF_META];
 const STATS_KEY: &[u8] = b"stats";
 
 fn db_err(e: rocksdb::Error) -> Error {
@@ -49,8 +51,10 @@ impl Batch<'_> {
     pub fn put_chunk(&mut self, id: &Hash, loc: &ChunkLoc) {
         self.put(CF_CHUNKS, &id.0, loc.encode());
     }
+    /// A blob's manifest and its SHA-256 alias.
     pub fn put_blob(&mut self, m: &Manifest) {
         self.put(CF_BLOBS, &m.digests.blake3.0, m.encode());
+        self.put(CF_SHA256, &m.digests.sha256, m.digests.blake3.0.to_vec());
     }
     pub fn put_ref(&mut self, ns: &str, id: &Hash, r: &RefInfo) {
         self.put(CF_REFS, &codec::ref_key(ns, id), r.encode());
@@ -117,6 +121,14 @@ impl Index {
 
     pub fn blob(&self, id: &Hash) -> Result<Option<Manifest>> {
         self.get(CF_BLOBS, &id.0)?.map(|v| Manifest::decode(&v)).transpose()
+    }
+
+    /// The manifest of the blob with this SHA-256, if stored.
+    pub fn blob_by_sha256(&self, sha256: &[u8; 32]) -> Result<Option<Manifest>> {
+        match self.get(CF_SHA256, sha256)? {
+            Some(id) => self.blob(&Hash::from_slice(&id).ok_or_else(|| Error::corrupt("bad sha256 alias"))?),
+            None => Ok(None),
+        }
     }
 
     pub fn has_blob(&self, id: &Hash) -> Result<bool> {

@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 
 use crate::chunker::{ChunkParams, Chunker};
 use crate::error::{Error, Result};
-use crate::hash::{ExtraDigests, FileDigests, FileHasher, Hash};
+use crate::hash::{Computed, ExtraDigests, FileDigests, FileHasher, Hash};
 use crate::index::{ChunkLoc, Index};
 use crate::manifest::{ChunkRef, Manifest};
 use crate::pack::Packer;
@@ -22,6 +22,9 @@ use crate::pack::format::{self, Kind};
 
 /// Frames buffered between the network and each worker.
 const PIPE_DEPTH: usize = 8;
+/// Uploads no larger than this are hashed and chunked on the request's own
+/// task: handing them to worker threads costs more than the work.
+pub const INLINE_MAX: u64 = 64 << 10;
 
 /// What a caller declares about an upload.
 #[derive(Clone, Debug, Default)]
@@ -92,81 +95,137 @@ struct Chunked {
 impl Ingest {
     /// Stores one blob from a stream of frames. Nothing is committed unless
     /// the whole stream arrived and matched every expectation.
+    ///
+    /// Two shortcuts: an upload that ends within [`INLINE_MAX`] is processed
+    /// on this task; and when the header declares a BLAKE3 or SHA-256 that
+    /// names a stored blob, the bytes are only hashed with that digest to
+    /// prove they are that blob (no chunking, nothing written).
     pub async fn put<S>(self: &Arc<Self>, spec: PutSpec, mut frames: S) -> Result<PutOutcome>
     where
         S: Stream<Item = Result<Bytes>> + Unpin,
     {
-        let (htx, mut hrx) = mpsc::channel::<Bytes>(PIPE_DEPTH);
-        let (ctx, crx) = mpsc::channel::<Bytes>(PIPE_DEPTH);
-        let extra = spec.extra;
-        let hasher = tokio::task::spawn_blocking(move || {
-            let mut h = FileHasher::new(extra);
-            while let Some(b) = hrx.blocking_recv() {
-                h.update(&b);
-            }
-            h.finish()
-        });
-        let this = self.clone();
-        let chunker = tokio::task::spawn_blocking(move || this.chunk_and_write(crx));
-
+        let known = match (&spec.expected_blake3, &spec.expected_sha256) {
+            (Some(b), _) => self.index.blob(b)?,
+            (None, Some(s)) => self.index.blob_by_sha256(s)?,
+            (None, None) => None,
+        };
+        let mut hasher = match &known {
+            Some(m) => FileHasher::only(
+                spec.expected_blake3.is_some(),
+                spec.expected_sha256.is_some(),
+                missing_extras(spec.extra, &m.digests),
+            ),
+            None => FileHasher::new(spec.extra),
+        };
+        let write = known.is_none();
         let limit = spec.expected_size.unwrap_or(self.max_blob_size).min(self.max_blob_size);
+        let too_big = || {
+            Error::invalid(match spec.expected_size {
+                Some(n) if n <= self.max_blob_size => format!("upload is larger than its expected size of {n} bytes"),
+                _ => format!("upload is larger than the limit of {} bytes", self.max_blob_size),
+            })
+        };
+
+        // Read a small head; if the stream ends inside it, work inline.
         let mut size = 0u64;
-        let mut failure = None;
-        while let Some(frame) = frames.next().await {
-            let frame = match frame {
-                Ok(f) => f,
-                Err(e) => {
-                    failure = Some(e);
-                    break;
-                }
+        let mut head = Vec::new();
+        let mut ended = false;
+        while size <= INLINE_MAX {
+            let Some(frame) = frames.next().await else {
+                ended = true;
+                break;
             };
+            let frame = frame?;
             size += frame.len() as u64;
             if size > limit {
-                failure = Some(Error::invalid(match spec.expected_size {
-                    Some(n) if n <= self.max_blob_size => {
-                        format!("upload is larger than its expected size of {n} bytes")
-                    }
-                    _ => format!("upload is larger than the limit of {} bytes", self.max_blob_size),
-                }));
-                break;
+                return Err(too_big());
             }
-            if htx.send(frame.clone()).await.is_err() || ctx.send(frame).await.is_err() {
-                break; // a worker failed; its error is collected below
-            }
+            head.push(frame);
         }
-        drop((htx, ctx));
-        let digests = hasher.await.map_err(|e| Error::Internal(format!("hasher: {e}")))?;
-        let chunked = chunker.await.map_err(|e| Error::Internal(format!("chunker: {e}")))?;
-        let chunked = match (failure, chunked) {
-            (None, Ok(c)) => c,
-            (Some(e), Ok(c)) => {
-                self.pending.release(&c.owned);
-                return Err(e);
+        let (computed, chunked) = if ended {
+            head.iter().for_each(|f| hasher.update(f));
+            let chunked = if write {
+                self.chunk_and_write(head.into_iter())?
+            } else {
+                Chunked::default()
+            };
+            (hasher.finish(), chunked)
+        } else {
+            let (htx, mut hrx) = mpsc::channel::<Bytes>(PIPE_DEPTH);
+            let hashing = tokio::task::spawn_blocking(move || {
+                while let Some(b) = hrx.blocking_recv() {
+                    hasher.update(&b);
+                }
+                hasher.finish()
+            });
+            let (ctx, chunking) = if write {
+                let (ctx, mut crx) = mpsc::channel::<Bytes>(PIPE_DEPTH);
+                let this = self.clone();
+                let task = tokio::task::spawn_blocking(move || {
+                    this.chunk_and_write(std::iter::from_fn(|| crx.blocking_recv()))
+                });
+                (Some(ctx), Some(task))
+            } else {
+                (None, None)
+            };
+            let mut failure = None;
+            let mut next = head.into_iter().map(Ok).collect::<std::collections::VecDeque<_>>();
+            loop {
+                let frame = match next.pop_front() {
+                    Some(f) => f,
+                    None => match frames.next().await {
+                        Some(f) => f.inspect(|f| size += f.len() as u64),
+                        None => break,
+                    },
+                };
+                let frame = match frame {
+                    Ok(f) if size > limit => {
+                        drop(f);
+                        failure = Some(too_big());
+                        break;
+                    }
+                    Ok(f) => f,
+                    Err(e) => {
+                        failure = Some(e);
+                        break;
+                    }
+                };
+                let sent = match &ctx {
+                    Some(ctx) => htx.send(frame.clone()).await.is_ok() && ctx.send(frame).await.is_ok(),
+                    None => htx.send(frame).await.is_ok(),
+                };
+                if !sent {
+                    break; // a worker failed; its error is collected below
+                }
             }
-            (_, Err(e)) => return Err(e),
+            drop((htx, ctx));
+            let computed = hashing.await.map_err(|e| Error::Internal(format!("hasher: {e}")))?;
+            let chunked = match chunking {
+                Some(t) => t.await.map_err(|e| Error::Internal(format!("chunker: {e}")))?,
+                None => Ok(Chunked::default()),
+            };
+            match (failure, chunked) {
+                (None, Ok(c)) => (computed, c),
+                (Some(e), Ok(c)) => {
+                    self.pending.release(&c.owned);
+                    return Err(e);
+                }
+                (_, Err(e)) => return Err(e),
+            }
         };
-        let result = self.finish(spec, size, digests, &chunked).await;
+        let result = match known {
+            Some(m) => self.finish_known(spec, size, computed, m).await,
+            None => self.finish(spec, size, computed, &chunked).await,
+        };
         self.pending.release(&chunked.owned);
         result
     }
 
-    async fn finish(&self, spec: PutSpec, size: u64, digests: FileDigests, c: &Chunked) -> Result<PutOutcome> {
-        if let Some(n) = spec.expected_size.filter(|&n| n != size) {
-            return Err(Error::invalid(format!("upload is {size} bytes, expected {n}")));
-        }
-        if let Some(h) = spec.expected_sha256.filter(|h| *h != digests.sha256) {
-            return Err(Error::invalid(format!(
-                "sha256 mismatch: expected {}, got {}",
-                hex::encode(h),
-                hex::encode(digests.sha256)
-            )));
-        }
-        if let Some(h) = spec.expected_blake3.filter(|h| *h != digests.blake3) {
-            return Err(Error::invalid(format!(
-                "blake3 mismatch: expected {h}, got {}",
-                digests.blake3
-            )));
-        }
+    async fn finish(&self, spec: PutSpec, size: u64, computed: Computed, c: &Chunked) -> Result<PutOutcome> {
+        check_declared(&spec, size, &computed)?;
+        let digests = computed
+            .complete()
+            .ok_or_else(|| Error::Internal("a full put computes every digest".into()))?;
         let manifest = Manifest {
             size,
             digests: digests.clone(),
@@ -187,18 +246,46 @@ impl Ingest {
         })
     }
 
-    /// Runs on a blocking thread: chunks the stream and writes new chunks.
-    fn chunk_and_write(&self, mut rx: mpsc::Receiver<Bytes>) -> Result<Chunked> {
+    /// The bytes hashed to the declared digest of a stored blob: they are it.
+    async fn finish_known(&self, spec: PutSpec, size: u64, computed: Computed, m: Manifest) -> Result<PutOutcome> {
+        check_declared(&spec, size, &computed)?;
+        if size != m.size {
+            return Err(Error::invalid(format!(
+                "upload is {size} bytes but the blob with the declared digest is {} bytes",
+                m.size
+            )));
+        }
+        let mut digests = m.digests.clone();
+        digests.sha1 = digests.sha1.or(computed.sha1);
+        digests.sha512 = digests.sha512.or(computed.sha512);
+        digests.md5 = digests.md5.or(computed.md5);
+        let req = CommitReq::Put {
+            namespace: spec.namespace,
+            manifest: Box::new(m),
+            candidates: Vec::new(),
+        };
+        let o = self.committer.submit(req).await?;
+        Ok(PutOutcome {
+            digests,
+            size,
+            new: o.new,
+            added_bytes: o.added_bytes,
+        })
+    }
+
+    /// Chunks the frames and writes new chunks (on a blocking thread, or
+    /// inline for a small upload).
+    fn chunk_and_write(&self, frames: impl Iterator<Item = Bytes>) -> Result<Chunked> {
         let mut out = Chunked::default();
         let mut chunker = Chunker::new(self.params)?;
         let result = (|| {
             let mut emit = |c: &[u8]| self.write_chunk(c, &mut out);
-            while let Some(b) = rx.blocking_recv() {
+            for b in frames {
                 chunker.push(&b, &mut emit)?;
             }
             chunker.finish(&mut emit)
         })();
-        // On error `rx` is dropped here, which stops the sender.
+        // On error the frame source is dropped here, which stops the sender.
         if let Err(e) = result {
             self.pending.release(&out.owned);
             return Err(e);
@@ -239,4 +326,35 @@ impl Ingest {
         out.candidates.push((id, won));
         Ok(())
     }
+}
+
+/// Extra digests requested that a stored blob's manifest does not hold.
+fn missing_extras(want: ExtraDigests, have: &FileDigests) -> ExtraDigests {
+    ExtraDigests {
+        sha1: want.sha1 && have.sha1.is_none(),
+        sha512: want.sha512 && have.sha512.is_none(),
+        md5: want.md5 && have.md5.is_none(),
+    }
+}
+
+/// Checks what the header declared against what the bytes turned out to be.
+fn check_declared(spec: &PutSpec, size: u64, got: &Computed) -> Result<()> {
+    if let Some(n) = spec.expected_size.filter(|&n| n != size) {
+        return Err(Error::invalid(format!("upload is {size} bytes, expected {n}")));
+    }
+    if let (Some(want), Some(got)) = (spec.expected_sha256, got.sha256)
+        && want != got
+    {
+        return Err(Error::invalid(format!(
+            "sha256 mismatch: expected {}, got {}",
+            hex::encode(want),
+            hex::encode(got)
+        )));
+    }
+    if let (Some(want), Some(got)) = (spec.expected_blake3, got.blake3)
+        && want != got
+    {
+        return Err(Error::invalid(format!("blake3 mismatch: expected {want}, got {got}")));
+    }
+    Ok(())
 }

@@ -142,7 +142,7 @@ impl PackStore {
             Err(object_store::Error::NotFound { .. }) => Err(Error::corrupt(format!(
                 "pack {pack:016x} is missing from the pack store"
             ))),
-            Err(object_store::Error::Generic { source, .. }) if source.to_string().contains("out of range") => Err(
+            Err(object_store::Error::Generic { source, .. }) if starts_past_end(&source.to_string()) => Err(
                 Error::corrupt(format!("pack {pack:016x} is shorter than its index says")),
             ),
             Err(e) => Err(e.into()),
@@ -180,4 +180,11 @@ impl PackStore {
         self.store.delete(&self.path(pack)).await?;
         Ok(())
     }
+}
+
+/// Whether a store error says a range read started past the end of the
+/// object: LocalFileSystem says "out of range"; S3 (like other HTTP stores)
+/// answers 416 InvalidRange, which object_store reports only as text.
+fn starts_past_end(msg: &str) -> bool {
+    msg.contains("out of range") || msg.contains("416 Range Not Satisfiable")
 }

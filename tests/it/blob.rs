@@ -350,3 +350,75 @@ async fn health_and_reflection_answer() {
     assert!(names.contains(&"stowage.v1.BlobService".to_string()), "{names:?}");
     assert!(names.contains(&"stowage.v1.AdminService".to_string()), "{names:?}");
 }
+
+#[tokio::test]
+async fn declared_digest_of_a_stored_blob_only_verifies() {
+    let d = Daemon::start("").await;
+    let c = d.client().await;
+    // One size handled inline, one through the worker pipeline.
+    for (i, n) in [(0u64, 40_000usize), (1, 3 << 20)] {
+        let data = random_bytes(50 + i, n);
+        let (b, s) = (b3(&data), sha256_hex(&data));
+        let first = c.put_bytes(header("one"), data.clone()).await.unwrap();
+        assert!(first.new);
+        let before = c.stats().await.unwrap();
+
+        // By BLAKE3, from another namespace, asking for an extra digest too.
+        let hd = pb::PutHeader {
+            expected_blake3: b.clone(),
+            digests: vec![pb::Digest::Md5 as i32],
+            ..header("two")
+        };
+        let r = c.put_bytes(hd, data.clone()).await.unwrap();
+        assert!(!r.new);
+        assert_eq!(r.added_bytes, 0);
+        let dg = r.digests.unwrap();
+        assert_eq!((dg.blake3.as_str(), dg.sha256.as_str()), (b.as_str(), s.as_str()));
+        use md5::Digest as _;
+        assert_eq!(dg.md5.unwrap(), hex::encode(md5::Md5::digest(&data)));
+        assert!(c.get_bytes("two", &b, 0, None).await.unwrap() == data);
+
+        // By SHA-256 alone.
+        let hd = pb::PutHeader {
+            expected_sha256: s.clone(),
+            ..header("three")
+        };
+        assert_eq!(c.put_bytes(hd, data.clone()).await.unwrap().digests.unwrap().blake3, b);
+        assert!(c.stat("three", &b).await.is_ok());
+
+        // Other bytes claiming to be that blob are refused, and change nothing.
+        let mut other = data.to_vec();
+        other[n / 2] ^= 1;
+        for hd in [
+            pb::PutHeader {
+                expected_blake3: b.clone(),
+                ..header("four")
+            },
+            pb::PutHeader {
+                expected_sha256: s.clone(),
+                ..header("four")
+            },
+        ] {
+            let e = c.put_bytes(hd, other.clone().into()).await.unwrap_err();
+            assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+        }
+        let e = c
+            .put_bytes(
+                pb::PutHeader {
+                    expected_blake3: b.clone(),
+                    ..header("four")
+                },
+                data.slice(1..),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument);
+        assert_eq!(c.stat("four", &b).await.unwrap_err().code(), Code::NotFound);
+        let after = c.stats().await.unwrap();
+        assert_eq!(
+            (after.physical_bytes, after.blobs),
+            (before.physical_bytes, before.blobs)
+        );
+        assert_eq!(after.references, before.references + 2);
+    }
+}
