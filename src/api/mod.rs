@@ -29,10 +29,11 @@ pub fn status(e: Error) -> Status {
         Error::AlreadyExists(_) => Code::AlreadyExists,
         Error::OutOfRange(_) => Code::OutOfRange,
         Error::Corrupt(_) => Code::DataLoss,
-        Error::Unavailable(_) => Code::Unavailable,
-        Error::Io(_) | Error::ObjectStore(_) | Error::Index(_) | Error::Internal(_) => Code::Internal,
+        // The pack store is a remote service: its failures are worth a retry.
+        Error::Unavailable(_) | Error::ObjectStore(_) => Code::Unavailable,
+        Error::Io(_) | Error::Index(_) | Error::Internal(_) => Code::Internal,
     };
-    if code == Code::Internal {
+    if matches!(code, Code::Internal | Code::Unavailable) {
         tracing::error!(error = %e, "internal error");
     }
     Status::new(code, e.to_string())

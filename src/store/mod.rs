@@ -13,10 +13,14 @@ use futures::TryStreamExt;
 use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
-use object_store::{ObjectStore, PutPayload};
+use object_store::{ObjectStore, PutPayload, WriteMultipart};
+use tokio::io::AsyncReadExt;
 use url::Url;
 
 use crate::error::{Error, Result};
+
+/// Part size for uploads to a remote pack store (S3's minimum is 5 MiB).
+const UPLOAD_PART: usize = 16 << 20;
 
 #[derive(Clone)]
 pub struct PackStore {
@@ -109,8 +113,26 @@ impl PackStore {
                 return Ok(());
             }
         }
-        let bytes = tokio::fs::read(src).await?;
-        self.put(pack, bytes.into()).await
+        // Stream it up in parts: a pack is never held in memory whole.
+        let mut w = WriteMultipart::new_with_chunk_size(self.store.put_multipart(&path).await?, UPLOAD_PART);
+        let mut f = tokio::fs::File::open(src).await?;
+        loop {
+            let mut buf = vec![0u8; UPLOAD_PART];
+            let mut n = 0;
+            while n < buf.len() {
+                match f.read(&mut buf[n..]).await? {
+                    0 => break,
+                    got => n += got,
+                }
+            }
+            if n == 0 {
+                break;
+            }
+            w.wait_for_capacity(2).await?;
+            w.write(&buf[..n]);
+        }
+        w.finish().await?;
+        Ok(())
     }
 
     /// Uploads a sealed pack. Returns once it is durable in the store.

@@ -7,3 +7,4 @@ mod corruption;
 mod durability;
 mod harness;
 mod rebuild;
+mod s3;
