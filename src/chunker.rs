@@ -69,7 +69,8 @@ impl Chunker {
         Ok(Chunker {
             p,
             masks: [s, l, s << 1, l << 1],
-            buf: Vec::with_capacity(p.max_size as usize * 4),
+            // Grows on demand: most uploads of a registry are small.
+            buf: Vec::new(),
         })
     }
 

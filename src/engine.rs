@@ -14,7 +14,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::hash::Hash;
 use crate::index::{ChunkLoc, Index, PackInfo, PackState, RefInfo, Stats};
-use crate::ingest::{CommitReq, Committer, Ingest, Pending, PutOutcome, PutSpec};
+use crate::ingest::{CommitReq, Committer, Ingest, PutOutcome, PutSpec};
 use crate::manifest::Manifest;
 use crate::pack::format::{self, Kind};
 use crate::pack::{OpenPack, Packer, staging_file_id};
@@ -104,6 +104,14 @@ impl Engine {
             staged.push(Arc::new(pack));
         }
         let in_store = store.list().await?;
+        if index.packs()?.is_empty() && index.stats()?.blobs == 0 && !in_store.is_empty() {
+            return Err(Error::invalid(format!(
+                "the index at {} is empty but the pack store holds {} packs: \
+                 run `stowage admin rebuild-index` first",
+                cfg.index_dir().display(),
+                in_store.len()
+            )));
+        }
         let max_known = [
             index.packs()?.last().map(|(id, _)| *id),
             staged.iter().map(|p| p.id).max(),
@@ -143,7 +151,8 @@ impl Engine {
             index: index.clone(),
             packer: packer.clone(),
             committer: committer.clone(),
-            pending: Pending::default(),
+            pending: Arc::default(),
+            streams: tokio::sync::Semaphore::new(crate::ingest::MAX_STREAMS),
         });
         let engine = Arc::new(Engine {
             cfg,

@@ -30,11 +30,23 @@ pub struct RebuildReport {
     pub unreferenced_chunks: u64,
     /// Chunks a manifest names that no pack holds: data already lost.
     pub missing_chunks: u64,
+    /// Manifest or reference records that failed verification; skipped.
+    pub bad_records: u64,
     pub old_index: Option<String>,
 }
 
 pub async fn rebuild_index(cfg: &Config) -> Result<RebuildReport> {
     cfg.validate()?;
+    // Holding the live index's lock keeps a running daemon out (and us out
+    // of a running daemon's staging folder).
+    let live = cfg.index_dir();
+    let lock = match live.exists() {
+        true => Some(
+            Index::open(&live)
+                .map_err(|e| Error::Unavailable(format!("{e} (is the daemon still running? stop it first)")))?,
+        ),
+        false => None,
+    };
     let store = PackStore::open(&cfg.pack_store_url()?, &cfg.pack_store_options)?;
     let staging = cfg.staging_dir();
     if staging.exists() {
@@ -52,6 +64,7 @@ pub async fn rebuild_index(cfg: &Config) -> Result<RebuildReport> {
     let mut blobs: HashMap<Hash, Manifest> = HashMap::new();
     let mut refs: HashMap<(String, Hash), RefInfo> = HashMap::new();
     let mut packs = Vec::new();
+    let mut report = RebuildReport::default();
     for id in store.list().await? {
         let size = store
             .size(id)
@@ -78,16 +91,26 @@ pub async fn rebuild_index(cfg: &Config) -> Result<RebuildReport> {
                     chunks.entry(e.id).or_insert(loc);
                 }
                 Kind::Blob | Kind::Ref => {
+                    // A damaged or forged record is reported, not trusted.
                     let rec = store.get_range(id, e.offset..e.offset + e.record_len()).await?;
-                    let (_, data) = format::open_record(&rec, e.offset, e.kind, &e.id)
-                        .map_err(|err| Error::corrupt(format!("pack {id:016x}: {err}")))?;
-                    if e.kind == Kind::Blob {
-                        blobs.entry(e.id).or_insert(Manifest::decode(data)?);
-                    } else {
-                        let (ns, r) = decode_ref_record(data)?;
-                        refs.entry((ns, e.id))
-                            .and_modify(|old| old.created_ms = old.created_ms.min(r.created_ms))
-                            .or_insert(r);
+                    let parsed = format::open_record(&rec, e.offset, e.kind, &e.id).and_then(|(_, data)| {
+                        if e.kind == Kind::Blob {
+                            let m = Manifest::decode(data)?;
+                            if m.digests.blake3 != e.id {
+                                return Err(Error::corrupt("manifest of another blob"));
+                            }
+                            blobs.entry(e.id).or_insert(m);
+                        } else {
+                            let (ns, r) = decode_ref_record(data)?;
+                            refs.entry((ns, e.id))
+                                .and_modify(|old| old.created_ms = old.created_ms.min(r.created_ms))
+                                .or_insert(r);
+                        }
+                        Ok(())
+                    });
+                    if let Err(err) = parsed {
+                        tracing::error!(pack = %format!("{id:016x}"), offset = e.offset, error = %err, "skipping a bad record");
+                        report.bad_records += 1;
                     }
                 }
             }
@@ -108,7 +131,6 @@ pub async fn rebuild_index(cfg: &Config) -> Result<RebuildReport> {
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp)?;
     }
-    let mut report = RebuildReport::default();
     {
         let index = Index::open(&tmp)?;
         let mut stats = Stats::default();
@@ -163,13 +185,14 @@ pub async fn rebuild_index(cfg: &Config) -> Result<RebuildReport> {
         report.references = stats.references;
         report.unreferenced_chunks = chunks.keys().filter(|id| !used.contains(id)).count() as u64;
     }
-    let live = cfg.index_dir();
+    drop(lock);
     if live.exists() {
         let old = cfg.data_dir.join(format!("index.old-{}", crate::now_ms()));
         std::fs::rename(&live, &old)?;
         report.old_index = Some(old.display().to_string());
     }
     std::fs::rename(&tmp, &live)?;
+    std::fs::File::open(&cfg.data_dir)?.sync_all()?;
     Ok(report)
 }
 

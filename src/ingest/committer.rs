@@ -122,19 +122,21 @@ impl Worker {
                     manifest,
                     candidates,
                 } => {
-                    for (id, loc) in candidates {
-                        if chunks.contains(id) || self.index.chunk(id)?.is_some() {
-                            continue;
-                        }
-                        need(loc.pack, loc.offset + loc.record_len());
-                        batch.put_chunk(id, loc);
-                        chunks.insert(*id);
-                        stats.chunks += 1;
-                        stats.physical_bytes += loc.stored_len as u64;
-                        out.added_bytes += loc.stored_len as u64;
-                    }
                     let id = manifest.digests.blake3;
                     if !blobs.contains(&id) && !self.index.has_blob(&id)? {
+                        // Only a new blob brings chunks: a known blob (stored
+                        // under other chunk settings, say) has its own already.
+                        for (cid, loc) in candidates {
+                            if chunks.contains(cid) || self.index.chunk(cid)?.is_some() {
+                                continue;
+                            }
+                            need(loc.pack, loc.offset + loc.record_len());
+                            batch.put_chunk(cid, loc);
+                            chunks.insert(*cid);
+                            stats.chunks += 1;
+                            stats.physical_bytes += loc.stored_len as u64;
+                            out.added_bytes += loc.stored_len as u64;
+                        }
                         let enc = manifest.encode();
                         let (pack, e) = self.packer.append(Kind::Blob, Codec::Raw, id, enc.len() as u32, &enc)?;
                         need(pack.id, e.offset + e.record_len());

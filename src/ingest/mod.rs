@@ -20,6 +20,9 @@ use crate::manifest::{ChunkRef, Manifest};
 use crate::pack::Packer;
 use crate::pack::format::{self, Kind};
 
+/// Streaming uploads that may hold worker threads at once: each holds two,
+/// and tokio's blocking pool (512) also serves reads and sealing.
+pub const MAX_STREAMS: usize = 128;
 /// Frames buffered between the network and each worker.
 const PIPE_DEPTH: usize = 8;
 /// Uploads no larger than this are hashed and chunked on the request's own
@@ -80,16 +83,28 @@ pub struct Ingest {
     pub index: Arc<Index>,
     pub packer: Arc<Packer>,
     pub committer: Committer,
-    pub pending: Pending,
+    pub pending: Arc<Pending>,
+    /// Uploads allowed to hold worker threads at once (the rest wait).
+    pub streams: tokio::sync::Semaphore,
 }
 
-/// What the chunk worker produced.
+/// What the chunk worker produced. Dropping it (after the commit, or when
+/// the upload fails or is cancelled) releases its `Pending` entries.
 #[derive(Default)]
 struct Chunked {
     chunks: Vec<ChunkRef>,
     candidates: Vec<(Hash, ChunkLoc)>,
     owned: Vec<(Hash, ChunkLoc)>,
     seen: HashSet<Hash>,
+    pending: Option<Arc<Pending>>,
+}
+
+impl Drop for Chunked {
+    fn drop(&mut self) {
+        if let Some(p) = &self.pending {
+            p.release(&self.owned);
+        }
+    }
 }
 
 impl Ingest {
@@ -151,6 +166,11 @@ impl Ingest {
             };
             (hasher.finish(), chunked)
         } else {
+            let _permit = self
+                .streams
+                .acquire()
+                .await
+                .map_err(|_| Error::Unavailable("shutting down".into()))?;
             let (htx, mut hrx) = mpsc::channel::<Bytes>(PIPE_DEPTH);
             let hashing = tokio::task::spawn_blocking(move || {
                 while let Some(b) = hrx.blocking_recv() {
@@ -206,19 +226,14 @@ impl Ingest {
             };
             match (failure, chunked) {
                 (None, Ok(c)) => (computed, c),
-                (Some(e), Ok(c)) => {
-                    self.pending.release(&c.owned);
-                    return Err(e);
-                }
+                (Some(e), Ok(_)) => return Err(e),
                 (_, Err(e)) => return Err(e),
             }
         };
-        let result = match known {
+        match known {
             Some(m) => self.finish_known(spec, size, computed, m).await,
             None => self.finish(spec, size, computed, &chunked).await,
-        };
-        self.pending.release(&chunked.owned);
-        result
+        }
     }
 
     async fn finish(&self, spec: PutSpec, size: u64, computed: Computed, c: &Chunked) -> Result<PutOutcome> {
@@ -277,6 +292,7 @@ impl Ingest {
     /// inline for a small upload).
     fn chunk_and_write(&self, frames: impl Iterator<Item = Bytes>) -> Result<Chunked> {
         let mut out = Chunked::default();
+        out.pending = Some(self.pending.clone());
         let mut chunker = Chunker::new(self.params)?;
         let result = (|| {
             let mut emit = |c: &[u8]| self.write_chunk(c, &mut out);
@@ -286,11 +302,7 @@ impl Ingest {
             chunker.finish(&mut emit)
         })();
         // On error the frame source is dropped here, which stops the sender.
-        if let Err(e) = result {
-            self.pending.release(&out.owned);
-            return Err(e);
-        }
-        Ok(out)
+        result.map(|()| out)
     }
 
     fn write_chunk(&self, raw: &[u8], out: &mut Chunked) -> Result<()> {

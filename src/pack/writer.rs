@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -17,6 +17,9 @@ use super::format::{self, Codec, Entry, Kind};
 use crate::error::{Error, Result};
 use crate::hash::Hash;
 
+/// Records up to this size are written with their header in one call.
+const SMALL_RECORD: usize = 16 << 10;
+
 pub struct OpenPack {
     pub id: u64,
     path: PathBuf,
@@ -25,6 +28,8 @@ pub struct OpenPack {
     /// Bytes known to be on disk; guarded by its own lock so syncs queue
     /// behind one another while appends go on.
     synced: Mutex<u64>,
+    /// Set when an fsync failed; appends then go to a fresh pack.
+    poisoned: AtomicBool,
     opened: Instant,
 }
 
@@ -69,6 +74,7 @@ impl OpenPack {
                 sealed: None,
             }),
             synced: Mutex::new(len),
+            poisoned: AtomicBool::new(false),
             opened: Instant::now(),
         })
     }
@@ -88,12 +94,15 @@ impl OpenPack {
                 path.display()
             )));
         }
+        // A footer counts only if a scan of the records before it agrees
+        // with it: the tail of a raw chunk could imitate one.
         let sealed = (bytes.len() >= format::HEADER_LEN + format::TRAILER_LEN)
             .then(|| format::decode_trailer(&bytes[bytes.len() - format::TRAILER_LEN..]).ok())
             .flatten()
             .and_then(|(_, off)| {
                 let entries = format::decode_footer(bytes.get(off as usize..)?).ok()?;
-                Some((entries, off))
+                let (scanned, end) = format::scan_records(bytes.get(..off as usize)?).ok()?;
+                (scanned == entries && end == off).then_some((entries, off))
             });
         let body = match sealed {
             Some((entries, off)) => Body {
@@ -106,7 +115,6 @@ impl OpenPack {
                 if end < bytes.len() as u64 {
                     tracing::warn!(pack = %format!("{id:016x}"), cut = bytes.len() as u64 - end, "cutting torn tail of staged pack");
                     file.set_len(end)?;
-                    file.sync_all()?;
                 }
                 Body {
                     len: end,
@@ -115,6 +123,8 @@ impl OpenPack {
                 }
             }
         };
+        // What a killed process left in the page cache is not on disk yet.
+        file.sync_all()?;
         let len = body.sealed.unwrap_or(body.len);
         Ok(OpenPack {
             id,
@@ -122,6 +132,7 @@ impl OpenPack {
             file,
             body: Mutex::new(body),
             synced: Mutex::new(len),
+            poisoned: AtomicBool::new(false),
             opened: Instant::now(),
         })
     }
@@ -162,9 +173,15 @@ impl OpenPack {
             return Err(Error::Internal(format!("pack {:016x} is sealed", self.id)));
         }
         e.offset = b.len;
-        self.file.write_all_at(&format::encode_record_header(&e), e.offset)?;
-        self.file
-            .write_all_at(data, e.offset + format::RECORD_HEADER_LEN as u64)?;
+        let header = format::encode_record_header(&e);
+        if data.len() <= SMALL_RECORD {
+            // One write instead of two: small uploads are mostly syscalls.
+            self.file.write_all_at(&[&header[..], data].concat(), e.offset)?;
+        } else {
+            self.file.write_all_at(&header, e.offset)?;
+            self.file
+                .write_all_at(data, e.offset + format::RECORD_HEADER_LEN as u64)?;
+        }
         b.len += e.record_len();
         b.entries.push(e);
         Ok(e)
@@ -177,8 +194,19 @@ impl OpenPack {
         if *synced >= end {
             return Ok(());
         }
+        if self.poisoned.load(Ordering::Acquire) {
+            return Err(Error::Unavailable(format!(
+                "pack {:016x} failed to sync earlier",
+                self.id
+            )));
+        }
         let target = self.size();
-        self.file.sync_data()?;
+        if let Err(e) = self.file.sync_data() {
+            // After a failed fsync the kernel may drop the dirty pages and
+            // report the next fsync as a success: never trust this file again.
+            self.poisoned.store(true, Ordering::Release);
+            return Err(e.into());
+        }
         *synced = target;
         Ok(())
     }
@@ -263,6 +291,9 @@ impl Packer {
         data: &[u8],
     ) -> Result<(Arc<OpenPack>, Entry)> {
         let mut cur = lock(&self.current);
+        if cur.poisoned.load(Ordering::Acquire) {
+            self.roll(&mut cur)?;
+        }
         let pack = cur.clone();
         let e = pack.append(kind, codec, id, raw_len, data)?;
         if pack.len() >= self.target_size {
@@ -319,5 +350,38 @@ impl Packer {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_chunk_that_imitates_a_footer_does_not_seal_the_pack() {
+        let dir = tempfile::tempdir().unwrap();
+        let pack = OpenPack::create(dir.path(), 7, 0).unwrap();
+        // Raw bytes ending in what looks like an empty footer for this file.
+        let mut data = vec![0x5a; 1000];
+        let end = (format::HEADER_LEN + format::RECORD_HEADER_LEN + data.len() + format::TRAILER_LEN) as u64;
+        data.extend_from_slice(&[0; 8]);
+        data.extend_from_slice(&(end - format::TRAILER_LEN as u64).to_be_bytes());
+        data.extend_from_slice(&format::END_MAGIC);
+        let e = pack
+            .append(Kind::Chunk, Codec::Raw, Hash::of(&data), data.len() as u32, &data)
+            .unwrap();
+        assert_eq!(e.offset + e.record_len(), end);
+        let path = pack.path().to_path_buf();
+        drop(pack);
+
+        let again = OpenPack::reopen(&path).unwrap();
+        assert!(!again.is_sealed());
+        assert_eq!(again.entries(), vec![e]);
+        // A real seal survives a reopen.
+        again.seal().unwrap();
+        drop(again);
+        let sealed = OpenPack::reopen(&path).unwrap();
+        assert!(sealed.is_sealed());
+        assert_eq!(sealed.entries(), vec![e]);
     }
 }

@@ -132,26 +132,29 @@ impl PackStore {
             w.write(&buf[..n]);
         }
         w.finish().await?;
-        Ok(())
+        self.sync_local(&path).await
     }
 
     /// Uploads a sealed pack. Returns once it is durable in the store.
     pub async fn put(&self, pack: u64, bytes: Bytes) -> Result<()> {
         let path = self.path(pack);
         self.store.put(&path, PutPayload::from_bytes(bytes)).await?;
-        if let Some(root) = &self.local_root {
-            // LocalFileSystem renames into place without fsync; make it durable.
-            let file = root.join(path.as_ref());
-            tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-                std::fs::File::open(&file)?.sync_all()?;
-                if let Some(dir) = file.parent() {
-                    std::fs::File::open(dir)?.sync_all()?;
-                }
-                Ok(())
-            })
-            .await
-            .map_err(|e| Error::Internal(e.to_string()))??;
-        }
+        self.sync_local(&path).await
+    }
+
+    /// LocalFileSystem renames into place without fsync: make it durable.
+    async fn sync_local(&self, path: &Path) -> Result<()> {
+        let Some(root) = &self.local_root else { return Ok(()) };
+        let file = root.join(path.as_ref());
+        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            std::fs::File::open(&file)?.sync_all()?;
+            if let Some(dir) = file.parent() {
+                std::fs::File::open(dir)?.sync_all()?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))??;
         Ok(())
     }
 
