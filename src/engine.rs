@@ -95,13 +95,13 @@ impl Engine {
                 std::fs::remove_file(&p)?;
                 continue;
             }
-            let pack = OpenPack::reopen(&p)?;
-            if index.pack(pack.id)?.is_some_and(|i| i.state == PackState::Sealed) {
-                // Uploaded and recorded; only the unlink was lost.
+            let id = staging_file_id(&p).expect("list_staged keeps pack names only");
+            if index.pack(id)?.is_some_and(|i| i.state == PackState::Sealed) {
+                // Moved into the store and recorded; only the unlink was lost.
                 std::fs::remove_file(&p)?;
                 continue;
             }
-            staged.push(Arc::new(pack));
+            staged.push(Arc::new(OpenPack::reopen(&p)?));
         }
         let in_store = store.list().await?;
         if index.packs()?.is_empty() && index.stats()?.blobs == 0 && !in_store.is_empty() {
@@ -372,7 +372,10 @@ impl Engine {
             created_ms: crate::now_ms(),
         };
         committer.submit(CommitReq::PackSealed { id: pack.id, info }).await?;
-        self.packer.drop_staged(pack.id)?;
+        let (packer, id) = (self.packer.clone(), pack.id);
+        tokio::task::spawn_blocking(move || packer.drop_staged(id))
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))??;
         tracing::info!(pack = %format!("{:016x}", pack.id), size, records, "pack sealed");
         Ok(())
     }
@@ -416,7 +419,9 @@ impl Engine {
                 _ = tokio::time::sleep(tick) => {}
                 _ = self.stop.cancelled() => return,
             }
-            if let Err(e) = self.packer.roll_if_older(age) {
+            let packer = self.packer.clone();
+            let rolled = tokio::task::spawn_blocking(move || packer.roll_if_older(age)).await;
+            if let Err(e) = rolled.map_err(|e| Error::Internal(e.to_string())).and_then(|r| r) {
                 tracing::error!(error = %e, "could not roll the open pack");
             }
         }

@@ -220,13 +220,7 @@ async fn namespaces_see_only_their_own_blobs() {
     let d = Daemon::start("").await;
     let c = d.client().await;
     let data = text_bytes(12, 100_000);
-    let h = c
-        .put_bytes(header("team-a"), data.clone())
-        .await
-        .unwrap()
-        .digests
-        .unwrap()
-        .blake3;
+    let h = put(&c, "team-a", data.clone()).await;
     assert_eq!(c.stat("team-b", &h).await.unwrap_err().code(), Code::NotFound);
     assert_eq!(
         c.get_bytes("team-b", &h, 0, None).await.unwrap_err().code(),

@@ -3,8 +3,6 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use stowage::api::client::{Code, header};
-
 use crate::harness::*;
 
 fn flip(path: &Path, at: u64) {
@@ -16,38 +14,12 @@ fn flip(path: &Path, at: u64) {
     f.write_all_at(&b, at).unwrap();
 }
 
-async fn expect_data_loss(d: &Daemon, h: &str, data: &[u8]) {
-    let c = d.client().await;
-    let mut got = Vec::new();
-    let req = stowage::api::pb::GetRequest {
-        namespace: "c".into(),
-        blake3: h.into(),
-        offset: 0,
-        length: None,
-    };
-    let e = c
-        .get_to(req, |b| {
-            got.extend_from_slice(b);
-            Ok(())
-        })
-        .await
-        .unwrap_err();
-    assert_eq!(e.code(), Code::DataLoss, "{e:?}");
-    assert!(data.starts_with(&got), "bytes sent before the error must be right");
-}
-
 #[tokio::test]
 async fn flipped_byte_in_a_sealed_pack_is_data_loss() {
     let d = Daemon::start("pack_target_size = \"256KiB\"").await;
     let c = d.client().await;
     let data = random_bytes(21, 2 << 20);
-    let h = c
-        .put_bytes(header("c"), data.clone())
-        .await
-        .unwrap()
-        .digests
-        .unwrap()
-        .blake3;
+    let h = put(&c, "c", data.clone()).await;
     let packs_dir = d.data_dir().join("packs");
     let deadline = Instant::now() + Duration::from_secs(20);
     while pack_files(&packs_dir).len() < 4 {
@@ -57,7 +29,7 @@ async fn flipped_byte_in_a_sealed_pack_is_data_loss() {
     let victim = &pack_files(&packs_dir)[1];
     let len = std::fs::metadata(victim).unwrap().len();
     flip(victim, len / 2);
-    expect_data_loss(&d, &h, &data).await;
+    expect_data_loss(&d.client().await, "c", &h, &data, "flipped byte").await;
     // Ranges that avoid the damaged chunk still read.
     assert!(c.get_bytes("c", &h, 0, Some(1000)).await.unwrap() == data[..1000]);
 }
@@ -67,15 +39,9 @@ async fn flipped_byte_in_the_open_pack_is_data_loss() {
     let d = Daemon::start("").await;
     let c = d.client().await;
     let data = text_bytes(22, 1 << 20);
-    let h = c
-        .put_bytes(header("c"), data.clone())
-        .await
-        .unwrap()
-        .digests
-        .unwrap()
-        .blake3;
+    let h = put(&c, "c", data.clone()).await;
     let staged = pack_files(&d.data_dir().join("staging"));
     assert_eq!(staged.len(), 1);
     flip(&staged[0], 200);
-    expect_data_loss(&d, &h, &data).await;
+    expect_data_loss(&d.client().await, "c", &h, &data, "flipped byte").await;
 }

@@ -18,13 +18,7 @@ async fn blobs_survive_a_clean_restart() {
         } else {
             text_bytes(i, 400_000)
         };
-        let h = c
-            .put_bytes(header("p"), data.clone())
-            .await
-            .unwrap()
-            .digests
-            .unwrap()
-            .blake3;
+        let h = put(&c, "p", data.clone()).await;
         stored.push((h, data));
     }
     let stats = c.stats().await.unwrap();

@@ -136,6 +136,16 @@ impl Drop for Daemon {
     }
 }
 
+/// Stores `data` in `ns`; returns its BLAKE3.
+pub async fn put(c: &Client, ns: &str, data: Bytes) -> String {
+    c.put_bytes(stowage::api::client::header(ns), data)
+        .await
+        .unwrap()
+        .digests
+        .unwrap()
+        .blake3
+}
+
 /// Incompressible bytes from a seed.
 pub fn random_bytes(seed: u64, len: usize) -> Bytes {
     let mut v = vec![0u8; len];
@@ -184,4 +194,55 @@ pub fn pack_files(dir: &Path) -> Vec<PathBuf> {
     v.retain(|p| p.extension().is_some_and(|e| e == "pack"));
     v.sort();
     v
+}
+
+/// Everything a client can ask about these (namespace, blake3) blobs, as
+/// lines to compare before and after a restart or a rebuild.
+pub async fn answers(c: &Client, blobs: &[(String, String)]) -> Vec<String> {
+    let mut out = Vec::new();
+    for (ns, h) in blobs {
+        let s = c.stat(ns, h).await.unwrap();
+        let data = c.get_bytes(ns, h, 0, None).await.unwrap();
+        out.push(format!(
+            "{ns} {h} {:?} {} {} {} {}",
+            s.digests,
+            s.size,
+            s.created_unix_ms,
+            s.chunks,
+            b3(&data)
+        ));
+    }
+    for ns in ["a", "b", "nobody"] {
+        let all = blobs.iter().map(|(_, h)| h.clone()).collect();
+        out.push(format!("{ns} missing {:?}", c.find_missing(ns, all).await.unwrap()));
+    }
+    let s = c.stats().await.unwrap();
+    out.push(format!(
+        "stats logical {} unique {} physical {} chunks {} blobs {} references {} packs {}",
+        s.logical_bytes, s.unique_bytes, s.physical_bytes, s.chunks, s.blobs, s.references, s.packs
+    ));
+    out
+}
+
+/// A Get of the whole blob ends in DATA_LOSS, and every byte sent before is right.
+pub async fn expect_data_loss(c: &Client, ns: &str, h: &str, data: &[u8], what: &str) {
+    let mut got = Vec::new();
+    let req = stowage::api::pb::GetRequest {
+        namespace: ns.into(),
+        blake3: h.into(),
+        offset: 0,
+        length: None,
+    };
+    let e = c
+        .get_to(req, |b| {
+            got.extend_from_slice(b);
+            Ok(())
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), stowage::api::client::Code::DataLoss, "{what}: {e:?}");
+    assert!(
+        data.starts_with(&got),
+        "{what}: bytes sent before the error must be right"
+    );
 }

@@ -2,36 +2,10 @@
 
 use std::process::Command;
 
-use stowage::api::client::{Client, header};
+use stowage::api::client::header;
 use stowage::api::pb;
 
 use crate::harness::*;
-
-async fn answers(c: &Client, blobs: &[(String, String)]) -> Vec<String> {
-    let mut out = Vec::new();
-    for (ns, h) in blobs {
-        let s = c.stat(ns, h).await.unwrap();
-        let data = c.get_bytes(ns, h, 0, None).await.unwrap();
-        out.push(format!(
-            "{ns} {h} {:?} {} {} {} {}",
-            s.digests,
-            s.size,
-            s.created_unix_ms,
-            s.chunks,
-            b3(&data)
-        ));
-    }
-    for ns in ["a", "b", "nobody"] {
-        let all = blobs.iter().map(|(_, h)| h.clone()).collect();
-        out.push(format!("{ns} missing {:?}", c.find_missing(ns, all).await.unwrap()));
-    }
-    let s = c.stats().await.unwrap();
-    out.push(format!(
-        "stats {} {} {} {} {} {} {}",
-        s.logical_bytes, s.unique_bytes, s.physical_bytes, s.chunks, s.blobs, s.references, s.packs
-    ));
-    out
-}
 
 #[tokio::test]
 async fn rebuilt_index_gives_the_same_answers() {

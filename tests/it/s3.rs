@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use stowage::api::client::{Client, Code, header};
+use stowage::api::client::header;
 use stowage::api::pb;
 use stowage::pack::format::HEADER_LEN;
 
@@ -342,31 +342,9 @@ impl S3Daemon {
     }
 }
 
-/// Everything a client can ask about the stored blobs.
-async fn answers(c: &Client, blobs: &[(String, String, Bytes)]) -> Vec<String> {
-    let mut out = Vec::new();
-    for (ns, h, _) in blobs {
-        let s = c.stat(ns, h).await.unwrap();
-        let data = c.get_bytes(ns, h, 0, None).await.unwrap();
-        out.push(format!(
-            "{ns} {h} {:?} {} {} {} {}",
-            s.digests,
-            s.size,
-            s.created_unix_ms,
-            s.chunks,
-            b3(&data)
-        ));
-    }
-    for ns in ["a", "b", "nobody"] {
-        let all = blobs.iter().map(|(_, h, _)| h.clone()).collect();
-        out.push(format!("{ns} missing {:?}", c.find_missing(ns, all).await.unwrap()));
-    }
-    let s = c.stats().await.unwrap();
-    out.push(format!(
-        "stats logical {} unique {} physical {} chunks {} blobs {} references {} packs {}",
-        s.logical_bytes, s.unique_bytes, s.physical_bytes, s.chunks, s.blobs, s.references, s.packs
-    ));
-    out
+/// The (namespace, blake3) pairs of the stored blobs.
+fn pairs(blobs: &[(String, String, Bytes)]) -> Vec<(String, String)> {
+    blobs.iter().map(|(ns, h, _)| (ns.clone(), h.clone())).collect()
 }
 
 #[tokio::test]
@@ -384,10 +362,10 @@ async fn s3_sealed_packs_read_back_byte_exact() {
 #[tokio::test]
 async fn s3_store_serves_everything_after_restart() {
     let mut s = S3Daemon::start().await;
-    let before = answers(&s.d.client().await, &s.blobs).await;
+    let before = answers(&s.d.client().await, &pairs(&s.blobs)).await;
     s.d.restart().await;
     s.read_all().await;
-    assert_eq!(answers(&s.d.client().await, &s.blobs).await, before);
+    assert_eq!(answers(&s.d.client().await, &pairs(&s.blobs)).await, before);
     // The restarted daemon keeps writing to the bucket.
     let c = s.d.client().await;
     let more = random_bytes(48, 600_000);
@@ -401,7 +379,7 @@ async fn s3_store_serves_everything_after_restart() {
 #[tokio::test]
 async fn s3_rebuilt_index_gives_the_same_answers() {
     let mut s = S3Daemon::start().await;
-    let before = answers(&s.d.client().await, &s.blobs).await;
+    let before = answers(&s.d.client().await, &pairs(&s.blobs)).await;
     let packs_before = s.objects().len();
     s.d.stop();
 
@@ -423,7 +401,7 @@ async fn s3_rebuilt_index_gives_the_same_answers() {
 
     s.d.spawn().await;
     let c = s.d.client().await;
-    assert_eq!(answers(&c, &s.blobs).await, before);
+    assert_eq!(answers(&c, &pairs(&s.blobs)).await, before);
     s.read_all().await;
 }
 
@@ -456,25 +434,7 @@ async fn s3_damaged_pack_objects_are_data_loss() {
         }
         // The shared blob and the 2 MB one lie in sealed packs.
         for (ns, h, data) in [&s.blobs[0], &s.blobs[2]] {
-            let mut got = Vec::new();
-            let req = pb::GetRequest {
-                namespace: ns.clone(),
-                blake3: h.clone(),
-                offset: 0,
-                length: None,
-            };
-            let e = c
-                .get_to(req, |b| {
-                    got.extend_from_slice(b);
-                    Ok(())
-                })
-                .await
-                .unwrap_err();
-            assert_eq!(e.code(), Code::DataLoss, "{what}: {e:?}");
-            assert!(
-                data.starts_with(&got),
-                "{what}: bytes sent before the error must be right"
-            );
+            expect_data_loss(&c, ns, h, data, what).await;
         }
         for (k, o) in keys.iter().zip(&originals) {
             s.moto.call("PUT", &url(k), o, 200);
