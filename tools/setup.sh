@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building Stowage needs on Debian/Ubuntu when it is missing:
-# libclang (RocksDB's bindgen), a C++ compiler, and moto's S3 server for
-# the S3 tests. Safe to run again.
+# libclang (RocksDB's bindgen) and a C++ compiler; with --test also moto's
+# S3 server, which the S3 tests start. Safe to run again.
 set -euo pipefail
 need=()
 ls /usr/lib/llvm-*/lib/libclang.so* /usr/lib/x86_64-linux-gnu/libclang*.so* >/dev/null 2>&1 || need+=(libclang-dev)
@@ -13,7 +13,7 @@ if [ ${#need[@]} -gt 0 ]; then
   $SUDO apt-get update -qq && $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 # The S3 integration tests (tests/it/s3.rs) run moto's standalone S3 server.
-if ! python3 -c 'import moto.server, flask, flask_cors' >/dev/null 2>&1; then
+if [ "${1:-}" = --test ] && ! python3 -c 'import moto.server, flask, flask_cors' >/dev/null 2>&1; then
   if ! python3 -m pip --version >/dev/null 2>&1; then
     echo "setup: installing python3-pip" >&2
     SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo

@@ -4,7 +4,7 @@
 # runs on one machine reuse the RocksDB build; set CARGO_TARGET_DIR to override.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-tools/setup.sh
+tools/setup.sh --test
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/stowage/target}
 cargo fmt --check
 # Release profile: one RocksDB build serves tests, benches and the daemon.

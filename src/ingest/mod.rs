@@ -224,10 +224,10 @@ impl Ingest {
                 Some(t) => t.await.map_err(|e| Error::Internal(format!("chunker: {e}")))?,
                 None => Ok(Chunked::default()),
             };
+            // The stream's own failure explains a worker's, not the reverse.
             match (failure, chunked) {
+                (Some(e), _) | (None, Err(e)) => return Err(e),
                 (None, Ok(c)) => (computed, c),
-                (Some(e), Ok(_)) => return Err(e),
-                (_, Err(e)) => return Err(e),
             }
         };
         match known {
