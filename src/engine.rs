@@ -174,10 +174,6 @@ impl Engine {
         Ok(engine)
     }
 
-    pub fn config(&self) -> &Config {
-        &self.cfg
-    }
-
     /// Stops background work. Staged data stays durable for the next start.
     pub fn shutdown(&self) {
         self.stop.cancel();

@@ -65,11 +65,10 @@ impl Batch<'_> {
     pub fn put_stats(&mut self, s: &Stats) {
         self.put(CF_META, STATS_KEY, s.encode());
     }
+    /// Operations so far.
+    #[allow(clippy::len_without_is_empty)]
     pub fn len(&self) -> usize {
         self.wb.len()
-    }
-    pub fn is_empty(&self) -> bool {
-        self.wb.is_empty()
     }
 }
 
@@ -164,25 +163,6 @@ impl Index {
         self.get(CF_PACKS, &id.to_be_bytes())?
             .map(|v| PackInfo::decode(&v))
             .transpose()
-    }
-
-    /// Calls `f` for every blob manifest, in id order.
-    pub fn for_each_blob(&self, mut f: impl FnMut(Manifest) -> Result<()>) -> Result<()> {
-        for r in self.db.iterator_cf(self.cf(CF_BLOBS), rocksdb::IteratorMode::Start) {
-            let (_, v) = r.map_err(db_err)?;
-            f(Manifest::decode(&v)?)?;
-        }
-        Ok(())
-    }
-
-    /// Calls `f` for every chunk entry, in id order.
-    pub fn for_each_chunk(&self, mut f: impl FnMut(Hash, ChunkLoc) -> Result<()>) -> Result<()> {
-        for r in self.db.iterator_cf(self.cf(CF_CHUNKS), rocksdb::IteratorMode::Start) {
-            let (k, v) = r.map_err(db_err)?;
-            let id = Hash::from_slice(&k).ok_or_else(|| Error::corrupt("bad chunk key"))?;
-            f(id, ChunkLoc::decode(&v)?)?;
-        }
-        Ok(())
     }
 
     /// Calls `f` for every (namespace, blob) reference.

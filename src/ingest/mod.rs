@@ -247,18 +247,8 @@ impl Ingest {
             created_ms: crate::now_ms(),
             chunks: c.chunks.clone(),
         };
-        let req = CommitReq::Put {
-            namespace: spec.namespace,
-            manifest: Box::new(manifest),
-            candidates: c.candidates.clone(),
-        };
-        let o = self.committer.submit(req).await?;
-        Ok(PutOutcome {
-            digests,
-            size,
-            new: o.new,
-            added_bytes: o.added_bytes,
-        })
+        self.commit(spec.namespace, manifest, c.candidates.clone(), digests)
+            .await
     }
 
     /// The bytes hashed to the declared digest of a stored blob: they are it.
@@ -274,10 +264,22 @@ impl Ingest {
         digests.sha1 = digests.sha1.or(computed.sha1);
         digests.sha512 = digests.sha512.or(computed.sha512);
         digests.md5 = digests.md5.or(computed.md5);
+        self.commit(spec.namespace, m, Vec::new(), digests).await
+    }
+
+    /// Hands a verified put to the committer; `digests` is what to answer.
+    async fn commit(
+        &self,
+        namespace: String,
+        manifest: Manifest,
+        candidates: Vec<(Hash, ChunkLoc)>,
+        digests: FileDigests,
+    ) -> Result<PutOutcome> {
+        let size = manifest.size;
         let req = CommitReq::Put {
-            namespace: spec.namespace,
-            manifest: Box::new(m),
-            candidates: Vec::new(),
+            namespace,
+            manifest: Box::new(manifest),
+            candidates,
         };
         let o = self.committer.submit(req).await?;
         Ok(PutOutcome {

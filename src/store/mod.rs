@@ -174,10 +174,6 @@ impl PackStore {
         }
     }
 
-    pub async fn get(&self, pack: u64) -> Result<Bytes> {
-        Ok(self.store.get(&self.path(pack)).await?.bytes().await?)
-    }
-
     pub async fn size(&self, pack: u64) -> Result<Option<u64>> {
         match self.store.head(&self.path(pack)).await {
             Ok(m) => Ok(Some(m.size)),
@@ -199,11 +195,6 @@ impl PackStore {
             .collect();
         ids.sort();
         Ok(ids)
-    }
-
-    pub async fn delete(&self, pack: u64) -> Result<()> {
-        self.store.delete(&self.path(pack)).await?;
-        Ok(())
     }
 }
 
