@@ -40,6 +40,17 @@ pub struct Config {
     pub pack_max_age: Duration,
     /// Largest blob a Put accepts. Default: "16GiB".
     pub max_blob_size: ByteSize,
+    /// How long a deleted package, version or file stays restorable in the
+    /// trash before a purge removes it for good. Default: "30days".
+    #[serde(with = "humantime_serde")]
+    pub trash_window: Duration,
+    /// How long an uploaded blob no file references is kept, so a frontend
+    /// can upload first and publish after. Renewed by each upload. Default: "24h".
+    #[serde(with = "humantime_serde")]
+    pub upload_lease: Duration,
+    /// How often the daemon purges expired trash and ended leases. Default: "10m".
+    #[serde(with = "humantime_serde")]
+    pub purge_interval: Duration,
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, Serialize)]
@@ -76,6 +87,9 @@ impl Default for Config {
             pack_target_size: ByteSize::mib(64),
             pack_max_age: Duration::from_secs(15 * 60),
             max_blob_size: ByteSize::gib(16),
+            trash_window: Duration::from_secs(30 * 24 * 3600),
+            upload_lease: Duration::from_secs(24 * 3600),
+            purge_interval: Duration::from_secs(600),
         }
     }
 }
@@ -106,6 +120,9 @@ impl Config {
         self.chunk_params()?;
         if !(1..=19).contains(&self.zstd_level) {
             return Err(Error::invalid("zstd_level must be between 1 and 19"));
+        }
+        if self.purge_interval < Duration::from_millis(100) {
+            return Err(Error::invalid("purge_interval must be at least 100ms"));
         }
         if self.pack_target_size.as_u64() < 64 * 1024 || self.pack_target_size.as_u64() > 4 << 30 {
             return Err(Error::invalid("pack_target_size must be between 64KiB and 4GiB"));

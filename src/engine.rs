@@ -10,11 +10,12 @@ use futures::{Stream, StreamExt};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::catalog::{self, CatalogOp, CatalogOutcome, CheckReport, PurgeCounts, VerRef};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::hash::Hash;
 use crate::index::{ChunkLoc, Index, PackInfo, PackState, RefInfo, Stats};
-use crate::ingest::{CommitReq, Committer, Ingest, PutOutcome, PutSpec};
+use crate::ingest::{CatalogSettings, CommitReq, Committer, Ingest, PutOutcome, PutSpec};
 use crate::manifest::Manifest;
 use crate::pack::format::{self, Kind};
 use crate::pack::{OpenPack, Packer, staging_file_id};
@@ -26,6 +27,9 @@ const MAX_EXTENT: u64 = 8 << 20;
 const READ_AHEAD: usize = 4;
 /// Largest data frame a Get sends: one chunk at most.
 pub const GET_FRAME: usize = crate::chunker::MAX_CHUNK;
+/// Trash items (or leases) one purge batch handles, so a large purge does
+/// not hold the committer for long.
+const PURGE_BATCH: usize = 500;
 
 pub struct Engine {
     cfg: Config,
@@ -33,6 +37,7 @@ pub struct Engine {
     store: PackStore,
     packer: Arc<Packer>,
     ingest: Arc<Ingest>,
+    committer: Committer,
     stop: CancellationToken,
 }
 
@@ -143,7 +148,11 @@ impl Engine {
             next_id,
             seal_tx,
         ));
-        let committer = Committer::start(index.clone(), packer.clone())?;
+        let settings = CatalogSettings {
+            trash_window_ms: cfg.trash_window.as_millis() as i64,
+            lease_ms: cfg.upload_lease.as_millis() as i64,
+        };
+        let committer = Committer::start(index.clone(), packer.clone(), settings)?;
         let ingest = Arc::new(Ingest {
             params: cfg.chunk_params()?,
             zstd_level: cfg.zstd_level,
@@ -160,11 +169,13 @@ impl Engine {
             store,
             packer,
             ingest,
+            committer: committer.clone(),
             stop: CancellationToken::new(),
         });
         engine.reconcile(&committer, &in_store).await?;
         tokio::spawn(engine.clone().seal_loop(seal_rx, committer));
         tokio::spawn(engine.clone().age_loop());
+        tokio::spawn(engine.clone().purge_loop());
         tracing::info!(
             data_dir = %engine.cfg.data_dir.display(),
             pack_store = engine.store.url(),
@@ -329,6 +340,87 @@ impl Engine {
         })
         .await
         .map_err(|e| Error::Internal(e.to_string()))?
+    }
+
+    /// The index, for catalog reads (`catalog::read`).
+    pub fn index(&self) -> &Index {
+        &self.index
+    }
+
+    /// Applies a catalog change durably (see `catalog::apply`).
+    pub async fn catalog(&self, op: CatalogOp) -> Result<CatalogOutcome> {
+        self.committer.catalog(op).await
+    }
+
+    /// Streams a blob in and publishes it as a file of `at` in one call.
+    /// What the commit would refuse now (a deleted target, a duplicate the
+    /// policy forbids) is refused before any byte is stored; if a racing
+    /// change wins after the upload, the blob stays only under its upload
+    /// lease and the error is returned.
+    pub async fn publish_stream<S>(
+        &self,
+        at: VerRef,
+        file_name: String,
+        mut spec: PutSpec,
+        frames: S,
+        actor: String,
+    ) -> Result<(CatalogOutcome, PutOutcome)>
+    where
+        S: Stream<Item = Result<Bytes>> + Unpin,
+    {
+        at.validate()?;
+        catalog::model::validate_file_name(&file_name)?;
+        catalog::read::precheck_publish(&self.index, &at, &file_name)?;
+        spec.namespace = at.pkg.namespace.clone();
+        let put = self.put(spec, frames).await?;
+        let op = CatalogOp::Publish {
+            at,
+            file_name,
+            blob: put.digests.blake3,
+            digests: Some(put.digests.clone()),
+            actor,
+        };
+        Ok((self.catalog(op).await?, put))
+    }
+
+    /// Recomputes every reference count and catalog aggregate (on a snapshot).
+    pub async fn check(self: &Arc<Self>) -> Result<CheckReport> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || catalog::check::check(&this.index))
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))?
+    }
+
+    /// Purges expired trash and ended leases, in bounded batches.
+    pub async fn purge(&self, actor: &str) -> Result<PurgeCounts> {
+        let mut total = PurgeCounts::default();
+        loop {
+            let op = CatalogOp::Purge {
+                actor: actor.to_string(),
+                budget: PURGE_BATCH,
+            };
+            let CatalogOutcome::Purged(c) = self.catalog(op).await? else {
+                return Err(Error::Internal("purge answered with another outcome".into()));
+            };
+            total.add(&c);
+            if !c.more {
+                return Ok(total);
+            }
+        }
+    }
+
+    async fn purge_loop(self: Arc<Self>) {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(self.cfg.purge_interval) => {}
+                _ = self.stop.cancelled() => return,
+            }
+            match self.purge("trash-purge").await {
+                Ok(c) if c != PurgeCounts::default() => tracing::info!(?c, "purged"),
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = %e, "purge failed"),
+            }
+        }
     }
 
     /// Seals, uploads and records full packs, retrying until it works.

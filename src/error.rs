@@ -13,6 +13,10 @@ pub enum Error {
     NotFound(String),
     #[error("already exists: {0}")]
     AlreadyExists(String),
+    /// The request is valid but the target's state forbids it (publishing
+    /// into a deleted version, restoring outside the trash window).
+    #[error("failed precondition: {0}")]
+    FailedPrecondition(String),
     /// A range or offset lies outside the object.
     #[error("out of range: {0}")]
     OutOfRange(String),

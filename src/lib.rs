@@ -8,6 +8,7 @@
 //! - [`rebuild`]: the index from the packs alone.
 
 pub mod api;
+pub mod catalog;
 pub mod chunker;
 pub mod cli;
 pub mod config;
@@ -26,9 +27,22 @@ pub use engine::Engine;
 pub use error::{Error, Result};
 pub use hash::Hash;
 
-/// Wall-clock time in Unix milliseconds.
+/// Environment variable naming a file whose content (an integer, in
+/// milliseconds) is added to the wall clock: the injectable clock tests use
+/// to move the daemon through trash windows and leases. Unset in production.
+pub const CLOCK_OFFSET_FILE_ENV: &str = "STOWAGE_CLOCK_OFFSET_FILE";
+
+/// Wall-clock time in Unix milliseconds (plus the test clock offset, if set).
 pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
+    static OFFSET_FILE: std::sync::OnceLock<Option<std::path::PathBuf>> = std::sync::OnceLock::new();
+    let wall = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
+        .map_or(0, |d| d.as_millis() as i64);
+    let offset = OFFSET_FILE
+        .get_or_init(|| std::env::var_os(CLOCK_OFFSET_FILE_ENV).map(Into::into))
+        .as_ref()
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .and_then(|s| s.trim().parse::<i64>().ok())
+        .unwrap_or(0);
+    wall.saturating_add(offset)
 }

@@ -7,11 +7,12 @@
 
 use std::collections::{HashMap, HashSet};
 
+use crate::catalog::records as rec;
 use crate::config::Config;
 use crate::engine::list_staged;
 use crate::error::{Error, Result};
 use crate::hash::Hash;
-use crate::index::{Batch, ChunkLoc, Index, PackInfo, PackState, RefInfo, Stats};
+use crate::index::{Cf, ChunkLoc, Index, PackInfo, PackState, RefInfo, Stats, Txn, ref_key};
 use crate::ingest::decode_ref_record;
 use crate::manifest::Manifest;
 use crate::pack::OpenPack;
@@ -32,6 +33,9 @@ pub struct RebuildReport {
     pub missing_chunks: u64,
     /// Manifest or reference records that failed verification; skipped.
     pub bad_records: u64,
+    /// Catalog records (packages, versions, files, audit, indexes) carried
+    /// over from the old index.
+    pub catalog_records: u64,
     pub old_index: Option<String>,
 }
 
@@ -136,7 +140,7 @@ pub async fn rebuild_index(cfg: &Config) -> Result<RebuildReport> {
         let mut stats = Stats::default();
         let mut w = Writer {
             index: &index,
-            batch: index.batch(),
+            batch: index.txn(),
         };
         for (id, info) in &packs {
             w.batch.put_pack(*id, info);
@@ -167,14 +171,47 @@ pub async fn rebuild_index(cfg: &Config) -> Result<RebuildReport> {
             }
             w.tick()?;
         }
+        // The catalog lives only in the index: carry it over from the old
+        // one, then recompute everything derived from the references.
+        if let Some(old) = &lock {
+            report.catalog_records = copy_catalog(old, &mut w)?;
+        }
+        w.flush()?;
+        let lease_ms = cfg.upload_lease.as_millis() as i64;
+        let mut holders: HashMap<Hash, u64> = HashMap::new();
         for ((ns, id), r) in &refs {
             let Some(m) = blobs.get(id) else {
                 tracing::warn!(%ns, blob = %id, "reference to a blob with no manifest; skipped");
                 continue;
             };
-            w.batch.put_ref(ns, id, r);
+            let rk = ref_key(ns, id);
+            let prefix = rec::blob_files_prefix(&rk);
+            let files = index
+                .scan(Cf::CatalogIdx, &prefix, rec::prefix_end(&prefix).as_deref(), false)
+                .count() as u64;
+            let r = RefInfo {
+                created_ms: r.created_ms,
+                lease_until_ms: r.created_ms.saturating_add(lease_ms),
+                files,
+            };
+            w.batch.put_ref(ns, id, &r);
+            w.batch
+                .put(Cf::CatalogIdx, rec::lease_key(r.lease_until_ms, &rk), Vec::new());
+            *holders.entry(*id).or_default() += 1;
             stats.references += 1;
             stats.logical_bytes += m.size;
+            w.tick()?;
+        }
+        let now = crate::now_ms();
+        for id in blobs.keys() {
+            match holders.get(id) {
+                Some(n) => w
+                    .batch
+                    .put(Cf::CatalogIdx, rec::holders_key(id), n.to_be_bytes().to_vec()),
+                None => w
+                    .batch
+                    .put(Cf::CatalogIdx, rec::garbage_key(id), now.to_be_bytes().to_vec()),
+            }
             w.tick()?;
         }
         w.batch.put_stats(&stats);
@@ -198,15 +235,39 @@ pub async fn rebuild_index(cfg: &Config) -> Result<RebuildReport> {
 
 struct Writer<'a> {
     index: &'a Index,
-    batch: Batch<'a>,
+    batch: Txn<'a>,
 }
 
 impl Writer<'_> {
     fn tick(&mut self) -> Result<()> {
         if self.batch.len() >= BATCH_OPS {
-            let full = std::mem::replace(&mut self.batch, self.index.batch());
-            self.index.commit(full)?;
+            self.flush()?;
         }
         Ok(())
     }
+    fn flush(&mut self) -> Result<()> {
+        let full = std::mem::replace(&mut self.batch, self.index.txn());
+        self.index.commit(full)
+    }
+}
+
+/// Copies the catalog from the old index, except the entries rebuilt from
+/// the references (holders, garbage, leases).
+fn copy_catalog(old: &Index, w: &mut Writer<'_>) -> Result<u64> {
+    let mut n = 0;
+    for cf in [Cf::Packages, Cf::Versions, Cf::Files, Cf::Audit, Cf::CatalogIdx] {
+        for kv in old.scan(cf, &[], None, false) {
+            let (k, v) = kv?;
+            if cf == Cf::CatalogIdx && matches!(k.first(), Some(b'r' | b'g' | b'l')) {
+                continue;
+            }
+            w.batch.put(cf, k.to_vec(), v.to_vec());
+            n += 1;
+            w.tick()?;
+        }
+    }
+    if let Some(ids) = old.get(Cf::Meta, rec::IDS_KEY)? {
+        w.batch.put(Cf::Meta, rec::IDS_KEY, ids);
+    }
+    Ok(n)
 }

@@ -27,4 +27,28 @@ impl AdminService for AdminApi {
             pack_bytes: s.pack_bytes,
         }))
     }
+
+    async fn check(&self, _req: Request<pb::CheckRequest>) -> Result<Response<pb::CheckResponse>, Status> {
+        let r = self.engine.check().await.map_err(status)?;
+        Ok(Response::new(pb::CheckResponse {
+            packages: r.packages,
+            versions: r.versions,
+            files: r.files,
+            references: r.references,
+            blobs: r.blobs,
+            drift: r.drift,
+        }))
+    }
+
+    async fn purge(&self, req: Request<pb::PurgeRequest>) -> Result<Response<pb::PurgeResponse>, Status> {
+        let actor = super::actor(&req);
+        let c = self.engine.purge(&actor).await.map_err(status)?;
+        Ok(Response::new(pb::PurgeResponse {
+            packages: c.packages,
+            versions: c.versions,
+            files: c.files,
+            references_released: c.references_released,
+            blobs_unreferenced: c.blobs_unreferenced,
+        }))
+    }
 }

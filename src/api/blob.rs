@@ -18,7 +18,7 @@ pub struct BlobApi {
     pub engine: Arc<Engine>,
 }
 
-fn spec_from_header(h: pb::PutHeader) -> Result<PutSpec, Status> {
+pub(super) fn spec_from_header(h: pb::PutHeader) -> Result<PutSpec, Status> {
     let mut extra = ExtraDigests::default();
     for d in &h.digests {
         match pb::Digest::try_from(*d) {

@@ -7,7 +7,10 @@ use futures::StreamExt;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tonic::transport::{Channel, Endpoint};
 
-use super::pb::{self, admin_service_client::AdminServiceClient, blob_service_client::BlobServiceClient};
+use super::pb::{
+    self, admin_service_client::AdminServiceClient, audit_service_client::AuditServiceClient,
+    blob_service_client::BlobServiceClient, catalog_service_client::CatalogServiceClient,
+};
 
 pub use tonic::{Code, Status};
 
@@ -19,6 +22,8 @@ const MAX_MESSAGE: usize = 16 << 20;
 pub struct Client {
     pub blobs: BlobServiceClient<Channel>,
     pub admin: AdminServiceClient<Channel>,
+    pub catalog: CatalogServiceClient<Channel>,
+    pub audit: AuditServiceClient<Channel>,
 }
 
 impl Client {
@@ -38,7 +43,11 @@ impl Client {
             blobs: BlobServiceClient::new(ch.clone())
                 .max_decoding_message_size(MAX_MESSAGE)
                 .max_encoding_message_size(MAX_MESSAGE),
-            admin: AdminServiceClient::new(ch),
+            admin: AdminServiceClient::new(ch.clone()),
+            catalog: CatalogServiceClient::new(ch.clone())
+                .max_decoding_message_size(MAX_MESSAGE)
+                .max_encoding_message_size(MAX_MESSAGE),
+            audit: AuditServiceClient::new(ch).max_decoding_message_size(MAX_MESSAGE),
         }
     }
 
@@ -66,48 +75,80 @@ impl Client {
     pub async fn put_reader<R: AsyncRead + Unpin + Send + 'static>(
         &self,
         header: pb::PutHeader,
-        mut reader: R,
+        reader: R,
     ) -> Result<pb::PutResponse, Status> {
-        let (tx, rx) = tokio::sync::mpsc::channel(4);
-        tx.send(pb::PutRequest {
+        let first = pb::PutRequest {
             msg: Some(pb::put_request::Msg::Header(header)),
-        })
-        .await
-        .map_err(|_| Status::internal("upload channel closed"))?;
-        let feeder = tokio::spawn(async move {
-            loop {
-                let mut buf = vec![0u8; PUT_FRAME];
-                let mut n = 0;
-                while n < buf.len() {
-                    let got = reader.read(&mut buf[n..]).await?;
-                    if got == 0 {
-                        break;
-                    }
-                    n += got;
-                }
-                if n == 0 {
-                    return Ok::<(), std::io::Error>(());
-                }
-                buf.truncate(n);
-                let msg = pb::PutRequest {
-                    msg: Some(pb::put_request::Msg::Data(buf.into())),
-                };
-                if tx.send(msg).await.is_err() {
-                    return Ok(());
-                }
-            }
-        });
-        let res = self
-            .blobs
-            .clone()
-            .put(tokio_stream::wrappers::ReceiverStream::new(rx))
-            .await;
-        match feeder.await {
-            Ok(Err(e)) => return Err(Status::aborted(format!("reading input: {e}"))),
-            Err(e) => return Err(Status::internal(e.to_string())),
-            Ok(Ok(())) => {}
+        };
+        let data = |d| pb::PutRequest {
+            msg: Some(pb::put_request::Msg::Data(d)),
+        };
+        let mut blobs = self.blobs.clone();
+        feed(first, data, reader, |s| async move { blobs.put(s).await }).await
+    }
+
+    /// Publishes a file whose bytes come from a reader, in one call.
+    pub async fn publish_reader<R: AsyncRead + Unpin + Send + 'static>(
+        &self,
+        header: pb::PublishFileHeader,
+        reader: R,
+    ) -> Result<pb::PublishFileResponse, Status> {
+        let first = pb::PublishFileRequest {
+            msg: Some(pb::publish_file_request::Msg::Header(header)),
+        };
+        let data = |d| pb::PublishFileRequest {
+            msg: Some(pb::publish_file_request::Msg::Data(d)),
+        };
+        let mut catalog = self.catalog.clone();
+        feed(first, data, reader, |s| async move { catalog.publish_file(s).await }).await
+    }
+
+    /// Publishes bytes already in memory as a file of `version`.
+    pub async fn publish_bytes(
+        &self,
+        version: pb::VersionRef,
+        file_name: &str,
+        data: Bytes,
+    ) -> Result<pb::PublishFileResponse, Status> {
+        let header = pb::PublishFileHeader {
+            version: Some(version),
+            file_name: file_name.into(),
+            upload: Some(pb::PutHeader {
+                expected_size: Some(data.len() as u64),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let mut msgs = vec![pb::PublishFileRequest {
+            msg: Some(pb::publish_file_request::Msg::Header(header)),
+        }];
+        for frame in data.chunks(PUT_FRAME) {
+            msgs.push(pb::PublishFileRequest {
+                msg: Some(pb::publish_file_request::Msg::Data(data.slice_ref(frame))),
+            });
         }
-        res.map(|r| r.into_inner())
+        let r = self.catalog.clone().publish_file(futures::stream::iter(msgs)).await?;
+        Ok(r.into_inner())
+    }
+
+    /// Publishes a blob the namespace already stored, by BLAKE3.
+    pub async fn publish_blob(
+        &self,
+        version: pb::VersionRef,
+        file_name: &str,
+        blake3: &str,
+    ) -> Result<pb::PublishFileResponse, Status> {
+        let header = pb::PublishFileHeader {
+            version: Some(version),
+            file_name: file_name.into(),
+            blake3: blake3.into(),
+            upload: None,
+        };
+        let msg = pb::PublishFileRequest {
+            msg: Some(pb::publish_file_request::Msg::Header(header)),
+        };
+        let r = self.catalog.clone().publish_file(futures::stream::iter([msg])).await?;
+        Ok(r.into_inner())
     }
 
     pub async fn put_file(&self, header: pb::PutHeader, path: &Path) -> Result<pb::PutResponse, Status> {
@@ -176,5 +217,60 @@ pub fn header(ns: &str) -> pb::PutHeader {
     pb::PutHeader {
         namespace: ns.into(),
         ..Default::default()
+    }
+}
+
+/// Streams `first`, then the reader's bytes in `PUT_FRAME` messages, into
+/// a client-streaming call; a read error wins over the call's own result.
+async fn feed<M, R, F, Fut, T>(first: M, data: fn(Bytes) -> M, mut reader: R, call: F) -> Result<T, Status>
+where
+    M: Send + 'static,
+    R: AsyncRead + Unpin + Send + 'static,
+    F: FnOnce(tokio_stream::wrappers::ReceiverStream<M>) -> Fut,
+    Fut: std::future::Future<Output = Result<tonic::Response<T>, Status>>,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tx.send(first)
+        .await
+        .map_err(|_| Status::internal("upload channel closed"))?;
+    let feeder = tokio::spawn(async move {
+        loop {
+            let mut buf = vec![0u8; PUT_FRAME];
+            let mut n = 0;
+            while n < buf.len() {
+                let got = reader.read(&mut buf[n..]).await?;
+                if got == 0 {
+                    break;
+                }
+                n += got;
+            }
+            if n == 0 {
+                return Ok::<(), std::io::Error>(());
+            }
+            buf.truncate(n);
+            if tx.send(data(buf.into())).await.is_err() {
+                return Ok(());
+            }
+        }
+    });
+    let res = call(tokio_stream::wrappers::ReceiverStream::new(rx)).await;
+    match feeder.await {
+        Ok(Err(e)) => return Err(Status::aborted(format!("reading input: {e}"))),
+        Err(e) => return Err(Status::internal(e.to_string())),
+        Ok(Ok(())) => {}
+    }
+    res.map(|r| r.into_inner())
+}
+
+/// A version reference.
+pub fn version_ref(ns: &str, project: &str, ty: pb::PackageType, name: &str, version: &str) -> pb::VersionRef {
+    pb::VersionRef {
+        package: Some(pb::PackageRef {
+            namespace: ns.into(),
+            project: project.into(),
+            r#type: ty as i32,
+            name: name.into(),
+        }),
+        version: version.into(),
     }
 }

@@ -4,6 +4,7 @@
 
 mod admin;
 mod blob;
+mod catalog;
 pub mod client;
 mod server;
 
@@ -27,6 +28,7 @@ pub fn status(e: Error) -> Status {
         Error::InvalidArgument(_) => Code::InvalidArgument,
         Error::NotFound(_) => Code::NotFound,
         Error::AlreadyExists(_) => Code::AlreadyExists,
+        Error::FailedPrecondition(_) => Code::FailedPrecondition,
         Error::OutOfRange(_) => Code::OutOfRange,
         Error::Corrupt(_) => Code::DataLoss,
         // The pack store is a remote service: its failures are worth a retry.
@@ -37,6 +39,12 @@ pub fn status(e: Error) -> Status {
         tracing::error!(error = %e, "internal error");
     }
     Status::new(code, e.to_string())
+}
+
+/// Who makes a change, for the audit trail. Until tokens exist every
+/// caller is `anonymous`.
+fn actor<T>(_req: &tonic::Request<T>) -> String {
+    "anonymous".to_string()
 }
 
 fn parse_hash(s: &str, what: &str) -> Result<Hash, Status> {

@@ -8,7 +8,11 @@ use tokio_stream::wrappers::TcpListenerStream;
 
 use super::admin::AdminApi;
 use super::blob::BlobApi;
-use super::pb::{self, admin_service_server::AdminServiceServer, blob_service_server::BlobServiceServer};
+use super::catalog::{AuditApi, CatalogApi};
+use super::pb::{
+    self, admin_service_server::AdminServiceServer, audit_service_server::AuditServiceServer,
+    blob_service_server::BlobServiceServer, catalog_service_server::CatalogServiceServer,
+};
 use crate::engine::{Engine, GET_FRAME};
 use crate::error::{Error, Result};
 
@@ -30,6 +34,8 @@ pub async fn serve(engine: Arc<Engine>, listen: SocketAddr, shutdown: impl Futur
     let (health, health_svc) = tonic_health::server::health_reporter();
     health.set_serving::<BlobServiceServer<BlobApi>>().await;
     health.set_serving::<AdminServiceServer<AdminApi>>().await;
+    health.set_serving::<CatalogServiceServer<CatalogApi>>().await;
+    health.set_serving::<AuditServiceServer<AuditApi>>().await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -39,6 +45,10 @@ pub async fn serve(engine: Arc<Engine>, listen: SocketAddr, shutdown: impl Futur
         .max_decoding_message_size(MAX_MESSAGE)
         .max_encoding_message_size(GET_FRAME * 2);
     let admin = AdminServiceServer::new(AdminApi { engine: engine.clone() });
+    let catalog = CatalogServiceServer::new(CatalogApi { engine: engine.clone() })
+        .max_decoding_message_size(MAX_MESSAGE)
+        .max_encoding_message_size(MAX_MESSAGE);
+    let audit = AuditServiceServer::new(AuditApi { engine: engine.clone() }).max_encoding_message_size(MAX_MESSAGE);
     tracing::info!(%addr, "listening");
     tonic::transport::Server::builder()
         .tcp_nodelay(true)
@@ -49,6 +59,8 @@ pub async fn serve(engine: Arc<Engine>, listen: SocketAddr, shutdown: impl Futur
         .add_service(reflection)
         .add_service(blob)
         .add_service(admin)
+        .add_service(catalog)
+        .add_service(audit)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await
         .map_err(|e| Error::Unavailable(format!("server: {e}")))?;

@@ -6,6 +6,7 @@ use crate::manifest::Reader;
 use crate::pack::format::Codec;
 
 const V1: u8 = 1;
+const V2: u8 = 2;
 
 fn version(r: &mut Reader<'_>, what: &str) -> Result<()> {
     match r.take::<1>()?[0] {
@@ -97,25 +98,51 @@ impl PackInfo {
     }
 }
 
-/// A namespace's claim on a blob.
+/// A namespace's claim on a blob: it stored the blob (so may read it) and
+/// holds it alive while files reference it or its upload lease is open.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RefInfo {
     pub created_ms: i64,
+    /// The upload lease: until then the blob is kept even with no file.
+    pub lease_until_ms: i64,
+    /// Catalog files (active or in the trash) of this namespace that use the blob.
+    pub files: u64,
 }
 
+/// Lease given to references recorded before leases existed.
+const V1_LEASE_MS: i64 = 24 * 3600 * 1000;
+
 impl RefInfo {
+    /// True while something keeps the blob alive for this namespace.
+    pub fn held(&self, now_ms: i64) -> bool {
+        self.files > 0 || self.lease_until_ms > now_ms
+    }
+
     pub fn encode(&self) -> Vec<u8> {
-        let mut v = vec![V1];
+        let mut v = vec![V2];
         v.extend_from_slice(&self.created_ms.to_be_bytes());
+        v.extend_from_slice(&self.lease_until_ms.to_be_bytes());
+        v.extend_from_slice(&self.files.to_be_bytes());
         v
     }
 
     pub fn decode(b: &[u8]) -> Result<Self> {
         let mut r = Reader(b);
-        version(&mut r, "reference")?;
-        Ok(RefInfo {
-            created_ms: i64::from_be_bytes(r.take()?),
-        })
+        let v = r.take::<1>()?[0];
+        let created_ms = i64::from_be_bytes(r.take()?);
+        match v {
+            V1 => Ok(RefInfo {
+                created_ms,
+                lease_until_ms: created_ms.saturating_add(V1_LEASE_MS),
+                files: 0,
+            }),
+            V2 => Ok(RefInfo {
+                created_ms,
+                lease_until_ms: i64::from_be_bytes(r.take()?),
+                files: u64::from_be_bytes(r.take()?),
+            }),
+            v => Err(Error::corrupt(format!("reference encoding version {v} is unknown"))),
+        }
     }
 }
 

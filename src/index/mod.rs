@@ -14,20 +14,66 @@ mod codec;
 
 use std::path::Path;
 
-pub use codec::{ChunkLoc, PackInfo, PackState, RefInfo, Stats};
-use rocksdb::{BlockBasedOptions, ColumnFamilyDescriptor, DB, Options, WriteOptions};
+pub use codec::{ChunkLoc, PackInfo, PackState, RefInfo, Stats, decode_ref_key, ref_key};
+use std::collections::HashMap;
+
+use rocksdb::{
+    BlockBasedOptions, ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, ReadOptions, WriteOptions,
+};
 
 use crate::error::{Error, Result};
 use crate::hash::Hash;
 use crate::manifest::Manifest;
 
-const CF_CHUNKS: &str = "chunks";
-const CF_BLOBS: &str = "blobs";
-const CF_REFS: &str = "refs";
-const CF_PACKS: &str = "packs";
-const CF_SHA256: &str = "sha256";
-const CF_META: &str = "meta";
-const CFS: [&str; 6] = [CF_CHUNKS, CF_BLOBS, CF_SHA256, CF_REFS, CF_PACKS, CF_META];
+/// Column families. The catalog's small secondary indexes share
+/// `catalog_idx`, each under its own one-byte tag (see `catalog::keys`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Cf {
+    Chunks,
+    Blobs,
+    Sha256,
+    Refs,
+    Packs,
+    Meta,
+    Packages,
+    Versions,
+    Files,
+    Audit,
+    CatalogIdx,
+}
+
+impl Cf {
+    const ALL: [Cf; 11] = [
+        Cf::Chunks,
+        Cf::Blobs,
+        Cf::Sha256,
+        Cf::Refs,
+        Cf::Packs,
+        Cf::Meta,
+        Cf::Packages,
+        Cf::Versions,
+        Cf::Files,
+        Cf::Audit,
+        Cf::CatalogIdx,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Cf::Chunks => "chunks",
+            Cf::Blobs => "blobs",
+            Cf::Sha256 => "sha256",
+            Cf::Refs => "refs",
+            Cf::Packs => "packs",
+            Cf::Meta => "meta",
+            Cf::Packages => "packages",
+            Cf::Versions => "versions",
+            Cf::Files => "files",
+            Cf::Audit => "audit",
+            Cf::CatalogIdx => "catalog_idx",
+        }
+    }
+}
+
 const STATS_KEY: &[u8] = b"stats";
 
 fn db_err(e: rocksdb::Error) -> Error {
@@ -38,39 +84,114 @@ pub struct Index {
     db: DB,
 }
 
-/// Changes applied atomically (and durably) by [`Index::commit`].
-pub struct Batch<'a> {
+type Key = (Cf, Vec<u8>);
+
+/// Changes applied atomically (and durably) by [`Index::commit`]. Reads
+/// through a transaction see its own writes; a savepoint lets one request
+/// of a group be undone without touching the others.
+pub struct Txn<'a> {
     index: &'a Index,
-    wb: rocksdb::WriteBatch,
+    writes: HashMap<Key, Option<Vec<u8>>>,
+    /// (key, previous entry in `writes`) for every write, for rollback.
+    undo: Vec<(Key, Option<Option<Vec<u8>>>)>,
 }
 
-impl Batch<'_> {
-    fn put(&mut self, cf: &str, k: &[u8], v: Vec<u8>) {
-        self.wb.put_cf(self.index.cf(cf), k, v);
+impl<'a> Txn<'a> {
+    /// The index under the transaction (reads committed state only).
+    pub fn index(&self) -> &'a Index {
+        self.index
+    }
+    pub fn get(&self, cf: Cf, k: &[u8]) -> Result<Option<Vec<u8>>> {
+        match self.writes.get(&(cf, k.to_vec())) {
+            Some(v) => Ok(v.clone()),
+            None => self.index.get(cf, k),
+        }
+    }
+    fn set(&mut self, cf: Cf, k: Vec<u8>, v: Option<Vec<u8>>) {
+        let key = (cf, k);
+        let prev = self.writes.insert(key.clone(), v);
+        self.undo.push((key, prev));
+    }
+    pub fn put(&mut self, cf: Cf, k: impl Into<Vec<u8>>, v: Vec<u8>) {
+        self.set(cf, k.into(), Some(v));
+    }
+    pub fn delete(&mut self, cf: Cf, k: impl Into<Vec<u8>>) {
+        self.set(cf, k.into(), None);
+    }
+    /// A point to roll back to.
+    pub fn savepoint(&self) -> usize {
+        self.undo.len()
+    }
+    /// Undoes every write made since `sp`.
+    pub fn rollback(&mut self, sp: usize) {
+        while self.undo.len() > sp {
+            let (key, prev) = self.undo.pop().expect("len > sp");
+            match prev {
+                Some(v) => self.writes.insert(key, v),
+                None => self.writes.remove(&key),
+            };
+        }
+    }
+    /// Distinct keys written.
+    pub fn len(&self) -> usize {
+        self.writes.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.writes.is_empty()
+    }
+
+    pub fn chunk(&self, id: &Hash) -> Result<Option<ChunkLoc>> {
+        self.get(Cf::Chunks, &id.0)?.map(|v| ChunkLoc::decode(&v)).transpose()
+    }
+    pub fn has_blob(&self, id: &Hash) -> Result<bool> {
+        Ok(self.get(Cf::Blobs, &id.0)?.is_some())
+    }
+    pub fn reference(&self, ns: &str, id: &Hash) -> Result<Option<RefInfo>> {
+        self.get(Cf::Refs, &codec::ref_key(ns, id))?
+            .map(|v| RefInfo::decode(&v))
+            .transpose()
     }
     pub fn put_chunk(&mut self, id: &Hash, loc: &ChunkLoc) {
-        self.put(CF_CHUNKS, &id.0, loc.encode());
+        self.put(Cf::Chunks, id.0, loc.encode());
     }
     /// A blob's manifest and its SHA-256 alias.
     pub fn put_blob(&mut self, m: &Manifest) {
-        self.put(CF_BLOBS, &m.digests.blake3.0, m.encode());
-        self.put(CF_SHA256, &m.digests.sha256, m.digests.blake3.0.to_vec());
+        self.put(Cf::Blobs, m.digests.blake3.0, m.encode());
+        self.put(Cf::Sha256, m.digests.sha256, m.digests.blake3.0.to_vec());
     }
     pub fn put_ref(&mut self, ns: &str, id: &Hash, r: &RefInfo) {
-        self.put(CF_REFS, &codec::ref_key(ns, id), r.encode());
+        self.put(Cf::Refs, codec::ref_key(ns, id), r.encode());
+    }
+    pub fn delete_ref(&mut self, ns: &str, id: &Hash) {
+        self.delete(Cf::Refs, codec::ref_key(ns, id));
     }
     pub fn put_pack(&mut self, id: u64, p: &PackInfo) {
-        self.put(CF_PACKS, &id.to_be_bytes(), p.encode());
+        self.put(Cf::Packs, id.to_be_bytes(), p.encode());
     }
     pub fn put_stats(&mut self, s: &Stats) {
-        self.put(CF_META, STATS_KEY, s.encode());
-    }
-    /// Operations so far.
-    #[allow(clippy::len_without_is_empty)]
-    pub fn len(&self) -> usize {
-        self.wb.len()
+        self.put(Cf::Meta, STATS_KEY, s.encode());
     }
 }
+
+/// A consistent read-only view of the index at one moment.
+pub struct Snapshot<'a> {
+    snap: rocksdb::Snapshot<'a>,
+    index: &'a Index,
+}
+
+impl Snapshot<'_> {
+    pub fn get(&self, cf: Cf, k: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.snap.get_cf(self.index.cf(cf), k).map_err(db_err)
+    }
+    /// Keys in `[from, to)` (to = None: to the end), in order.
+    pub fn scan<'s>(&'s self, cf: Cf, from: &[u8], to: Option<&[u8]>) -> impl Iterator<Item = Result<KeyValue>> + 's {
+        let mut ro = ReadOptions::default();
+        ro.set_snapshot(&self.snap);
+        self.index.scan_opt(cf, ro, from, to, false)
+    }
+}
+
+pub type KeyValue = (Box<[u8]>, Box<[u8]>);
 
 impl Index {
     pub fn open(path: &Path) -> Result<Self> {
@@ -81,7 +202,7 @@ impl Index {
         opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
         opts.increase_parallelism(2);
         opts.set_max_open_files(512);
-        let cfs = CFS.iter().map(|name| {
+        let cfs = Cf::ALL.iter().map(|cf| {
             let mut o = Options::default();
             o.set_compression_type(rocksdb::DBCompressionType::Lz4);
             let mut b = BlockBasedOptions::default();
@@ -89,28 +210,70 @@ impl Index {
             b.set_bloom_filter(10.0, false);
             b.set_cache_index_and_filter_blocks(true);
             o.set_block_based_table_factory(&b);
-            ColumnFamilyDescriptor::new(*name, o)
+            ColumnFamilyDescriptor::new(cf.name(), o)
         });
         let db = DB::open_cf_descriptors(&opts, path, cfs)
             .map_err(|e| Error::Index(format!("cannot open index at {}: {}", path.display(), e.into_string())))?;
         Ok(Index { db })
     }
 
-    fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
-        self.db.cf_handle(name).expect("column families are created at open")
+    fn cf(&self, cf: Cf) -> &rocksdb::ColumnFamily {
+        self.db
+            .cf_handle(cf.name())
+            .expect("column families are created at open")
     }
 
-    fn get(&self, cf: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
+    pub fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>> {
         self.db.get_cf(self.cf(cf), key).map_err(db_err)
     }
 
+    /// Keys in `[from, to)` (to = None: to the end of the column family),
+    /// ascending; or, with `reverse`, descending from just below `to`.
+    pub fn scan<'s>(
+        &'s self,
+        cf: Cf,
+        from: &[u8],
+        to: Option<&[u8]>,
+        reverse: bool,
+    ) -> impl Iterator<Item = Result<KeyValue>> + 's {
+        self.scan_opt(cf, ReadOptions::default(), from, to, reverse)
+    }
+
+    fn scan_opt<'s>(
+        &'s self,
+        cf: Cf,
+        mut ro: ReadOptions,
+        from: &[u8],
+        to: Option<&[u8]>,
+        reverse: bool,
+    ) -> impl Iterator<Item = Result<KeyValue>> + 's {
+        ro.set_iterate_lower_bound(from.to_vec());
+        if let Some(t) = to {
+            ro.set_iterate_upper_bound(t.to_vec());
+        }
+        let mode = match reverse {
+            false => IteratorMode::From(from, Direction::Forward),
+            true => IteratorMode::End,
+        };
+        self.db
+            .iterator_cf_opt(self.cf(cf), ro, mode)
+            .map(|r| r.map_err(db_err))
+    }
+
+    pub fn snapshot(&self) -> Snapshot<'_> {
+        Snapshot {
+            snap: self.db.snapshot(),
+            index: self,
+        }
+    }
+
     pub fn chunk(&self, id: &Hash) -> Result<Option<ChunkLoc>> {
-        self.get(CF_CHUNKS, &id.0)?.map(|v| ChunkLoc::decode(&v)).transpose()
+        self.get(Cf::Chunks, &id.0)?.map(|v| ChunkLoc::decode(&v)).transpose()
     }
 
     /// Looks up many chunks at once, in order.
     pub fn chunks(&self, ids: &[Hash]) -> Result<Vec<Option<ChunkLoc>>> {
-        let cf = self.cf(CF_CHUNKS);
+        let cf = self.cf(Cf::Chunks);
         self.db
             .multi_get_cf(ids.iter().map(|id| (cf, id.0)))
             .into_iter()
@@ -119,30 +282,30 @@ impl Index {
     }
 
     pub fn blob(&self, id: &Hash) -> Result<Option<Manifest>> {
-        self.get(CF_BLOBS, &id.0)?.map(|v| Manifest::decode(&v)).transpose()
+        self.get(Cf::Blobs, &id.0)?.map(|v| Manifest::decode(&v)).transpose()
     }
 
     /// The manifest of the blob with this SHA-256, if stored.
     pub fn blob_by_sha256(&self, sha256: &[u8; 32]) -> Result<Option<Manifest>> {
-        match self.get(CF_SHA256, sha256)? {
+        match self.get(Cf::Sha256, sha256)? {
             Some(id) => self.blob(&Hash::from_slice(&id).ok_or_else(|| Error::corrupt("bad sha256 alias"))?),
             None => Ok(None),
         }
     }
 
     pub fn has_blob(&self, id: &Hash) -> Result<bool> {
-        Ok(self.get(CF_BLOBS, &id.0)?.is_some())
+        Ok(self.get(Cf::Blobs, &id.0)?.is_some())
     }
 
     pub fn reference(&self, ns: &str, id: &Hash) -> Result<Option<RefInfo>> {
-        self.get(CF_REFS, &codec::ref_key(ns, id))?
+        self.get(Cf::Refs, &codec::ref_key(ns, id))?
             .map(|v| RefInfo::decode(&v))
             .transpose()
     }
 
     pub fn stats(&self) -> Result<Stats> {
         Ok(self
-            .get(CF_META, STATS_KEY)?
+            .get(Cf::Meta, STATS_KEY)?
             .map(|v| Stats::decode(&v))
             .transpose()?
             .unwrap_or_default())
@@ -150,7 +313,7 @@ impl Index {
 
     pub fn packs(&self) -> Result<Vec<(u64, PackInfo)>> {
         self.db
-            .iterator_cf(self.cf(CF_PACKS), rocksdb::IteratorMode::Start)
+            .iterator_cf(self.cf(Cf::Packs), IteratorMode::Start)
             .map(|r| {
                 let (k, v) = r.map_err(db_err)?;
                 let id = u64::from_be_bytes(k.as_ref().try_into().map_err(|_| Error::corrupt("bad pack key"))?);
@@ -160,14 +323,14 @@ impl Index {
     }
 
     pub fn pack(&self, id: u64) -> Result<Option<PackInfo>> {
-        self.get(CF_PACKS, &id.to_be_bytes())?
+        self.get(Cf::Packs, &id.to_be_bytes())?
             .map(|v| PackInfo::decode(&v))
             .transpose()
     }
 
     /// Calls `f` for every (namespace, blob) reference.
     pub fn for_each_ref(&self, mut f: impl FnMut(String, Hash, RefInfo) -> Result<()>) -> Result<()> {
-        for r in self.db.iterator_cf(self.cf(CF_REFS), rocksdb::IteratorMode::Start) {
+        for r in self.db.iterator_cf(self.cf(Cf::Refs), IteratorMode::Start) {
             let (k, v) = r.map_err(db_err)?;
             let (ns, id) = codec::decode_ref_key(&k)?;
             f(ns, id, RefInfo::decode(&v)?)?;
@@ -175,17 +338,25 @@ impl Index {
         Ok(())
     }
 
-    pub fn batch(&self) -> Batch<'_> {
-        Batch {
+    pub fn txn(&self) -> Txn<'_> {
+        Txn {
             index: self,
-            wb: rocksdb::WriteBatch::default(),
+            writes: HashMap::new(),
+            undo: Vec::new(),
         }
     }
 
-    /// Applies a batch atomically; returns once the WAL is fsynced.
-    pub fn commit(&self, batch: Batch<'_>) -> Result<()> {
+    /// Applies a transaction atomically; returns once the WAL is fsynced.
+    pub fn commit(&self, txn: Txn<'_>) -> Result<()> {
+        let mut wb = rocksdb::WriteBatch::default();
+        for ((cf, k), v) in txn.writes {
+            match v {
+                Some(v) => wb.put_cf(self.cf(cf), k, v),
+                None => wb.delete_cf(self.cf(cf), k),
+            }
+        }
         let mut wo = WriteOptions::default();
         wo.set_sync(true);
-        self.db.write_opt(batch.wb, &wo).map_err(db_err)
+        self.db.write_opt(wb, &wo).map_err(db_err)
     }
 }

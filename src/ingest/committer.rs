@@ -6,14 +6,17 @@
 //! while a commit runs are committed together: one pack fdatasync and one
 //! WAL fsync for the whole group.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
+use crate::catalog::apply::{CatalogState, Ctx};
+use crate::catalog::records::{IDS_KEY, Ids, decode, encode};
+use crate::catalog::{CatalogOp, CatalogOutcome};
 use crate::error::{Error, Result};
 use crate::hash::Hash;
-use crate::index::{ChunkLoc, Index, PackInfo, PackState, RefInfo, Stats};
+use crate::index::{Cf, ChunkLoc, Index, PackInfo, PackState, RefInfo, Stats};
 use crate::manifest::Manifest;
 use crate::pack::Packer;
 use crate::pack::format::{Codec, Kind};
@@ -31,14 +34,18 @@ pub enum CommitReq {
     },
     /// A pack was sealed and uploaded to the pack store.
     PackSealed { id: u64, info: PackInfo },
+    /// A catalog change.
+    Catalog(CatalogOp),
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default)]
 pub struct CommitOutcome {
     /// The blob was new to the store.
     pub new: bool,
     /// Stored bytes of chunks this request made new.
     pub added_bytes: u64,
+    /// What a catalog request did.
+    pub catalog: Option<CatalogOutcome>,
 }
 
 type Job = (CommitReq, oneshot::Sender<Result<CommitOutcome>>);
@@ -48,13 +55,38 @@ pub struct Committer {
     tx: mpsc::Sender<Job>,
 }
 
+/// Catalog settings the committer applies.
+#[derive(Clone, Copy, Debug)]
+pub struct CatalogSettings {
+    pub trash_window_ms: i64,
+    pub lease_ms: i64,
+}
+
 impl Committer {
-    pub fn start(index: Arc<Index>, packer: Arc<Packer>) -> Result<Self> {
+    pub fn start(index: Arc<Index>, packer: Arc<Packer>, settings: CatalogSettings) -> Result<Self> {
         let stats = index.stats()?;
+        let ids = match index.get(Cf::Meta, IDS_KEY)? {
+            Some(v) => decode(&v, "ids")?,
+            None => Ids {
+                package: 1,
+                version: 1,
+                file: 1,
+                event: 1,
+            },
+        };
+        let catalog = CatalogState::new(ids, settings.trash_window_ms, settings.lease_ms);
         let (tx, rx) = mpsc::channel(1024);
         std::thread::Builder::new()
             .name("stowage-committer".into())
-            .spawn(move || Worker { index, packer, stats }.run(rx))?;
+            .spawn(move || {
+                Worker {
+                    index,
+                    packer,
+                    stats,
+                    catalog,
+                }
+                .run(rx)
+            })?;
         Ok(Committer { tx })
     }
 
@@ -66,20 +98,46 @@ impl Committer {
             .map_err(|_| Error::Unavailable("committer stopped".into()))?;
         rx.await.map_err(|_| Error::Unavailable("committer stopped".into()))?
     }
+
+    /// Submits a catalog change and returns what it did.
+    pub async fn catalog(&self, op: CatalogOp) -> Result<CatalogOutcome> {
+        self.submit(CommitReq::Catalog(op))
+            .await?
+            .catalog
+            .ok_or_else(|| Error::Internal("catalog request without a catalog outcome".into()))
+    }
 }
 
 struct Worker {
     index: Arc<Index>,
     packer: Arc<Packer>,
     stats: Stats,
+    catalog: CatalogState,
+}
+
+fn exclusive(req: &CommitReq) -> bool {
+    matches!(req, CommitReq::Catalog(op) if op.exclusive())
 }
 
 impl Worker {
     fn run(mut self, mut rx: mpsc::Receiver<Job>) {
-        while let Some(first) = rx.blocking_recv() {
+        let mut held: Option<Job> = None;
+        loop {
+            let first = match held.take() {
+                Some(j) => j,
+                None => match rx.blocking_recv() {
+                    Some(j) => j,
+                    None => return,
+                },
+            };
             let mut jobs = vec![first];
-            while jobs.len() < MAX_GROUP {
+            // An exclusive request (a purge scans committed state) goes alone.
+            while jobs.len() < MAX_GROUP && !exclusive(&jobs[0].0) {
                 match rx.try_recv() {
+                    Ok(j) if exclusive(&j.0) => {
+                        held = Some(j);
+                        break;
+                    }
                     Ok(j) => jobs.push(j),
                     Err(_) => break,
                 }
@@ -88,7 +146,7 @@ impl Worker {
             match self.commit(&reqs) {
                 Ok(outcomes) => {
                     for (reply, o) in replies.into_iter().zip(outcomes) {
-                        let _ = reply.send(Ok(o));
+                        let _ = reply.send(o);
                     }
                 }
                 Err(e) => {
@@ -101,86 +159,123 @@ impl Worker {
         }
     }
 
-    fn commit(&mut self, reqs: &[CommitReq]) -> Result<Vec<CommitOutcome>> {
+    /// Applies a group in one batch. A request that fails on its own (bad
+    /// input, a catalog rule) is rolled back and answered with its error;
+    /// an I/O failure fails the whole group.
+    fn commit(&mut self, reqs: &[CommitReq]) -> Result<Vec<Result<CommitOutcome>>> {
+        let now = crate::now_ms();
         let mut stats = self.stats;
-        let mut batch = self.index.batch();
-        let mut chunks: HashSet<Hash> = HashSet::new();
-        let mut blobs: HashSet<Hash> = HashSet::new();
-        let mut refs: HashSet<(&str, Hash)> = HashSet::new();
+        let ids_before = self.catalog.ids;
+        let mut txn = self.index.txn();
         // Per staged pack, the end of the last record this group depends on.
         let mut syncs: HashMap<u64, u64> = HashMap::new();
-        let mut need = |loc_pack: u64, end: u64| {
-            let e = syncs.entry(loc_pack).or_default();
-            *e = (*e).max(end);
-        };
         let mut outcomes = Vec::with_capacity(reqs.len());
         for req in reqs {
-            let mut out = CommitOutcome::default();
-            match req {
+            let sp = txn.savepoint();
+            let (stats_sp, ids_sp) = (stats, self.catalog.ids);
+            let mut ctx = Ctx {
+                txn: &mut txn,
+                stats: &mut stats,
+                st: &mut self.catalog,
+                now,
+            };
+            let r = match req {
                 CommitReq::Put {
                     namespace,
                     manifest,
                     candidates,
-                } => {
-                    let id = manifest.digests.blake3;
-                    if !blobs.contains(&id) && !self.index.has_blob(&id)? {
-                        // Only a new blob brings chunks: a known blob (stored
-                        // under other chunk settings, say) has its own already.
-                        for (cid, loc) in candidates {
-                            if chunks.contains(cid) || self.index.chunk(cid)?.is_some() {
-                                continue;
-                            }
-                            need(loc.pack, loc.offset + loc.record_len());
-                            batch.put_chunk(cid, loc);
-                            chunks.insert(*cid);
-                            stats.chunks += 1;
-                            stats.physical_bytes += loc.stored_len as u64;
-                            out.added_bytes += loc.stored_len as u64;
-                        }
-                        let enc = manifest.encode();
-                        let (pack, e) = self.packer.append(Kind::Blob, Codec::Raw, id, enc.len() as u32, &enc)?;
-                        need(pack.id, e.offset + e.record_len());
-                        batch.put_blob(manifest);
-                        blobs.insert(id);
-                        stats.blobs += 1;
-                        stats.unique_bytes += manifest.size;
-                        out.new = true;
-                    }
-                    if !refs.contains(&(namespace.as_str(), id)) && self.index.reference(namespace, &id)?.is_none() {
-                        let r = RefInfo {
-                            created_ms: crate::now_ms(),
-                        };
-                        let rec = encode_ref_record(namespace, &r);
-                        let (pack, e) = self.packer.append(Kind::Ref, Codec::Raw, id, rec.len() as u32, &rec)?;
-                        need(pack.id, e.offset + e.record_len());
-                        batch.put_ref(namespace, &id, &r);
-                        refs.insert((namespace, id));
-                        stats.references += 1;
-                        stats.logical_bytes += manifest.size;
-                    }
-                }
+                } => put(&mut ctx, &self.packer, &mut syncs, namespace, manifest, candidates),
                 CommitReq::PackSealed { id, info } => {
                     debug_assert_eq!(info.state, PackState::Sealed);
-                    if self.index.pack(*id)?.is_none() {
-                        stats.packs += 1;
-                        stats.sealed_pack_bytes += info.size;
+                    if ctx.txn.get(Cf::Packs, &id.to_be_bytes())?.is_none() {
+                        ctx.stats.packs += 1;
+                        ctx.stats.sealed_pack_bytes += info.size;
                     }
-                    batch.put_pack(*id, info);
+                    ctx.txn.put_pack(*id, info);
+                    Ok(CommitOutcome::default())
                 }
+                CommitReq::Catalog(op) => ctx.apply(op).map(|o| CommitOutcome {
+                    catalog: Some(o),
+                    ..Default::default()
+                }),
+            };
+            if r.is_err() {
+                txn.rollback(sp);
+                stats = stats_sp;
+                self.catalog.ids = ids_sp;
             }
-            outcomes.push(out);
+            match r {
+                // Storage failures fail the group: the batch cannot be trusted.
+                Err(e @ (Error::Io(_) | Error::Index(_) | Error::ObjectStore(_))) => {
+                    self.catalog.ids = ids_before;
+                    return Err(e);
+                }
+                r => outcomes.push(r),
+            }
         }
         // Data first: every record the batch points at must be on disk.
-        for (pack, end) in syncs {
-            if let Some(p) = self.packer.staged(pack) {
-                p.sync_to(end)?;
+        let flush = (|| {
+            for (pack, end) in syncs {
+                if let Some(p) = self.packer.staged(pack) {
+                    p.sync_to(end)?;
+                }
             }
+            txn.put_stats(&stats);
+            txn.put(Cf::Meta, IDS_KEY, encode(&self.catalog.ids));
+            self.index.commit(txn)
+        })();
+        if let Err(e) = flush {
+            self.catalog.ids = ids_before;
+            return Err(e);
         }
-        batch.put_stats(&stats);
-        self.index.commit(batch)?;
         self.stats = stats;
         Ok(outcomes)
     }
+}
+
+fn put(
+    ctx: &mut Ctx<'_, '_>,
+    packer: &Packer,
+    syncs: &mut HashMap<u64, u64>,
+    namespace: &str,
+    manifest: &Manifest,
+    candidates: &[(Hash, ChunkLoc)],
+) -> Result<CommitOutcome> {
+    let mut need = |loc_pack: u64, end: u64| {
+        let e = syncs.entry(loc_pack).or_default();
+        *e = (*e).max(end);
+    };
+    let mut out = CommitOutcome::default();
+    let id = manifest.digests.blake3;
+    if !ctx.txn.has_blob(&id)? {
+        // Only a new blob brings chunks: a known blob (stored under other
+        // chunk settings, say) has its own already.
+        for (cid, loc) in candidates {
+            if ctx.txn.chunk(cid)?.is_some() {
+                continue;
+            }
+            need(loc.pack, loc.offset + loc.record_len());
+            ctx.txn.put_chunk(cid, loc);
+            ctx.stats.chunks += 1;
+            ctx.stats.physical_bytes += loc.stored_len as u64;
+            out.added_bytes += loc.stored_len as u64;
+        }
+        let enc = manifest.encode();
+        let (pack, e) = packer.append(Kind::Blob, Codec::Raw, id, enc.len() as u32, &enc)?;
+        need(pack.id, e.offset + e.record_len());
+        ctx.txn.put_blob(manifest);
+        ctx.stats.blobs += 1;
+        ctx.stats.unique_bytes += manifest.size;
+        out.new = true;
+    }
+    if let Some(r) = ctx.upload_ref(namespace, &id)? {
+        let rec = encode_ref_record(namespace, &r);
+        let (pack, e) = packer.append(Kind::Ref, Codec::Raw, id, rec.len() as u32, &rec)?;
+        need(pack.id, e.offset + e.record_len());
+        ctx.stats.references += 1;
+        ctx.stats.logical_bytes += manifest.size;
+    }
+    Ok(out)
 }
 
 /// A `Ref` record: created_ms:i64 then the namespace bytes.
@@ -196,5 +291,12 @@ pub fn decode_ref_record(b: &[u8]) -> Result<(String, RefInfo)> {
     }
     let created_ms = i64::from_be_bytes(b[..8].try_into().expect("8 bytes"));
     let ns = std::str::from_utf8(&b[8..]).map_err(|_| Error::corrupt("reference record namespace is not UTF-8"))?;
-    Ok((ns.to_string(), RefInfo { created_ms }))
+    Ok((
+        ns.to_string(),
+        RefInfo {
+            created_ms,
+            lease_until_ms: created_ms,
+            files: 0,
+        },
+    ))
 }

@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-pub use committer::{CommitOutcome, CommitReq, Committer, decode_ref_record, encode_ref_record};
+pub use committer::{CatalogSettings, CommitOutcome, CommitReq, Committer, decode_ref_record, encode_ref_record};
 use futures::{Stream, StreamExt};
 use tokio::sync::mpsc;
 

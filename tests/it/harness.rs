@@ -64,6 +64,7 @@ impl Daemon {
             .args(["serve", "--config"])
             .arg(&self.config)
             .env("STOWAGE_LOG", "info")
+            .env(stowage::CLOCK_OFFSET_FILE_ENV, self.dir.path().join("clock-offset-ms"))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -118,6 +119,16 @@ impl Daemon {
     pub async fn restart(&mut self) {
         self.stop();
         self.spawn().await;
+    }
+
+    /// Moves the daemon's clock forward (the injectable test clock).
+    pub fn advance_clock(&self, by: Duration) {
+        let path = self.dir.path().join("clock-offset-ms");
+        let now: i64 = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0);
+        std::fs::write(&path, (now + by.as_millis() as i64).to_string()).unwrap();
     }
 
     /// Runs a CLI command against this daemon.

@@ -2,6 +2,7 @@
 //! free port with a temp data dir and talks to it over gRPC.
 
 mod blob;
+mod catalog;
 mod cli;
 mod corruption;
 mod durability;

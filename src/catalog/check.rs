@@ -1,0 +1,240 @@
+//! `admin check`: recomputes every count the catalog keeps (version and
+//! package aggregates, active file names, trash entries, a namespace's
+//! reference count per blob, the namespaces holding each blob, the store's
+//! reference counters) from the records themselves, on one snapshot, and
+//! reports each disagreement. Memory stays bounded: counts are compared
+//! as the walk goes, never gathered for the whole store.
+
+use std::collections::HashMap;
+
+use super::records::{self as rec, FileRec, PackageRec, VersionRec, decode};
+use crate::error::Result;
+use crate::hash::Hash;
+use crate::index::{Cf, Index, RefInfo, Snapshot, Stats, decode_ref_key, ref_key};
+use crate::manifest::Manifest;
+
+/// Disagreements reported at most (the counts keep going).
+const MAX_DRIFT: usize = 1000;
+
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct CheckReport {
+    pub packages: u64,
+    pub versions: u64,
+    pub files: u64,
+    pub references: u64,
+    pub blobs: u64,
+    pub drift: Vec<String>,
+}
+
+impl CheckReport {
+    fn drift(&mut self, msg: String) {
+        if self.drift.len() < MAX_DRIFT {
+            self.drift.push(msg);
+        }
+    }
+    fn expect<T: PartialEq + std::fmt::Debug>(&mut self, what: impl FnOnce() -> String, stored: T, actual: T) {
+        if stored != actual {
+            self.drift(format!("{}: stored {stored:?}, recomputed {actual:?}", what()));
+        }
+    }
+}
+
+fn exists(s: &Snapshot<'_>, cf: Cf, k: &[u8]) -> Result<bool> {
+    Ok(s.get(cf, k)?.is_some())
+}
+
+pub fn check(index: &Index) -> Result<CheckReport> {
+    let s = index.snapshot();
+    let mut r = CheckReport::default();
+    let mut trashed = 0u64;
+
+    // 1. The catalog tree, top down.
+    for kv in s.scan(Cf::Packages, &[], None) {
+        let (pkey, v) = kv?;
+        let p = rec::parse_package_key(&pkey)?;
+        let pkg: PackageRec = decode(&v, "package")?;
+        r.packages += 1;
+        let pname = format!("{} {:?} in {}/{}", p.ty, p.name, p.namespace, p.project);
+        if s.get(Cf::CatalogIdx, &rec::pkg_by_id_key(pkg.id))?.as_deref() != Some(&pkey[..]) {
+            r.drift(format!("package {pname}: id index entry missing or wrong"));
+        }
+        if !exists(&s, Cf::CatalogIdx, &rec::pkg_created_key(&p.namespace, pkg.id))? {
+            r.drift(format!("package {pname}: creation index entry missing"));
+        }
+        if let Some(at) = pkg.deleted_ms {
+            trashed += 1;
+            if !exists(&s, Cf::CatalogIdx, &rec::trash_key(at, rec::TRASH_PACKAGE, pkg.id))? {
+                r.drift(format!("package {pname}: deleted but not in the trash index"));
+            }
+        }
+        let (mut versions, mut files, mut size) = (0u64, 0u64, 0u64);
+        let (from, to) = (pkg.id.to_be_bytes(), (pkg.id + 1).to_be_bytes());
+        for kv in s.scan(Cf::Versions, &from, Some(&to)) {
+            let (vkey, v) = kv?;
+            let (_, ver_id) = rec::split_u64s(&vkey)?;
+            let ver: VersionRec = decode(&v, "version")?;
+            r.versions += 1;
+            let vname = format!("version {:?} of {pname}", ver.version);
+            if s.get(Cf::CatalogIdx, &rec::version_name_key(pkg.id, &ver.version))?
+                .as_deref()
+                != Some(&ver_id.to_be_bytes()[..])
+            {
+                r.drift(format!("{vname}: name index entry missing or wrong"));
+            }
+            if let Some(at) = ver.deleted_ms {
+                trashed += 1;
+                if !exists(&s, Cf::CatalogIdx, &rec::trash_key(at, rec::TRASH_VERSION, ver_id))? {
+                    r.drift(format!("{vname}: deleted but not in the trash index"));
+                }
+            }
+            let (mut vfiles, mut vsize) = (0u64, 0u64);
+            let mut names: HashMap<String, u64> = HashMap::new();
+            let (from, to) = (ver_id.to_be_bytes(), (ver_id + 1).to_be_bytes());
+            for kv in s.scan(Cf::Files, &from, Some(&to)) {
+                let (fkey, v) = kv?;
+                let (_, file_id) = rec::split_u64s(&fkey)?;
+                let f: FileRec = decode(&v, "file")?;
+                r.files += 1;
+                match f.deleted_ms {
+                    None => {
+                        vfiles += 1;
+                        vsize += f.size;
+                        *names.entry(f.name.clone()).or_default() += 1;
+                    }
+                    Some(at) => {
+                        trashed += 1;
+                        if !exists(&s, Cf::CatalogIdx, &rec::trash_key(at, rec::TRASH_FILE, file_id))? {
+                            r.drift(format!("file {file_id} of {vname}: deleted but not in the trash index"));
+                        }
+                    }
+                }
+                let rk = ref_key(&p.namespace, &f.blob());
+                if !exists(&s, Cf::Refs, &rk)? {
+                    r.drift(format!(
+                        "file {file_id} of {vname}: blob {} has no reference in {}",
+                        f.blob(),
+                        p.namespace
+                    ));
+                }
+                if !exists(&s, Cf::CatalogIdx, &rec::blob_file_key(&rk, file_id))? {
+                    r.drift(format!("file {file_id} of {vname}: missing from its blob's file index"));
+                }
+            }
+            for (name, n) in &names {
+                let stored = s
+                    .get(Cf::CatalogIdx, &rec::file_name_key(ver_id, name))?
+                    .map_or(Ok(0), |b| rec::be_u64(&b))?;
+                r.expect(|| format!("{vname}: active files named {name:?}"), stored, *n);
+            }
+            let fprefix = rec::file_name_key(ver_id, "");
+            for kv in s.scan(Cf::CatalogIdx, &fprefix, rec::prefix_end(&fprefix).as_deref()) {
+                let (k, _) = kv?;
+                let name = String::from_utf8_lossy(&k[fprefix.len()..]).into_owned();
+                if !names.contains_key(&name) {
+                    r.drift(format!(
+                        "{vname}: file name index lists {name:?}, which has no active file"
+                    ));
+                }
+            }
+            r.expect(|| format!("{vname}: active files"), ver.files, vfiles);
+            r.expect(|| format!("{vname}: active bytes"), ver.size, vsize);
+            if ver.deleted_ms.is_none() {
+                versions += 1;
+                files += vfiles;
+                size += vsize;
+            }
+        }
+        r.expect(|| format!("package {pname}: active versions"), pkg.versions, versions);
+        r.expect(|| format!("package {pname}: active files"), pkg.files, files);
+        r.expect(|| format!("package {pname}: active bytes"), pkg.size, size);
+    }
+    let trash_entries = s.scan(Cf::CatalogIdx, b"t", Some(b"u")).count() as u64;
+    r.expect(|| "trash index entries".into(), trash_entries, trashed);
+
+    // 2. References: each one's file count against the files behind it.
+    let mut stats = Stats::default();
+    let mut namespaces: Vec<String> = Vec::new();
+    for kv in s.scan(Cf::Refs, &[], None) {
+        let (k, v) = kv?;
+        let (ns, blob) = decode_ref_key(&k)?;
+        let info = RefInfo::decode(&v)?;
+        r.references += 1;
+        if namespaces.last() != Some(&ns) {
+            namespaces.push(ns.clone());
+        }
+        let prefix = rec::blob_files_prefix(&k);
+        let mut n = 0u64;
+        for kv in s.scan(Cf::CatalogIdx, &prefix, rec::prefix_end(&prefix).as_deref()) {
+            let (bk, ver) = kv?;
+            n += 1;
+            let file_id = rec::be_u64(&bk[prefix.len()..])?;
+            let uses = match s.get(Cf::Files, &rec::file_key(rec::be_u64(&ver)?, file_id))? {
+                Some(f) => decode::<FileRec>(&f, "file")?.blob() == blob,
+                None => false,
+            };
+            if !uses {
+                r.drift(format!(
+                    "blob {blob} in {ns}: file index lists file {file_id}, which does not use it"
+                ));
+            }
+        }
+        r.expect(|| format!("blob {blob} in {ns}: files referencing it"), info.files, n);
+        match s.get(Cf::Blobs, &blob.0)? {
+            Some(m) => {
+                stats.references += 1;
+                stats.logical_bytes += Manifest::decode(&m)?.size;
+            }
+            None => r.drift(format!("blob {blob} in {ns}: referenced but has no manifest")),
+        }
+        if !exists(&s, Cf::CatalogIdx, &rec::holders_key(&blob))? {
+            r.drift(format!(
+                "blob {blob}: referenced by {ns} but its holder count is missing"
+            ));
+        }
+    }
+    // Leases: every entry matches its reference.
+    for kv in s.scan(Cf::CatalogIdx, b"l", Some(b"m")) {
+        let (k, _) = kv?;
+        let until = rec::be_u64(&k[1..9])? as i64;
+        let (ns, blob) = decode_ref_key(&k[9..])?;
+        match s.get(Cf::Refs, &k[9..])? {
+            Some(v) if RefInfo::decode(&v)?.lease_until_ms == until => {}
+            _ => r.drift(format!(
+                "lease of blob {blob} in {ns} until {until} matches no reference"
+            )),
+        }
+    }
+
+    // 3. Holders: the namespaces referencing each blob.
+    for kv in s.scan(Cf::CatalogIdx, b"r", Some(b"s")) {
+        let (k, v) = kv?;
+        let blob = Hash::from_slice(&k[1..]).ok_or_else(|| crate::error::Error::corrupt("bad holder key"))?;
+        r.blobs += 1;
+        let mut n = 0u64;
+        for ns in &namespaces {
+            n += exists(&s, Cf::Refs, &ref_key(ns, &blob))? as u64;
+        }
+        r.expect(
+            || format!("blob {blob}: namespaces referencing it"),
+            rec::be_u64(&v)?,
+            n,
+        );
+        if exists(&s, Cf::CatalogIdx, &rec::garbage_key(&blob))? {
+            r.drift(format!("blob {blob}: listed as garbage but still referenced"));
+        }
+    }
+
+    // 4. The store counters the references feed.
+    let stored = s
+        .get(Cf::Meta, b"stats")?
+        .map(|v| Stats::decode(&v))
+        .transpose()?
+        .unwrap_or_default();
+    r.expect(|| "store references".into(), stored.references, stats.references);
+    r.expect(
+        || "store logical bytes".into(),
+        stored.logical_bytes,
+        stats.logical_bytes,
+    );
+    Ok(r)
+}
