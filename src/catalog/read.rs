@@ -92,15 +92,15 @@ fn id_token(token: &str) -> Result<Option<u64>> {
 }
 
 pub fn package(index: &Index, p: &PkgRef) -> Result<PackageView> {
+    view_package(index, p.clone(), package_rec(index, p)?)
+}
+
+fn package_rec(index: &Index, p: &PkgRef) -> Result<PackageRec> {
     p.validate()?;
-    let key = rec::package_key(p);
-    let v = index.get(Cf::Packages, &key)?.ok_or_else(|| {
-        Error::NotFound(format!(
-            "{} package {:?} in {}/{}",
-            p.ty, p.name, p.namespace, p.project
-        ))
-    })?;
-    view_package(index, p.clone(), decode(&v, "package")?)
+    let v = index
+        .get(Cf::Packages, &rec::package_key(p))?
+        .ok_or_else(|| Error::NotFound(format!("{} package {:?} in {}/{}", p.ty, p.name, p.namespace, p.project)))?;
+    decode(&v, "package")
 }
 
 fn view_package(index: &Index, pkg: PkgRef, r: PackageRec) -> Result<PackageView> {
@@ -224,7 +224,7 @@ fn list_packages_by_size(index: &Index, f: &PackageFilter, size: usize, token: &
 }
 
 fn package_id(index: &Index, p: &PkgRef) -> Result<u64> {
-    Ok(package(index, p)?.rec.id)
+    Ok(package_rec(index, p)?.id)
 }
 
 fn version_id(index: &Index, pkg_id: u64, v: &VerRef) -> Result<u64> {
@@ -343,21 +343,21 @@ pub fn duplicate_policy(index: &Index, ns: &str, ty: PackageType) -> Result<DupP
 /// now: into a deleted package or version, or a duplicate the policy
 /// forbids. The commit checks again, authoritatively.
 pub fn precheck_publish(index: &Index, v: &VerRef, file_name: &str) -> Result<()> {
-    let pkg = match package(index, &v.pkg) {
+    let pkg = match package_rec(index, &v.pkg) {
         Ok(p) => p,
         Err(Error::NotFound(_)) => return Ok(()),
         Err(e) => return Err(e),
     };
-    if pkg.rec.deleted_ms.is_some() {
+    if pkg.deleted_ms.is_some() {
         return Err(super::apply::deleted_error(v, true));
     }
-    let ver_id = match version_id(index, pkg.rec.id, v) {
+    let ver_id = match version_id(index, pkg.id, v) {
         Ok(id) => id,
         Err(Error::NotFound(_)) => return Ok(()),
         Err(e) => return Err(e),
     };
     let ver = index
-        .get(Cf::Versions, &rec::version_key(pkg.rec.id, ver_id))?
+        .get(Cf::Versions, &rec::version_key(pkg.id, ver_id))?
         .ok_or_else(|| Error::corrupt("version index points at a missing version"))?;
     if decode::<VersionRec>(&ver, "version")?.deleted_ms.is_some() {
         return Err(super::apply::deleted_error(v, false));

@@ -33,7 +33,19 @@ async fn rebuilt_index_gives_the_same_answers() {
         ..header("a")
     };
     c.put_bytes(bad, random_bytes(31, 500_000)).await.unwrap_err();
-    let before = answers(&c, &blobs).await;
+    // Catalog entries, one of them in the trash.
+    for (i, (ns, h)) in blobs.iter().enumerate() {
+        let v = stowage::api::client::version_ref(ns, "p", pb::PackageType::Generic, "tool", &format!("1.{}", i % 2));
+        let f = c.publish_blob(v.clone(), &format!("f{i}"), h).await.unwrap().file.unwrap();
+        if i == 3 {
+            let r = pb::FileRef {
+                version: Some(v),
+                file_id: f.file_id,
+            };
+            c.catalog.clone().delete_file(r).await.unwrap();
+        }
+    }
+    let before = (answers(&c, &blobs).await, catalog_answers(&c).await);
     d.stop();
 
     let out = Command::new(BIN)
@@ -49,5 +61,53 @@ async fn rebuilt_index_gives_the_same_answers() {
 
     d.spawn().await;
     let c = d.client().await;
-    assert_eq!(answers(&c, &blobs).await, before);
+    assert_eq!((answers(&c, &blobs).await, catalog_answers(&c).await), before);
+    let check = c.admin.clone().check(pb::CheckRequest {}).await.unwrap().into_inner();
+    assert!(check.drift.is_empty(), "{:#?}", check.drift);
+    assert_eq!(check.files, 6);
+}
+
+/// The catalog as listings show it, with the audit trail.
+async fn catalog_answers(c: &stowage::api::client::Client) -> Vec<String> {
+    let mut out = Vec::new();
+    for ns in ["a", "b"] {
+        let pkgs = c
+            .catalog
+            .clone()
+            .list_packages(pb::ListPackagesRequest {
+                namespace: ns.into(),
+                state: pb::State::All as i32,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        for p in pkgs.packages {
+            let vs = c
+                .catalog
+                .clone()
+                .list_versions(pb::ListVersionsRequest {
+                    package: p.r#ref.clone(),
+                    state: pb::State::All as i32,
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            for v in vs.versions {
+                let full = c
+                    .catalog
+                    .clone()
+                    .get_version(pb::GetVersionRequest { r#ref: v.r#ref })
+                    .await
+                    .unwrap()
+                    .into_inner();
+                out.push(format!("{full:?}"));
+            }
+            out.push(format!("{p:?}"));
+        }
+    }
+    let ev = c.audit.clone().list_events(pb::ListEventsRequest::default()).await.unwrap().into_inner();
+    out.push(format!("{:?}", ev.events));
+    out
 }
