@@ -377,7 +377,7 @@ impl Engine {
             at,
             file_name,
             blob: put.digests.blake3,
-            digests: Some(put.digests.clone()),
+            digests: Some(Box::new(put.digests.clone())),
             actor,
         };
         Ok((self.catalog(op).await?, put))

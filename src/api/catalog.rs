@@ -14,7 +14,7 @@ use crate::catalog::{
 };
 use crate::engine::Engine;
 use crate::error::Error;
-use crate::hash::{FileDigests, Hash};
+use crate::hash::Hash;
 
 pub struct CatalogApi {
     pub engine: Arc<Engine>,
@@ -214,7 +214,7 @@ impl CatalogService for CatalogApi {
                 at,
                 file_name: header.file_name,
                 blob: parse_hash(&header.blake3, "blake3")?,
-                digests: None::<FileDigests>,
+                digests: None,
                 actor,
             };
             (self.change(op).await?, None)

@@ -33,7 +33,7 @@ pub enum CatalogOp {
         file_name: String,
         blob: Hash,
         /// Digests the upload computed (may hold extras the manifest lacks).
-        digests: Option<FileDigests>,
+        digests: Option<Box<FileDigests>>,
         actor: String,
     },
     Delete {
@@ -188,7 +188,7 @@ impl Ctx<'_, '_> {
                 blob,
                 digests,
                 actor,
-            } => self.publish(at, file_name, blob, digests.as_ref(), actor),
+            } => self.publish(at, file_name, blob, digests.as_deref(), actor),
             CatalogOp::Delete { target, actor } => self.delete(target, actor).map(|_| CatalogOutcome::Done),
             CatalogOp::Restore { target, actor } => self.restore(target, actor).map(|_| CatalogOutcome::Done),
             CatalogOp::Download(f) => self.download(f),
@@ -295,7 +295,7 @@ impl Ctx<'_, '_> {
 
     fn event_for(&self, actor: &str, action: &str, target: &str, v: &VerRef, bytes: u64) -> EventRec {
         let p = &v.pkg;
-        let e = EventRec {
+        EventRec {
             actor: actor.into(),
             action: action.into(),
             target: target.into(),
@@ -306,8 +306,7 @@ impl Ctx<'_, '_> {
             version: v.version.clone(),
             bytes,
             ..Default::default()
-        };
-        e
+        }
     }
 
     fn check_duplicate(&mut self, v: &VerRef, ver_id: u64, file_name: &str) -> Result<()> {

@@ -175,7 +175,7 @@ pub fn list_packages(index: &Index, f: &PackageFilter, size: usize, token: &str)
             continue;
         }
         if page.items.len() == size {
-            page.next = hex::encode(&page_last_key(&page.items, f.sort));
+            page.next = hex::encode(page_last_key(&page.items, f.sort));
             break;
         }
         page.items.push(view_package(index, p, r)?);
@@ -208,7 +208,7 @@ fn list_packages_by_size(index: &Index, f: &PackageFilter, size: usize, token: &
             all.push((r.size, p, r));
         }
     }
-    all.sort_by(|a, b| a.0.cmp(&b.0));
+    all.sort_by_key(|a| a.0);
     if f.descending {
         all.reverse();
     }

@@ -35,7 +35,7 @@ pub enum CommitReq {
     /// A pack was sealed and uploaded to the pack store.
     PackSealed { id: u64, info: PackInfo },
     /// A catalog change.
-    Catalog(CatalogOp),
+    Catalog(Box<CatalogOp>),
 }
 
 #[derive(Clone, Debug, Default)]
@@ -101,7 +101,7 @@ impl Committer {
 
     /// Submits a catalog change and returns what it did.
     pub async fn catalog(&self, op: CatalogOp) -> Result<CatalogOutcome> {
-        self.submit(CommitReq::Catalog(op))
+        self.submit(CommitReq::Catalog(Box::new(op)))
             .await?
             .catalog
             .ok_or_else(|| Error::Internal("catalog request without a catalog outcome".into()))

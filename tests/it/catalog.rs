@@ -872,10 +872,10 @@ async fn counts_match_a_recomputation_after_random_ops_and_kill_9() {
                 match c.publish_bytes(v.clone(), &format!("f{i}"), data).await {
                     Ok(r) => {
                         let id = r.file.unwrap().file_id;
-                        if i % 3 == 0 && c.catalog.clone().delete_file(file_ref(&v, id)).await.is_err() {
+                        if i.is_multiple_of(3) && c.catalog.clone().delete_file(file_ref(&v, id)).await.is_err() {
                             break;
                         }
-                        acked.push((v, id, i % 3 == 0));
+                        acked.push((v, id, i.is_multiple_of(3)));
                     }
                     Err(_) => break,
                 }
