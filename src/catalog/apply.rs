@@ -140,10 +140,16 @@ pub fn compile(re: &str) -> Result<Regex> {
             "exception_regex is longer than {MAX_REGEX} bytes"
         )));
     }
-    regex::RegexBuilder::new(&format!("^(?:{re})$"))
-        .size_limit(1 << 20)
-        .build()
-        .map_err(|e| Error::invalid(format!("exception_regex {re:?}: {e}")))
+    let build = |pattern: &str| regex::RegexBuilder::new(pattern).size_limit(1 << 20).build();
+    build(&format!("^(?:{re})$")).map_err(|_| {
+        // Report the error against what the caller wrote, on one line.
+        let why = build(re).err().map(|e| e.to_string()).unwrap_or_default();
+        let why: Vec<&str> = why.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+        Error::invalid(format!(
+            "exception_regex {re:?} is not a valid regex: {}",
+            why.join(" ")
+        ))
+    })
 }
 
 /// One request's view of the committer's transaction.

@@ -97,9 +97,12 @@ pub fn package(index: &Index, p: &PkgRef) -> Result<PackageView> {
 
 fn package_rec(index: &Index, p: &PkgRef) -> Result<PackageRec> {
     p.validate()?;
-    let v = index
-        .get(Cf::Packages, &rec::package_key(p))?
-        .ok_or_else(|| Error::NotFound(format!("{} package {:?} in {}/{}", p.ty, p.name, p.namespace, p.project)))?;
+    let v = index.get(Cf::Packages, &rec::package_key(p))?.ok_or_else(|| {
+        Error::NotFound(format!(
+            "{} package {:?} in {}/{}",
+            p.ty, p.name, p.namespace, p.project
+        ))
+    })?;
     decode(&v, "package")
 }
 
@@ -208,9 +211,10 @@ fn list_packages_by_size(index: &Index, f: &PackageFilter, size: usize, token: &
             all.push((r.size, p, r));
         }
     }
-    all.sort_by_key(|a| a.0);
-    if f.descending {
-        all.reverse();
+    // Stable: packages of equal size stay in name order either way.
+    match f.descending {
+        false => all.sort_by_key(|a| a.0),
+        true => all.sort_by_key(|a| std::cmp::Reverse(a.0)),
     }
     let mut page = Page::default();
     let total = all.len();
@@ -320,6 +324,7 @@ pub fn list_files(index: &Index, v: &VerRef, state: State, size: usize, token: &
 }
 
 pub fn get_file(index: &Index, f: &FileRef) -> Result<FileView> {
+    f.ver.validate()?;
     let pkg_id = package_id(index, &f.ver.pkg)?;
     let ver_id = version_id(index, pkg_id, &f.ver)?;
     let r = index
@@ -362,7 +367,10 @@ pub fn precheck_publish(index: &Index, v: &VerRef, file_name: &str) -> Result<()
     if decode::<VersionRec>(&ver, "version")?.deleted_ms.is_some() {
         return Err(super::apply::deleted_error(v, false));
     }
-    if index.get(Cf::CatalogIdx, &rec::file_name_key(ver_id, file_name))?.is_none() {
+    if index
+        .get(Cf::CatalogIdx, &rec::file_name_key(ver_id, file_name))?
+        .is_none()
+    {
         return Ok(());
     }
     let p = duplicate_policy(index, &v.pkg.namespace, v.pkg.ty)?;

@@ -2,22 +2,12 @@
 
 use std::io::Write;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use serde_json::{Map, Value, json};
 
+use super::catalog::{connect, fail, parse_digests};
 use super::{BlobCmd, Conn};
-use crate::api::client::{Client, Status};
 use crate::api::pb;
-
-async fn connect(conn: &Conn) -> anyhow::Result<Client> {
-    Client::connect(&conn.addr)
-        .await
-        .with_context(|| format!("cannot connect to {}", conn.addr))
-}
-
-fn fail(s: Status) -> anyhow::Error {
-    anyhow::anyhow!("{:?}: {}", s.code(), s.message())
-}
 
 fn digests_json(d: &pb::Digests, out: &mut Map<String, Value>) {
     out.insert("blake3".into(), d.blake3.clone().into());
@@ -38,16 +28,7 @@ pub async fn blob(cmd: BlobCmd) -> anyhow::Result<()> {
             expected_sha256,
             files,
         } => {
-            let mut want = Vec::new();
-            for d in digests.iter().filter(|d| !d.is_empty()) {
-                want.push(match d.to_ascii_lowercase().as_str() {
-                    "sha1" => pb::Digest::Sha1,
-                    "sha512" => pb::Digest::Sha512,
-                    "md5" => pb::Digest::Md5,
-                    "sha256" | "blake3" => continue,
-                    other => bail!("unknown digest {other:?}; choose from sha1, sha512, md5"),
-                } as i32);
-            }
+            let want = parse_digests(&digests)?;
             let client = connect(&conn).await?;
             for f in files {
                 let size = std::fs::metadata(&f).with_context(|| format!("{}", f.display()))?.len();

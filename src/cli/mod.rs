@@ -1,13 +1,14 @@
 //! Command line: `serve` and offline admin run here; client commands talk
 //! gRPC to `--addr`.
 
+mod catalog;
 mod client;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::Config;
 
@@ -25,6 +26,23 @@ pub enum Cmd {
     /// Store, read and inspect blobs.
     #[command(subcommand)]
     Blob(BlobCmd),
+    /// Publish files into a package version (created on first use); prints one JSON line per file.
+    Publish(PublishArgs),
+    /// List, show, delete and restore packages.
+    #[command(subcommand)]
+    Packages(PackagesCmd),
+    /// List, show, delete and restore versions of a package.
+    #[command(subcommand)]
+    Versions(VersionsCmd),
+    /// List, delete and restore files of a version; count downloads.
+    #[command(subcommand)]
+    Files(FilesCmd),
+    /// Whether a namespace accepts a second file of the same name in a version.
+    #[command(subcommand)]
+    DuplicatePolicy(PolicyCmd),
+    /// The trail of catalog changes.
+    #[command(subcommand)]
+    Audit(AuditCmd),
     /// Operator commands.
     #[command(subcommand)]
     Admin(AdminCmd),
@@ -128,15 +146,278 @@ pub enum AdminCmd {
         #[command(flatten)]
         conn: Conn,
     },
+    /// Recount every reference and catalog aggregate; fails if any stored count drifted.
+    Check {
+        #[command(flatten)]
+        conn: Conn,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Purge expired trash and ended upload leases now; prints JSON.
+    Purge {
+        #[command(flatten)]
+        conn: Conn,
+    },
     /// Rebuild the index from the packs alone (daemon must be stopped).
     RebuildIndex(ServerArgs),
+}
+
+/// A package: namespace, project, type and name.
+#[derive(Args, Clone)]
+pub struct PackageArgs {
+    /// Namespace (a group or user).
+    #[arg(long, short)]
+    pub namespace: String,
+    /// Project in the namespace (segments joined by /).
+    #[arg(long, short)]
+    pub project: String,
+    /// Package type: npm, maven, pypi, nuget, rubygems, cargo, conan, composer, helm, terraform, debian, container or generic.
+    #[arg(long = "type", short, value_name = "TYPE")]
+    pub ty: String,
+    /// Package name.
+    #[arg(long)]
+    pub name: String,
+}
+
+/// A version of a package.
+#[derive(Args, Clone)]
+pub struct VersionArgs {
+    #[command(flatten)]
+    pub package: PackageArgs,
+    #[arg(long)]
+    pub version: String,
+}
+
+/// A file of a version, by the id `publish` printed.
+#[derive(Args, Clone)]
+pub struct FileArgs {
+    #[command(flatten)]
+    pub version: VersionArgs,
+    /// File id, as `publish` and `files list` print it.
+    #[arg(long)]
+    pub file_id: u64,
+}
+
+/// A command on one catalog item (`T` says which), printing it afterwards.
+#[derive(Args, Clone)]
+pub struct On<T: Args> {
+    #[command(flatten)]
+    pub conn: Conn,
+    #[command(flatten)]
+    pub target: T,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// How much of a listing to fetch and how to print it.
+#[derive(Args, Clone)]
+pub struct Listing {
+    /// Stop after this many items.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub limit: Option<u32>,
+    /// Items per request (1-1000; default 100).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub page_size: Option<u32>,
+    /// One JSON object per line instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(ValueEnum, Clone, Copy, Default)]
+pub enum StateArg {
+    #[default]
+    Active,
+    Deleted,
+    All,
+}
+
+#[derive(ValueEnum, Clone, Copy, Default)]
+pub enum SortArg {
+    #[default]
+    Name,
+    Created,
+    Size,
+}
+
+#[derive(Args, Clone)]
+pub struct PublishArgs {
+    #[command(flatten)]
+    pub conn: Conn,
+    #[command(flatten)]
+    pub version: VersionArgs,
+    /// File name in the version (default: the file's base name; one file only).
+    #[arg(long)]
+    pub file_name: Option<String>,
+    /// Extra digests to compute: sha1, sha512, md5 (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub digests: Vec<String>,
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+}
+
+#[derive(Subcommand)]
+pub enum PackagesCmd {
+    /// Packages of a namespace, filtered and sorted.
+    List {
+        #[command(flatten)]
+        conn: Conn,
+        #[arg(long, short)]
+        namespace: String,
+        /// Only packages of this project.
+        #[arg(long, short)]
+        project: Option<String>,
+        /// Only packages of this type.
+        #[arg(long = "type", short, value_name = "TYPE")]
+        ty: Option<String>,
+        /// Only packages whose name contains this.
+        #[arg(long)]
+        name_contains: Option<String>,
+        /// Active items, the trash, or both.
+        #[arg(long, value_enum, default_value_t)]
+        state: StateArg,
+        #[arg(long, value_enum, default_value_t)]
+        sort: SortArg,
+        /// Sort in descending order.
+        #[arg(long)]
+        desc: bool,
+        #[command(flatten)]
+        listing: Listing,
+    },
+    /// One package with its counts.
+    Show(On<PackageArgs>),
+    /// Move a package, with all its versions, to the trash.
+    Delete(On<PackageArgs>),
+    /// Bring a package back from the trash.
+    Restore(On<PackageArgs>),
+}
+
+#[derive(Subcommand)]
+pub enum VersionsCmd {
+    /// Versions of a package, newest first.
+    List {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(flatten)]
+        package: PackageArgs,
+        /// Active items, the trash, or both.
+        #[arg(long, value_enum, default_value_t)]
+        state: StateArg,
+        #[command(flatten)]
+        listing: Listing,
+    },
+    /// A version and all its files, deleted ones included.
+    Show(On<VersionArgs>),
+    /// Move a version to the trash.
+    Delete(On<VersionArgs>),
+    /// Bring a version back from the trash.
+    Restore(On<VersionArgs>),
+}
+
+#[derive(Subcommand)]
+pub enum FilesCmd {
+    /// Files of a version.
+    List {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(flatten)]
+        version: VersionArgs,
+        /// Active items, the trash, or both.
+        #[arg(long, value_enum, default_value_t)]
+        state: StateArg,
+        #[command(flatten)]
+        listing: Listing,
+    },
+    /// Move a file to the trash.
+    Delete(On<FileArgs>),
+    /// Bring a file back from the trash.
+    Restore(On<FileArgs>),
+    /// Count a download of a file (fetch its bytes with `blob get`).
+    Download(On<FileArgs>),
+}
+
+/// A namespace and package type.
+#[derive(Args, Clone)]
+pub struct PolicyArgs {
+    #[command(flatten)]
+    pub conn: Conn,
+    #[arg(long, short)]
+    pub namespace: String,
+    /// Package type (npm, maven, pypi, ...).
+    #[arg(long = "type", short, value_name = "TYPE")]
+    pub ty: String,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Subcommand)]
+pub enum PolicyCmd {
+    /// Allow duplicate file names, or deny them except for names matching a regex.
+    #[command(group(ArgGroup::new("policy").required(true).args(["allow", "deny"])))]
+    Set {
+        #[command(flatten)]
+        at: PolicyArgs,
+        /// Accept a second active file of the same name in a version.
+        #[arg(long)]
+        allow: bool,
+        /// Reject it with ALREADY_EXISTS.
+        #[arg(long)]
+        deny: bool,
+        /// With --deny: file names (full match) still allowed to repeat.
+        #[arg(long, conflicts_with = "allow", value_name = "REGEX")]
+        exception: Option<String>,
+    },
+    /// The policy in force (duplicates are allowed unless set otherwise).
+    Show {
+        #[command(flatten)]
+        at: PolicyArgs,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum AuditCmd {
+    /// Events, newest first, matching every filter given.
+    List {
+        #[command(flatten)]
+        conn: Conn,
+        #[arg(long, short)]
+        namespace: Option<String>,
+        #[arg(long, short)]
+        project: Option<String>,
+        /// Package name.
+        #[arg(long)]
+        name: Option<String>,
+        /// publish, delete, restore or purge.
+        #[arg(long)]
+        action: Option<String>,
+        /// A token id, anonymous, trash-purge or retention-policy.
+        #[arg(long)]
+        actor: Option<String>,
+        /// Only events at or after this time (Unix ms).
+        #[arg(long)]
+        since_ms: Option<i64>,
+        /// Only events at or before this time (Unix ms).
+        #[arg(long)]
+        until_ms: Option<i64>,
+        #[command(flatten)]
+        listing: Listing,
+    },
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
         Cmd::Serve(args) => serve(args.load()?).await,
         Cmd::Blob(cmd) => client::blob(cmd).await,
+        Cmd::Publish(args) => catalog::publish(args).await,
+        Cmd::Packages(cmd) => catalog::packages(cmd).await,
+        Cmd::Versions(cmd) => catalog::versions(cmd).await,
+        Cmd::Files(cmd) => catalog::files(cmd).await,
+        Cmd::DuplicatePolicy(cmd) => catalog::policy(cmd).await,
+        Cmd::Audit(cmd) => catalog::audit(cmd).await,
         Cmd::Admin(AdminCmd::Stats { conn }) => client::stats(&conn).await,
+        Cmd::Admin(AdminCmd::Check { conn, json }) => catalog::check(&conn, json).await,
+        Cmd::Admin(AdminCmd::Purge { conn }) => catalog::purge(&conn).await,
         Cmd::Admin(AdminCmd::RebuildIndex(args)) => {
             let cfg = args.load()?;
             let report = crate::rebuild::rebuild_index(&cfg).await.context("rebuild-index")?;

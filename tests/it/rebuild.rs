@@ -36,7 +36,12 @@ async fn rebuilt_index_gives_the_same_answers() {
     // Catalog entries, one of them in the trash.
     for (i, (ns, h)) in blobs.iter().enumerate() {
         let v = stowage::api::client::version_ref(ns, "p", pb::PackageType::Generic, "tool", &format!("1.{}", i % 2));
-        let f = c.publish_blob(v.clone(), &format!("f{i}"), h).await.unwrap().file.unwrap();
+        let f = c
+            .publish_blob(v.clone(), &format!("f{i}"), h)
+            .await
+            .unwrap()
+            .file
+            .unwrap();
         if i == 3 {
             let r = pb::FileRef {
                 version: Some(v),
@@ -107,7 +112,13 @@ async fn catalog_answers(c: &stowage::api::client::Client) -> Vec<String> {
             out.push(format!("{p:?}"));
         }
     }
-    let ev = c.audit.clone().list_events(pb::ListEventsRequest::default()).await.unwrap().into_inner();
+    let ev = c
+        .audit
+        .clone()
+        .list_events(pb::ListEventsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
     out.push(format!("{:?}", ev.events));
     out
 }
