@@ -40,6 +40,9 @@ pub struct Config {
     pub pack_max_age: Duration,
     /// Largest blob a Put accepts. Default: "16GiB".
     pub max_blob_size: ByteSize,
+    /// RocksDB block cache, shared by every column family: data blocks and
+    /// filter/index partitions. Default: "256MiB".
+    pub index_cache_size: ByteSize,
     /// How long a deleted package, version or file stays restorable in the
     /// trash before a purge removes it for good. Default: "30days".
     #[serde(with = "humantime_serde")]
@@ -87,6 +90,7 @@ impl Default for Config {
             pack_target_size: ByteSize::mib(64),
             pack_max_age: Duration::from_secs(15 * 60),
             max_blob_size: ByteSize::gib(16),
+            index_cache_size: ByteSize::mib(256),
             trash_window: Duration::from_secs(30 * 24 * 3600),
             upload_lease: Duration::from_secs(24 * 3600),
             purge_interval: Duration::from_secs(600),

@@ -87,7 +87,10 @@ impl Engine {
     /// Opens the store and recovers from whatever a crash left behind.
     pub async fn open(cfg: Config) -> Result<Arc<Self>> {
         cfg.validate()?;
-        let index = Arc::new(Index::open(&cfg.index_dir())?);
+        let index = Arc::new(Index::open_with(
+            &cfg.index_dir(),
+            cfg.index_cache_size.as_u64() as usize,
+        )?);
         let store = PackStore::open(&cfg.pack_store_url()?, &cfg.pack_store_options)?;
         let staging = cfg.staging_dir();
         std::fs::create_dir_all(&staging)?;

@@ -18,7 +18,8 @@ pub use codec::{ChunkLoc, PackInfo, PackState, RefInfo, Stats, decode_ref_key, r
 use std::collections::HashMap;
 
 use rocksdb::{
-    BlockBasedOptions, ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, ReadOptions, WriteOptions,
+    BlockBasedIndexType, BlockBasedOptions, Cache, ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options,
+    ReadOptions, WriteOptions,
 };
 
 use crate::error::{Error, Result};
@@ -75,6 +76,8 @@ impl Cf {
 }
 
 const STATS_KEY: &[u8] = b"stats";
+/// Block cache of [`Index::open`] (the daemon's comes from its config).
+pub const DEFAULT_CACHE: usize = 256 << 20;
 
 fn db_err(e: rocksdb::Error) -> Error {
     Error::Index(e.into_string())
@@ -195,6 +198,14 @@ pub type KeyValue = (Box<[u8]>, Box<[u8]>);
 
 impl Index {
     pub fn open(path: &Path) -> Result<Self> {
+        Self::open_with(path, DEFAULT_CACHE)
+    }
+
+    /// Opens with one block cache of `cache_bytes` shared by every column
+    /// family. Filters and indexes are partitioned: only their small top
+    /// levels are pinned, the partitions compete for the cache with data
+    /// blocks, so a lookup never re-reads a whole multi-megabyte filter.
+    pub fn open_with(path: &Path, cache_bytes: usize) -> Result<Self> {
         std::fs::create_dir_all(path)?;
         let mut opts = Options::default();
         opts.create_if_missing(true);
@@ -202,13 +213,21 @@ impl Index {
         opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
         opts.increase_parallelism(2);
         opts.set_max_open_files(512);
+        let cache = Cache::new_lru_cache(cache_bytes);
         let cfs = Cf::ALL.iter().map(|cf| {
             let mut o = Options::default();
             o.set_compression_type(rocksdb::DBCompressionType::Lz4);
             let mut b = BlockBasedOptions::default();
-            // Point lookups (dedup, reads) dominate: bloom filters skip files.
+            b.set_block_cache(&cache);
+            // Point lookups (dedup, reads, catalog) dominate: bloom filters skip files.
             b.set_bloom_filter(10.0, false);
+            b.set_format_version(5);
+            b.set_index_type(BlockBasedIndexType::TwoLevelIndexSearch);
+            b.set_partition_filters(true);
+            b.set_metadata_block_size(4096);
             b.set_cache_index_and_filter_blocks(true);
+            b.set_pin_top_level_index_and_filter(true);
+            b.set_pin_l0_filter_and_index_blocks_in_cache(true);
             o.set_block_based_table_factory(&b);
             ColumnFamilyDescriptor::new(cf.name(), o)
         });
