@@ -198,6 +198,7 @@ pub async fn rebuild_index(cfg: &Config) -> Result<RebuildReport> {
             w.batch
                 .put(Cf::CatalogIdx, rec::lease_key(r.lease_until_ms, &rk), Vec::new());
             *holders.entry(*id).or_default() += 1;
+            w.batch.put(Cf::CatalogIdx, rec::holder_key(id, ns), Vec::new());
             stats.references += 1;
             stats.logical_bytes += m.size;
             w.tick()?;
@@ -258,7 +259,7 @@ fn copy_catalog(old: &Index, w: &mut Writer<'_>) -> Result<u64> {
     for cf in [Cf::Packages, Cf::Versions, Cf::Files, Cf::Audit, Cf::CatalogIdx] {
         for kv in old.scan(cf, &[], None, false) {
             let (k, v) = kv?;
-            if cf == Cf::CatalogIdx && matches!(k.first(), Some(b'r' | b'g' | b'l')) {
+            if cf == Cf::CatalogIdx && matches!(k.first(), Some(b'r' | b'h' | b'g' | b'l')) {
                 continue;
             }
             w.batch.put(cf, k.to_vec(), v.to_vec());

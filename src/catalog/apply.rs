@@ -16,6 +16,9 @@ use crate::hash::{FileDigests, Hash};
 use crate::index::{Cf, RefInfo, Stats, Txn, ref_key};
 use crate::manifest::Manifest;
 
+/// A purge batch stops taking trash items once it holds this many writes
+/// (one item is never split: a huge package is purged in one batch).
+const MAX_PURGE_WRITES: usize = 100_000;
 /// Longest duplicate-exception regex accepted.
 const MAX_REGEX: usize = 1024;
 
@@ -640,6 +643,7 @@ impl Ctx<'_, '_> {
                 let hk = rec::holders_key(blob);
                 let n = self.count(&hk)?;
                 self.set_count(hk, n + 1);
+                self.txn.put(Cf::CatalogIdx, rec::holder_key(blob, ns), Vec::new());
                 self.txn.delete(Cf::CatalogIdx, rec::garbage_key(blob));
                 Ok(Some(r))
             }
@@ -680,6 +684,7 @@ impl Ctx<'_, '_> {
         let hk = rec::holders_key(blob);
         let n = self.count(&hk)?.saturating_sub(1);
         self.set_count(hk, n);
+        self.txn.delete(Cf::CatalogIdx, rec::holder_key(blob, ns));
         if n == 0 {
             self.txn
                 .put(Cf::CatalogIdx, rec::garbage_key(blob), self.now.to_be_bytes().to_vec());
@@ -701,15 +706,19 @@ impl Ctx<'_, '_> {
             .take(budget + 1)
             .collect::<Result<_>>()?;
         c.more = due.len() > budget;
-        for (k, v) in due.into_iter().take(budget) {
+        for (k, v) in due.iter().take(budget) {
+            if self.txn.len() >= MAX_PURGE_WRITES {
+                c.more = true;
+                break;
+            }
             // The entry may be gone already: its parent was purged earlier in this batch.
-            if self.txn.get(Cf::CatalogIdx, &k)?.is_none() {
+            if self.txn.get(Cf::CatalogIdx, k)?.is_none() {
                 continue;
             }
             match k.get(9) {
-                Some(&rec::TRASH_PACKAGE) => self.purge_package(&v, actor, &mut c)?,
+                Some(&rec::TRASH_PACKAGE) => self.purge_package(v, actor, &mut c)?,
                 Some(&rec::TRASH_VERSION) => {
-                    let (pkg_id, ver_id) = rec::split_u64s(&v)?;
+                    let (pkg_id, ver_id) = rec::split_u64s(v)?;
                     let (_, pref) = self.package_by_id(pkg_id)?;
                     self.purge_version(&pref, pkg_id, ver_id, actor, true, &mut c)?;
                 }

@@ -153,15 +153,11 @@ pub fn check(index: &Index) -> Result<CheckReport> {
 
     // 2. References: each one's file count against the files behind it.
     let mut stats = Stats::default();
-    let mut namespaces: Vec<String> = Vec::new();
     for kv in s.scan(Cf::Refs, &[], None) {
         let (k, v) = kv?;
         let (ns, blob) = decode_ref_key(&k)?;
         let info = RefInfo::decode(&v)?;
         r.references += 1;
-        if namespaces.last() != Some(&ns) {
-            namespaces.push(ns.clone());
-        }
         let prefix = rec::blob_files_prefix(&k);
         let mut n = 0u64;
         for kv in s.scan(Cf::CatalogIdx, &prefix, rec::prefix_end(&prefix).as_deref()) {
@@ -186,9 +182,9 @@ pub fn check(index: &Index) -> Result<CheckReport> {
             }
             None => r.drift(format!("blob {blob} in {ns}: referenced but has no manifest")),
         }
-        if !exists(&s, Cf::CatalogIdx, &rec::holders_key(&blob))? {
+        if !exists(&s, Cf::CatalogIdx, &rec::holder_key(&blob, &ns))? {
             r.drift(format!(
-                "blob {blob}: referenced by {ns} but its holder count is missing"
+                "blob {blob}: referenced by {ns} but missing from its holder list"
             ));
         }
     }
@@ -205,14 +201,20 @@ pub fn check(index: &Index) -> Result<CheckReport> {
         }
     }
 
-    // 3. Holders: the namespaces referencing each blob.
+    // 3. Holders: the namespaces referencing each blob, listed and counted.
     for kv in s.scan(Cf::CatalogIdx, b"r", Some(b"s")) {
         let (k, v) = kv?;
         let blob = Hash::from_slice(&k[1..]).ok_or_else(|| crate::error::Error::corrupt("bad holder key"))?;
         r.blobs += 1;
+        let prefix = rec::holder_prefix(&blob);
         let mut n = 0u64;
-        for ns in &namespaces {
-            n += exists(&s, Cf::Refs, &ref_key(ns, &blob))? as u64;
+        for kv in s.scan(Cf::CatalogIdx, &prefix, rec::prefix_end(&prefix).as_deref()) {
+            let (hk, _) = kv?;
+            n += 1;
+            let ns = String::from_utf8_lossy(&hk[prefix.len()..]).into_owned();
+            if !exists(&s, Cf::Refs, &ref_key(&ns, &blob))? {
+                r.drift(format!("blob {blob}: holder list names {ns}, which has no reference"));
+            }
         }
         r.expect(
             || format!("blob {blob}: namespaces referencing it"),

@@ -11,7 +11,8 @@
 //!   - `i` pkg -> packages key;  `c` ns 0 pkg -> packages key (creation order)
 //!   - `n` pkg version -> ver;   `f` ver file_name -> active files of that name:u64
 //!   - `b` ref_key(ns, blob) file -> ver (the files behind a namespace's reference)
-//!   - `r` blob -> namespaces referencing it:u64; `g` blob -> unreferenced since ms
+//!   - `r` blob -> namespaces referencing it:u64; `h` blob ns -> () (those namespaces)
+//!   - `g` blob -> unreferenced since ms (garbage for the collector)
 //!   - `t` deleted_ms kind:u8 id -> primary key (the trash, oldest first)
 //!   - `l` lease_until_ms ref_key -> () (upload leases, soonest first)
 //!   - `p` ns 0 type:u8 -> [`DupPolicy`]
@@ -232,6 +233,15 @@ pub fn blob_file_key(ref_key: &[u8], file: u64) -> Vec<u8> {
 
 pub fn holders_key(blob: &Hash) -> Vec<u8> {
     tagged(b'r', &[&blob.0])
+}
+
+/// One namespace holding a blob (the `r` count is the number of these).
+pub fn holder_key(blob: &Hash, ns: &str) -> Vec<u8> {
+    tagged(b'h', &[&blob.0, ns.as_bytes()])
+}
+
+pub fn holder_prefix(blob: &Hash) -> Vec<u8> {
+    tagged(b'h', &[&blob.0])
 }
 
 pub fn garbage_key(blob: &Hash) -> Vec<u8> {
