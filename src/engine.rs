@@ -155,6 +155,7 @@ impl Engine {
             trash_window_ms: cfg.trash_window.as_millis() as i64,
             lease_ms: cfg.upload_lease.as_millis() as i64,
         };
+        catalog::migrate(&index)?;
         let committer = Committer::start(index.clone(), packer.clone(), settings)?;
         let ingest = Arc::new(Ingest {
             params: cfg.chunk_params()?,

@@ -105,9 +105,13 @@ pub async fn rebuild_index(cfg: &Config) -> Result<RebuildReport> {
                             }
                             blobs.entry(e.id).or_insert(m);
                         } else {
+                            // Earliest creation; the latest upload starts the lease.
                             let (ns, r) = decode_ref_record(data)?;
                             refs.entry((ns, e.id))
-                                .and_modify(|old| old.created_ms = old.created_ms.min(r.created_ms))
+                                .and_modify(|old| {
+                                    old.created_ms = old.created_ms.min(r.created_ms);
+                                    old.lease_until_ms = old.lease_until_ms.max(r.created_ms);
+                                })
                                 .or_insert(r);
                         }
                         Ok(())
@@ -189,10 +193,23 @@ pub async fn rebuild_index(cfg: &Config) -> Result<RebuildReport> {
             let files = index
                 .scan(Cf::CatalogIdx, &prefix, rec::prefix_end(&prefix).as_deref(), false)
                 .count() as u64;
-            let r = RefInfo {
-                created_ms: r.created_ms,
-                lease_until_ms: r.created_ms.saturating_add(lease_ms),
-                files,
+            // The old index knows renewed leases and references a purge
+            // released (their pack records remain): trust it when it is there.
+            let r = match &lock {
+                Some(old) => match old.txn().reference(ns, id)? {
+                    Some(o) => RefInfo { files, ..o },
+                    None if files == 0 => continue,
+                    None => RefInfo {
+                        lease_until_ms: r.lease_until_ms.saturating_add(lease_ms),
+                        files,
+                        ..*r
+                    },
+                },
+                None => RefInfo {
+                    lease_until_ms: r.lease_until_ms.saturating_add(lease_ms),
+                    files,
+                    ..*r
+                },
             };
             w.batch.put_ref(ns, id, &r);
             w.batch
@@ -267,8 +284,10 @@ fn copy_catalog(old: &Index, w: &mut Writer<'_>) -> Result<u64> {
             w.tick()?;
         }
     }
-    if let Some(ids) = old.get(Cf::Meta, rec::IDS_KEY)? {
-        w.batch.put(Cf::Meta, rec::IDS_KEY, ids);
+    for key in [rec::IDS_KEY, crate::catalog::SCHEMA_KEY] {
+        if let Some(v) = old.get(Cf::Meta, key)? {
+            w.batch.put(Cf::Meta, key, v);
+        }
     }
     Ok(n)
 }

@@ -327,7 +327,7 @@ impl CatalogService for CatalogApi {
             actor,
         })
         .await?;
-        let view = self.read(move |e| read::get_version(e.index(), &v)).await?;
+        let view = self.read(move |e| read::version(e.index(), &v)).await?;
         Ok(Response::new(pb_version(view)))
     }
 
@@ -363,7 +363,7 @@ impl CatalogService for CatalogApi {
             actor,
         })
         .await?;
-        let view = self.read(move |e| read::get_version(e.index(), &v)).await?;
+        let view = self.read(move |e| read::version(e.index(), &v)).await?;
         Ok(Response::new(pb_version(view)))
     }
 

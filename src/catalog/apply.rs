@@ -481,9 +481,9 @@ impl Ctx<'_, '_> {
                     )));
                 }
                 ver.deleted_ms = Some(now);
-                pkg.versions -= 1;
-                pkg.files -= ver.files;
-                pkg.size -= ver.size;
+                sub(&mut pkg.versions, 1, "package versions")?;
+                sub(&mut pkg.files, ver.files, "package files")?;
+                sub(&mut pkg.size, ver.size, "package bytes")?;
                 self.txn.put(
                     Cf::CatalogIdx,
                     rec::trash_key(now, rec::TRASH_VERSION, ver_id),
@@ -508,12 +508,12 @@ impl Ctx<'_, '_> {
                 file.deleted_ms = Some(now);
                 let fname = rec::file_name_key(ver_id, &file.name);
                 let n = self.count(&fname)?;
-                self.set_count(fname, n.saturating_sub(1));
-                ver.files -= 1;
-                ver.size -= file.size;
+                self.set_count(fname, minus_one(n, "active files of a name")?);
+                sub(&mut ver.files, 1, "version files")?;
+                sub(&mut ver.size, file.size, "version bytes")?;
                 if ver.deleted_ms.is_none() {
-                    pkg.files -= 1;
-                    pkg.size -= file.size;
+                    sub(&mut pkg.files, 1, "package files")?;
+                    sub(&mut pkg.size, file.size, "package bytes")?;
                 }
                 self.txn.put(
                     Cf::CatalogIdx,
@@ -678,11 +678,11 @@ impl Ctx<'_, '_> {
             Some(m) => Manifest::decode(&m)?.size,
             None => return Err(Error::corrupt(format!("referenced blob {blob} has no manifest"))),
         };
-        self.stats.references -= 1;
-        self.stats.logical_bytes -= size;
+        sub(&mut self.stats.references, 1, "store references")?;
+        sub(&mut self.stats.logical_bytes, size, "store logical bytes")?;
         c.references_released += 1;
         let hk = rec::holders_key(blob);
-        let n = self.count(&hk)?.saturating_sub(1);
+        let n = minus_one(self.count(&hk)?, "namespaces holding a blob")?;
         self.set_count(hk, n);
         self.txn.delete(Cf::CatalogIdx, rec::holder_key(blob, ns));
         if n == 0 {
@@ -715,52 +715,67 @@ impl Ctx<'_, '_> {
             if self.txn.get(Cf::CatalogIdx, k)?.is_none() {
                 continue;
             }
-            match k.get(9) {
-                Some(&rec::TRASH_PACKAGE) => self.purge_package(v, actor, &mut c)?,
-                Some(&rec::TRASH_VERSION) => {
-                    let (pkg_id, ver_id) = rec::split_u64s(v)?;
-                    let (_, pref) = self.package_by_id(pkg_id)?;
-                    self.purge_version(&pref, pkg_id, ver_id, actor, true, &mut c)?;
+            // One damaged item must not stop every later purge: undo just it.
+            let (sp, stats, ids, counts) = (self.txn.savepoint(), *self.stats, self.st.ids, c);
+            if let Err(e) = self.purge_item(k, v, actor, &mut c) {
+                if matches!(e, Error::Io(_) | Error::Index(_) | Error::ObjectStore(_)) {
+                    return Err(e);
                 }
-                Some(&rec::TRASH_FILE) => {
-                    let (pkg_id, ver_id) = rec::split_u64s(v.get(..16).unwrap_or_default())?;
-                    let file_id = rec::be_u64(v.get(16..).unwrap_or_default())?;
-                    let (_, pref) = self.package_by_id(pkg_id)?;
-                    let vrec: VersionRec = decode(
-                        &self
-                            .txn
-                            .get(Cf::Versions, &rec::version_key(pkg_id, ver_id))?
-                            .ok_or_else(|| Error::corrupt("trashed file of a missing version"))?,
-                        "version",
-                    )?;
-                    let vref = VerRef {
-                        pkg: pref,
-                        version: vrec.version,
-                    };
-                    self.purge_file(&vref, ver_id, file_id, Some(actor), &mut c)?;
-                }
-                _ => return Err(Error::corrupt("bad trash key")),
+                tracing::error!(error = %e, key = %hex::encode(k), "cannot purge a trash item; skipped (run `stowage admin check`)");
+                self.txn.rollback(sp);
+                (*self.stats, self.st.ids, c) = (stats, ids, counts);
             }
         }
         // Upload leases that ended with no file using the blob.
-        if !c.more {
-            let to = rec::lease_key(self.now.saturating_add(1), &[]);
-            let ended: Vec<_> = index
-                .scan(Cf::CatalogIdx, b"l", Some(&to), false)
-                .take(budget + 1)
-                .collect::<Result<_>>()?;
-            c.more = ended.len() > budget;
-            for (k, _) in ended.into_iter().take(budget) {
-                self.txn.delete(Cf::CatalogIdx, k.to_vec());
-                let (ns, blob) = crate::index::decode_ref_key(&k[9..])?;
-                if let Some(r) = self.txn.reference(&ns, &blob)?
-                    && !r.held(self.now)
-                {
-                    self.drop_ref(&ns, &blob, &r, &mut c)?;
-                }
+        let to = rec::lease_key(self.now.saturating_add(1), &[]);
+        let ended: Vec<_> = index
+            .scan(Cf::CatalogIdx, b"l", Some(&to), false)
+            .take(budget + 1)
+            .collect::<Result<_>>()?;
+        c.more |= ended.len() > budget;
+        for (k, _) in ended.into_iter().take(budget) {
+            if self.txn.len() >= MAX_PURGE_WRITES {
+                c.more = true;
+                break;
+            }
+            self.txn.delete(Cf::CatalogIdx, k.to_vec());
+            let (ns, blob) = crate::index::decode_ref_key(&k[9..])?;
+            if let Some(r) = self.txn.reference(&ns, &blob)?
+                && !r.held(self.now)
+            {
+                self.drop_ref(&ns, &blob, &r, &mut c)?;
             }
         }
         Ok(c)
+    }
+
+    fn purge_item(&mut self, k: &[u8], v: &[u8], actor: &str, c: &mut PurgeCounts) -> Result<()> {
+        match k.get(9) {
+            Some(&rec::TRASH_PACKAGE) => self.purge_package(v, actor, c),
+            Some(&rec::TRASH_VERSION) => {
+                let (pkg_id, ver_id) = rec::split_u64s(v)?;
+                let (_, pref) = self.package_by_id(pkg_id)?;
+                self.purge_version(&pref, pkg_id, ver_id, actor, true, c).map(drop)
+            }
+            Some(&rec::TRASH_FILE) => {
+                let (pkg_id, ver_id) = rec::split_u64s(v.get(..16).unwrap_or_default())?;
+                let file_id = rec::be_u64(v.get(16..).unwrap_or_default())?;
+                let (_, pref) = self.package_by_id(pkg_id)?;
+                let vrec: VersionRec = decode(
+                    &self
+                        .txn
+                        .get(Cf::Versions, &rec::version_key(pkg_id, ver_id))?
+                        .ok_or_else(|| Error::corrupt("trashed file of a missing version"))?,
+                    "version",
+                )?;
+                let vref = VerRef {
+                    pkg: pref,
+                    version: vrec.version,
+                };
+                self.purge_file(&vref, ver_id, file_id, Some(actor), c).map(drop)
+            }
+            _ => Err(Error::corrupt("bad trash key")),
+        }
     }
 
     fn package_by_id(&self, pkg_id: u64) -> Result<(Vec<u8>, PkgRef)> {
@@ -889,7 +904,7 @@ impl Ctx<'_, '_> {
             None => {
                 let fname = rec::file_name_key(ver_id, &f.name);
                 let n = self.count(&fname)?;
-                self.set_count(fname, n.saturating_sub(1));
+                self.set_count(fname, minus_one(n, "active files of a name")?);
             }
         }
         self.txn.delete(Cf::Files, fkey.to_vec());
@@ -903,6 +918,23 @@ impl Ctx<'_, '_> {
         }
         Ok(f.size)
     }
+}
+
+/// `*n -= by`, or a `Corrupt` error (the request is rolled back) if the
+/// stored count is already lower: drift is reported, never wrapped.
+fn sub(n: &mut u64, by: u64, what: &str) -> Result<()> {
+    *n = n.checked_sub(by).ok_or_else(|| {
+        Error::corrupt(format!(
+            "{what} would drop below zero ({n} - {by}); run `stowage admin check`"
+        ))
+    })?;
+    Ok(())
+}
+
+fn minus_one(n: u64, what: &str) -> Result<u64> {
+    let mut n = n;
+    sub(&mut n, 1, what)?;
+    Ok(n)
 }
 
 /// A version ref that names only a package (for package-level events).

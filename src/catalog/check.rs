@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 
 use super::records::{self as rec, FileRec, PackageRec, VersionRec, decode};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::hash::Hash;
 use crate::index::{Cf, Index, RefInfo, Snapshot, Stats, decode_ref_key, ref_key};
 use crate::manifest::Manifest;
@@ -182,6 +182,17 @@ pub fn check(index: &Index) -> Result<CheckReport> {
             }
             None => r.drift(format!("blob {blob} in {ns}: referenced but has no manifest")),
         }
+        if !exists(&s, Cf::CatalogIdx, &rec::holders_key(&blob))? {
+            r.drift(format!("blob {blob}: referenced by {ns} but has no holder count"));
+        }
+        if exists(&s, Cf::CatalogIdx, &rec::garbage_key(&blob))? {
+            r.drift(format!("blob {blob}: referenced by {ns} but marked garbage"));
+        }
+        if info.files == 0 && !exists(&s, Cf::CatalogIdx, &rec::lease_key(info.lease_until_ms, &k))? {
+            r.drift(format!(
+                "blob {blob} in {ns}: no file uses it and it has no lease entry, so nothing would ever release it"
+            ));
+        }
         if !exists(&s, Cf::CatalogIdx, &rec::holder_key(&blob, &ns))? {
             r.drift(format!(
                 "blob {blob}: referenced by {ns} but missing from its holder list"
@@ -201,28 +212,52 @@ pub fn check(index: &Index) -> Result<CheckReport> {
         }
     }
 
-    // 3. Holders: the namespaces referencing each blob, listed and counted.
-    for kv in s.scan(Cf::CatalogIdx, b"r", Some(b"s")) {
-        let (k, v) = kv?;
-        let blob = Hash::from_slice(&k[1..]).ok_or_else(|| crate::error::Error::corrupt("bad holder key"))?;
-        r.blobs += 1;
-        let prefix = rec::holder_prefix(&blob);
-        let mut n = 0u64;
-        for kv in s.scan(Cf::CatalogIdx, &prefix, rec::prefix_end(&prefix).as_deref()) {
-            let (hk, _) = kv?;
-            n += 1;
-            let ns = String::from_utf8_lossy(&hk[prefix.len()..]).into_owned();
-            if !exists(&s, Cf::Refs, &ref_key(&ns, &blob))? {
-                r.drift(format!("blob {blob}: holder list names {ns}, which has no reference"));
+    // 3. Holders: every holder-list entry names a reference, and each
+    //    blob's list length is its holder count.
+    let mut group: Option<(Hash, u64)> = None;
+    let close = |r: &mut CheckReport, g: Option<(Hash, u64)>| -> Result<()> {
+        if let Some((blob, n)) = g {
+            let stored = s
+                .get(Cf::CatalogIdx, &rec::holders_key(&blob))?
+                .map_or(Ok(0), |v| rec::be_u64(&v))?;
+            r.expect(|| format!("blob {blob}: namespaces referencing it"), stored, n);
+        }
+        Ok(())
+    };
+    for kv in s.scan(Cf::CatalogIdx, b"h", Some(b"i")) {
+        let (hk, _) = kv?;
+        let blob =
+            Hash::from_slice(hk.get(1..33).unwrap_or_default()).ok_or_else(|| Error::corrupt("bad holder key"))?;
+        let ns = String::from_utf8_lossy(&hk[33..]).into_owned();
+        if !exists(&s, Cf::Refs, &ref_key(&ns, &blob))? {
+            r.drift(format!("blob {blob}: holder list names {ns}, which has no reference"));
+        }
+        match &mut group {
+            Some((b, n)) if *b == blob => *n += 1,
+            _ => {
+                close(&mut r, group.take())?;
+                group = Some((blob, 1));
             }
         }
-        r.expect(
-            || format!("blob {blob}: namespaces referencing it"),
-            rec::be_u64(&v)?,
-            n,
-        );
-        if exists(&s, Cf::CatalogIdx, &rec::garbage_key(&blob))? {
-            r.drift(format!("blob {blob}: listed as garbage but still referenced"));
+    }
+    close(&mut r, group.take())?;
+    for kv in s.scan(Cf::CatalogIdx, b"r", Some(b"s")) {
+        let (k, _) = kv?;
+        let blob = Hash::from_slice(&k[1..]).ok_or_else(|| Error::corrupt("bad holder count key"))?;
+        r.blobs += 1;
+        let prefix = rec::holder_prefix(&blob);
+        if s.scan(Cf::CatalogIdx, &prefix, rec::prefix_end(&prefix).as_deref())
+            .next()
+            .is_none()
+        {
+            r.drift(format!("blob {blob}: has a holder count but an empty holder list"));
+        }
+    }
+    for kv in s.scan(Cf::CatalogIdx, b"g", Some(b"h")) {
+        let (k, _) = kv?;
+        let blob = Hash::from_slice(&k[1..]).ok_or_else(|| Error::corrupt("bad garbage key"))?;
+        if exists(&s, Cf::CatalogIdx, &rec::holders_key(&blob))? {
+            r.drift(format!("blob {blob}: marked garbage but has holders"));
         }
     }
 

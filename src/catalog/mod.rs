@@ -20,3 +20,64 @@ pub use check::CheckReport;
 pub use model::{FileRef, PackageType, PkgRef, State, VerRef};
 pub use read::{FileView, PackageSort, PackageView, Page, VersionView};
 pub use records::{DupPolicy, EventRec};
+
+use std::collections::HashMap;
+
+use crate::error::Result;
+use crate::hash::Hash;
+use crate::index::{Cf, Index, RefInfo, decode_ref_key};
+
+/// Index layout this code writes. 1: blob store only (references without
+/// leases or file counts); 2: catalog, leases, holder counts and lists.
+pub const SCHEMA: u32 = 2;
+pub const SCHEMA_KEY: &[u8] = b"schema";
+const MIGRATE_BATCH: usize = 10_000;
+
+/// Brings an index written by an older layout up to [`SCHEMA`], before the
+/// committer starts: every reference gets its lease entry and its place in
+/// the holder list, and every blob its holder count or garbage mark.
+/// Idempotent; a crash midway reruns it.
+pub fn migrate(index: &Index) -> Result<()> {
+    let schema = match index.get(Cf::Meta, SCHEMA_KEY)? {
+        Some(v) => u32::from_be_bytes(v.as_slice().try_into().unwrap_or([0; 4])),
+        None => 1,
+    };
+    if schema >= SCHEMA {
+        return Ok(());
+    }
+    tracing::info!(from = schema, to = SCHEMA, "migrating the index");
+    let mut txn = index.txn();
+    let mut holders: HashMap<Hash, u64> = HashMap::new();
+    for kv in index.scan(Cf::Refs, &[], None, false) {
+        let (k, v) = kv?;
+        let (ns, blob) = decode_ref_key(&k)?;
+        let r = RefInfo::decode(&v)?;
+        txn.put(Cf::Refs, k.to_vec(), r.encode());
+        txn.put(Cf::CatalogIdx, records::lease_key(r.lease_until_ms, &k), Vec::new());
+        txn.put(Cf::CatalogIdx, records::holder_key(&blob, &ns), Vec::new());
+        *holders.entry(blob).or_default() += 1;
+        if txn.len() >= MIGRATE_BATCH {
+            index.commit(std::mem::replace(&mut txn, index.txn()))?;
+        }
+    }
+    let now = crate::now_ms();
+    for kv in index.scan(Cf::Blobs, &[], None, false) {
+        let (k, _) = kv?;
+        let blob = Hash::from_slice(&k).ok_or_else(|| crate::Error::corrupt("bad blob key"))?;
+        match holders.get(&blob) {
+            Some(n) => {
+                txn.put(Cf::CatalogIdx, records::holders_key(&blob), n.to_be_bytes().to_vec());
+                txn.delete(Cf::CatalogIdx, records::garbage_key(&blob));
+            }
+            None => {
+                txn.delete(Cf::CatalogIdx, records::holders_key(&blob));
+                txn.put(Cf::CatalogIdx, records::garbage_key(&blob), now.to_be_bytes().to_vec());
+            }
+        }
+        if txn.len() >= MIGRATE_BATCH {
+            index.commit(std::mem::replace(&mut txn, index.txn()))?;
+        }
+    }
+    txn.put(Cf::Meta, SCHEMA_KEY, SCHEMA.to_be_bytes().to_vec());
+    index.commit(txn)
+}

@@ -166,9 +166,10 @@ pub fn list_packages(index: &Index, f: &PackageFilter, size: usize, token: &str)
         let (pkey, r) = match f.sort {
             PackageSort::Name => (k.to_vec(), v.to_vec()),
             _ => {
-                let r = index
-                    .get(Cf::Packages, &v)?
-                    .ok_or_else(|| Error::corrupt("creation index points at a missing package"))?;
+                // Reads are not on one snapshot: a purge may land in between.
+                let Some(r) = index.get(Cf::Packages, &v)? else {
+                    continue;
+                };
                 (v.to_vec(), r)
             }
         };
@@ -278,18 +279,25 @@ pub fn list_versions(index: &Index, p: &PkgRef, state: State, size: usize, token
 }
 
 pub fn get_version(index: &Index, v: &VerRef) -> Result<VersionView> {
+    let mut view = version(index, v)?;
+    view.files = list_files(index, v, State::All, usize::MAX, "")?.items;
+    Ok(view)
+}
+
+/// A version without its file list.
+pub fn version(index: &Index, v: &VerRef) -> Result<VersionView> {
     v.validate()?;
     let pkg_id = package_id(index, &v.pkg)?;
     let id = version_id(index, pkg_id, v)?;
+    // Not on one snapshot with the lookup: a purge may land in between.
     let r = index
         .get(Cf::Versions, &rec::version_key(pkg_id, id))?
-        .ok_or_else(|| Error::corrupt("version index points at a missing version"))?;
-    let files = list_files(index, v, State::All, usize::MAX, "")?.items;
+        .ok_or_else(|| Error::NotFound(format!("version {:?} (purged just now)", v.version)))?;
     Ok(VersionView {
         ver: v.clone(),
         id,
         rec: decode(&r, "version")?,
-        files,
+        files: Vec::new(),
     })
 }
 
@@ -361,9 +369,9 @@ pub fn precheck_publish(index: &Index, v: &VerRef, file_name: &str) -> Result<()
         Err(Error::NotFound(_)) => return Ok(()),
         Err(e) => return Err(e),
     };
-    let ver = index
-        .get(Cf::Versions, &rec::version_key(pkg.id, ver_id))?
-        .ok_or_else(|| Error::corrupt("version index points at a missing version"))?;
+    let Some(ver) = index.get(Cf::Versions, &rec::version_key(pkg.id, ver_id))? else {
+        return Ok(()); // purged just now; the commit decides
+    };
     if decode::<VersionRec>(&ver, "version")?.deleted_ms.is_some() {
         return Err(super::apply::deleted_error(v, false));
     }

@@ -187,12 +187,14 @@ impl Worker {
                 } => put(&mut ctx, &self.packer, &mut syncs, namespace, manifest, candidates),
                 CommitReq::PackSealed { id, info } => {
                     debug_assert_eq!(info.state, PackState::Sealed);
-                    if ctx.txn.get(Cf::Packs, &id.to_be_bytes())?.is_none() {
-                        ctx.stats.packs += 1;
-                        ctx.stats.sealed_pack_bytes += info.size;
-                    }
-                    ctx.txn.put_pack(*id, info);
-                    Ok(CommitOutcome::default())
+                    ctx.txn.get(Cf::Packs, &id.to_be_bytes()).map(|known| {
+                        if known.is_none() {
+                            ctx.stats.packs += 1;
+                            ctx.stats.sealed_pack_bytes += info.size;
+                        }
+                        ctx.txn.put_pack(*id, info);
+                        CommitOutcome::default()
+                    })
                 }
                 CommitReq::Catalog(op) => ctx.apply(op).map(|o| CommitOutcome {
                     catalog: Some(o),

@@ -947,3 +947,90 @@ async fn check_reports_a_count_that_disagrees() {
         r.drift
     );
 }
+
+/// A store written before the catalog (references without leases, holder
+/// counts or lists) is migrated at start: the check is clean, and the
+/// references end like any upload lease.
+#[tokio::test]
+async fn an_index_from_before_the_catalog_is_migrated() {
+    use stowage::catalog::records as rec;
+    use stowage::index::{Cf, Index, decode_ref_key};
+    let mut d = Daemon::start("").await;
+    let c = d.client().await;
+    let shared = random_bytes(80, 3000);
+    put(&c, "a", shared.clone()).await;
+    put(&c, "b", shared.clone()).await;
+    put(&c, "b", random_bytes(81, 3000)).await;
+    d.stop();
+    {
+        let index = Index::open(&d.data_dir().join("index")).unwrap();
+        let mut txn = index.txn();
+        let refs: Vec<_> = index.scan(Cf::Refs, &[], None, false).map(|kv| kv.unwrap()).collect();
+        for (k, v) in refs {
+            let (ns, blob) = decode_ref_key(&k).unwrap();
+            let r = stowage::index::RefInfo::decode(&v).unwrap();
+            // The layout of issue 2: version 1, created_ms only.
+            let mut v1 = vec![1u8];
+            v1.extend_from_slice(&r.created_ms.to_be_bytes());
+            txn.put(Cf::Refs, k.to_vec(), v1);
+            txn.delete(Cf::CatalogIdx, rec::lease_key(r.lease_until_ms, &k));
+            txn.delete(Cf::CatalogIdx, rec::holder_key(&blob, &ns));
+            txn.delete(Cf::CatalogIdx, rec::holders_key(&blob));
+        }
+        txn.delete(Cf::Meta, stowage::catalog::SCHEMA_KEY);
+        index.commit(txn).unwrap();
+    }
+    d.spawn().await;
+    let c = d.client().await;
+    let r = check_clean(&c).await;
+    assert_eq!((r.references, r.blobs), (3, 2));
+    d.advance_clock(2 * DAY);
+    let p = purge(&c).await;
+    assert_eq!((p.references_released, p.blobs_unreferenced), (3, 2), "{p:?}");
+    check_clean(&c).await;
+}
+
+/// One damaged trash item is skipped (and logged); the rest of the purge,
+/// upload leases included, goes on.
+#[tokio::test]
+async fn a_damaged_trash_item_does_not_stop_the_purge() {
+    let mut d = Daemon::start("trash_window = \"1day\"\nupload_lease = \"1h\"").await;
+    let c = d.client().await;
+    let bad = random_bytes(90, 2000);
+    let good = random_bytes(91, 2000);
+    let v = version_ref("ns", "p", T::Generic, "tool", "1");
+    let fb = c
+        .publish_bytes(v.clone(), "bad.bin", bad.clone())
+        .await
+        .unwrap()
+        .file
+        .unwrap();
+    let fg = c
+        .publish_bytes(v.clone(), "good.bin", good.clone())
+        .await
+        .unwrap()
+        .file
+        .unwrap();
+    let orphan = put(&c, "ns", random_bytes(92, 100)).await;
+    for id in [fb.file_id, fg.file_id] {
+        c.catalog.clone().delete_file(file_ref(&v, id)).await.unwrap();
+    }
+    d.stop();
+    {
+        // The file's blob loses its reference behind the daemon's back.
+        let index = stowage::index::Index::open(&d.data_dir().join("index")).unwrap();
+        let mut txn = index.txn();
+        txn.delete_ref("ns", &stowage::Hash::from_hex(&b3(&bad)).unwrap());
+        index.commit(txn).unwrap();
+    }
+    d.spawn().await;
+    let c = d.client().await;
+    d.advance_clock(2 * DAY);
+    let r = purge(&c).await;
+    assert_eq!(r.files, 1, "the good file is purged: {r:?}");
+    assert_eq!(r.references_released, 2, "good's blob and the orphan upload: {r:?}");
+    assert_eq!(code(c.stat("ns", &orphan).await), Code::NotFound);
+    assert!(d.log().contains("cannot purge a trash item"), "the skip is logged");
+    let check = c.admin.clone().check(pb::CheckRequest {}).await.unwrap().into_inner();
+    assert!(!check.drift.is_empty(), "the damage stays visible to the check");
+}
