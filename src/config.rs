@@ -43,6 +43,10 @@ pub struct Config {
     /// RocksDB block cache, shared by every column family: data blocks and
     /// filter/index partitions. Default: "256MiB".
     pub index_cache_size: ByteSize,
+    /// Tokens the daemon accepts (besides the local admin token it keeps in
+    /// `<data_dir>/admin.token`). `stowage token create` prints entries.
+    /// Default: none.
+    pub tokens: Vec<crate::auth::TokenEntry>,
     /// How long a deleted package, version or file stays restorable in the
     /// trash before a purge removes it for good. Default: "30days".
     #[serde(with = "humantime_serde")]
@@ -91,6 +95,7 @@ impl Default for Config {
             pack_max_age: Duration::from_secs(15 * 60),
             max_blob_size: ByteSize::gib(16),
             index_cache_size: ByteSize::mib(256),
+            tokens: Vec::new(),
             trash_window: Duration::from_secs(30 * 24 * 3600),
             upload_lease: Duration::from_secs(24 * 3600),
             purge_interval: Duration::from_secs(600),
@@ -167,6 +172,19 @@ mod tests {
         assert_eq!(c.pack_max_age, Duration::from_secs(30));
         assert_eq!(c.chunk_params().unwrap().avg_size, 32 << 10);
         c.validate().unwrap();
+    }
+
+    #[test]
+    fn tokens_parse_from_toml() {
+        let c: Config = toml::from_str(
+            "[[tokens]]\nid = \"fe\"\nhash = \"sha256:00\"\nscopes = [\"read\", \"write\"]\nnamespaces = [\"acme/*\"]\n",
+        )
+        .unwrap();
+        assert_eq!(c.tokens.len(), 1);
+        assert!(
+            toml::from_str::<Config>("[[tokens]]\nid = \"x\"\nhash = \"h\"\nscopes = [\"root\"]\nnamespaces = []\n")
+                .is_err()
+        );
     }
 
     #[test]

@@ -346,6 +346,10 @@ impl Engine {
         .map_err(|e| Error::Internal(e.to_string()))?
     }
 
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
     /// The index, for catalog reads (`catalog::read`).
     pub fn index(&self) -> &Index {
         &self.index

@@ -9,6 +9,12 @@ pub enum Error {
     /// The request is malformed or does not match what it claims.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// No valid credentials.
+    #[error("unauthenticated: {0}")]
+    Unauthenticated(String),
+    /// Valid credentials without the scope or namespace the request needs.
+    #[error("permission denied: {0}")]
+    PermissionDenied(String),
     #[error("not found: {0}")]
     NotFound(String),
     #[error("already exists: {0}")]

@@ -8,6 +8,7 @@
 //! - [`rebuild`]: the index from the packs alone.
 
 pub mod api;
+pub mod auth;
 pub mod catalog;
 pub mod chunker;
 pub mod cli;

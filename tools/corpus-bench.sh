@@ -13,6 +13,8 @@ cargo build --release --locked -q --bin stowage --bin stowage-load
 B=$CARGO_TARGET_DIR/release
 W=$(mktemp -d); trap 'kill $pid 2>/dev/null; rm -rf "$W"' EXIT
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+# The CLI and stowage-load find the daemon's admin token in its data dir.
+export STOWAGE_DATA_DIR="$W/data"
 "$B/stowage" serve --data-dir "$W/data" --listen "127.0.0.1:$port" 2>"$W/log" & pid=$!
 until "$B/stowage" admin stats --addr "http://127.0.0.1:$port" >/dev/null 2>&1; do sleep 0.1; done
 raw=$(du -sb "$C" | cut -f1)

@@ -59,6 +59,11 @@ enum Mode {
 struct Args {
     #[arg(long, env = "STOWAGE_ADDR", default_value = "http://127.0.0.1:7420")]
     addr: String,
+    /// Access token; default: the local daemon's admin token in `--token-data-dir`.
+    #[arg(long, env = "STOWAGE_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    #[arg(long, env = "STOWAGE_DATA_DIR", default_value = "./stowage-data")]
+    token_data_dir: std::path::PathBuf,
     #[arg(long, value_enum)]
     mode: Mode,
     #[arg(long, default_value_t = 4)]
@@ -134,8 +139,14 @@ fn pct(sorted: &[Duration], p: f64) -> f64 {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let a = Args::parse();
-    let client = Client::connect(&a.addr)
+    let mut a = Args::parse();
+    if a.token.is_none() {
+        a.token = std::fs::read_to_string(a.token_data_dir.join(stowage::auth::ADMIN_TOKEN_FILE))
+            .ok()
+            .map(|t| t.trim().to_string());
+    }
+    let a = a;
+    let client = Client::connect(&a.addr, a.token.as_deref())
         .await
         .with_context(|| format!("connecting to {}", a.addr))?;
     match a.mode {
@@ -170,7 +181,7 @@ async fn main() -> anyhow::Result<()> {
     let mut tasks = Vec::new();
     for _ in 0..a.clients {
         // One connection per client, as separate frontends would have.
-        let c = Client::connect(&a.addr).await?;
+        let c = Client::connect(&a.addr, a.token.as_deref()).await?;
         let (base, ns, blob, seq, mode) = (base.clone(), ns.clone(), blob.clone(), op_seq.clone(), a.mode);
         let declared = if a.declare {
             blob.clone().unwrap_or_default()
@@ -325,7 +336,7 @@ async fn connections(a: &Args) -> anyhow::Result<Vec<Client>> {
     let mut conns = Vec::with_capacity(n);
     for _ in 0..n {
         conns.push(
-            Client::connect(&a.addr)
+            Client::connect(&a.addr, a.token.as_deref())
                 .await
                 .with_context(|| format!("connecting to {}", a.addr))?,
         );

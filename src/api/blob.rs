@@ -8,7 +8,8 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
 
 use super::pb::{self, blob_service_server::BlobService, put_request::Msg};
-use super::{parse_hash, pb_digests, status};
+use super::{allow, parse_hash, pb_digests, split, status};
+use crate::auth::Scope;
 use crate::engine::Engine;
 use crate::error::Error;
 use crate::hash::ExtraDigests;
@@ -56,7 +57,7 @@ type GetStream = Pin<Box<dyn Stream<Item = Result<pb::GetResponse, Status>> + Se
 #[tonic::async_trait]
 impl BlobService for BlobApi {
     async fn put(&self, req: Request<Streaming<pb::PutRequest>>) -> Result<Response<pb::PutResponse>, Status> {
-        let mut stream = req.into_inner();
+        let (req_ext, mut stream) = split(req);
         let header = match stream.message().await? {
             Some(pb::PutRequest {
                 msg: Some(Msg::Header(h)),
@@ -64,6 +65,7 @@ impl BlobService for BlobApi {
             _ => return Err(Status::invalid_argument("the first Put message must be a header")),
         };
         let spec = spec_from_header(header)?;
+        allow(&req_ext, Scope::Write, &spec.namespace)?;
         let span = tracing::info_span!("put", ns = %spec.namespace, blob = tracing::field::Empty);
         let frames = stream.map(|m| match m {
             Ok(pb::PutRequest {
@@ -91,6 +93,7 @@ impl BlobService for BlobApi {
     type GetStream = GetStream;
 
     async fn get(&self, req: Request<pb::GetRequest>) -> Result<Response<GetStream>, Status> {
+        allow(&req, Scope::Read, &req.get_ref().namespace)?;
         let r = req.into_inner();
         let id = parse_hash(&r.blake3, "blake3")?;
         let (size, rx) = self.engine.get(&r.namespace, &id, r.offset, r.length).map_err(status)?;
@@ -120,6 +123,7 @@ impl BlobService for BlobApi {
     }
 
     async fn stat(&self, req: Request<pb::StatRequest>) -> Result<Response<pb::StatResponse>, Status> {
+        allow(&req, Scope::Read, &req.get_ref().namespace)?;
         let r = req.into_inner();
         let id = parse_hash(&r.blake3, "blake3")?;
         let (m, rf) = self.engine.stat(&r.namespace, &id).map_err(status)?;
@@ -135,6 +139,7 @@ impl BlobService for BlobApi {
         &self,
         req: Request<pb::FindMissingRequest>,
     ) -> Result<Response<pb::FindMissingResponse>, Status> {
+        allow(&req, Scope::Read, &req.get_ref().namespace)?;
         let r = req.into_inner();
         if r.blake3.len() > 10_000 {
             return Err(Status::invalid_argument(

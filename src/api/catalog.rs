@@ -6,7 +6,8 @@ use futures::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::pb::{self, audit_service_server::AuditService, catalog_service_server::CatalogService};
-use super::{actor, parse_hash, status};
+use super::{allow, allow_scope, parse_hash, split, status};
+use crate::auth::Scope;
 use crate::catalog::read::{self, EventFilter, PackageFilter};
 use crate::catalog::{
     CatalogOp, CatalogOutcome, DupPolicy, EventRec, FileRef, FileView, PackageSort, PackageType, PackageView, PkgRef,
@@ -176,8 +177,7 @@ impl CatalogService for CatalogApi {
         &self,
         req: Request<Streaming<pb::PublishFileRequest>>,
     ) -> Result<Response<pb::PublishFileResponse>, Status> {
-        let actor = actor(&req);
-        let mut stream = req.into_inner();
+        let (req_ext, mut stream) = split(req);
         let header = match stream.message().await? {
             Some(pb::PublishFileRequest {
                 msg: Some(pb::publish_file_request::Msg::Header(h)),
@@ -189,6 +189,7 @@ impl CatalogService for CatalogApi {
             }
         };
         let at = ver_ref(header.version)?;
+        let actor = allow(&req_ext, Scope::Write, &at.pkg.namespace)?.id.clone();
         let (outcome, put) = if header.blake3.is_empty() {
             let spec = super::blob::spec_from_header(header.upload.unwrap_or_default())?;
             let frames = stream.map(|m| match m {
@@ -240,6 +241,7 @@ impl CatalogService for CatalogApi {
         &self,
         req: Request<pb::ListPackagesRequest>,
     ) -> Result<Response<pb::ListPackagesResponse>, Status> {
+        allow(&req, Scope::Read, &req.get_ref().namespace)?;
         let r = req.into_inner();
         let sort = match pb::PackageSort::try_from(r.sort) {
             Ok(pb::PackageSort::Name) => PackageSort::Name,
@@ -267,7 +269,9 @@ impl CatalogService for CatalogApi {
     }
 
     async fn get_package(&self, req: Request<pb::GetPackageRequest>) -> Result<Response<pb::Package>, Status> {
-        let p = pkg_ref(req.into_inner().r#ref)?;
+        let (req_ext, body) = split(req);
+        let p = pkg_ref(body.r#ref)?;
+        allow(&req_ext, Scope::Read, &p.namespace)?;
         let v = self.read(move |e| read::package(e.index(), &p)).await?;
         Ok(Response::new(pb_package(v)))
     }
@@ -276,8 +280,9 @@ impl CatalogService for CatalogApi {
         &self,
         req: Request<pb::ListVersionsRequest>,
     ) -> Result<Response<pb::ListVersionsResponse>, Status> {
-        let r = req.into_inner();
+        let (req_ext, r) = split(req);
         let p = pkg_ref(r.package)?;
+        allow(&req_ext, Scope::Read, &p.namespace)?;
         let (st, size) = (state(r.state)?, read::page_size(r.page_size).map_err(status)?);
         let page = self
             .read(move |e| read::list_versions(e.index(), &p, st, size, &r.page_token))
@@ -289,14 +294,17 @@ impl CatalogService for CatalogApi {
     }
 
     async fn get_version(&self, req: Request<pb::GetVersionRequest>) -> Result<Response<pb::Version>, Status> {
-        let v = ver_ref(req.into_inner().r#ref)?;
+        let (req_ext, body) = split(req);
+        let v = ver_ref(body.r#ref)?;
+        allow(&req_ext, Scope::Read, &v.pkg.namespace)?;
         let view = self.read(move |e| read::get_version(e.index(), &v)).await?;
         Ok(Response::new(pb_version(view)))
     }
 
     async fn list_files(&self, req: Request<pb::ListFilesRequest>) -> Result<Response<pb::ListFilesResponse>, Status> {
-        let r = req.into_inner();
+        let (req_ext, r) = split(req);
         let v = ver_ref(r.version)?;
+        allow(&req_ext, Scope::Read, &v.pkg.namespace)?;
         let (st, size) = (state(r.state)?, read::page_size(r.page_size).map_err(status)?);
         let page = self
             .read(move |e| read::list_files(e.index(), &v, st, size, &r.page_token))
@@ -308,8 +316,9 @@ impl CatalogService for CatalogApi {
     }
 
     async fn delete_package(&self, req: Request<pb::PackageRef>) -> Result<Response<pb::Package>, Status> {
-        let actor = actor(&req);
-        let p = pkg_ref(Some(req.into_inner()))?;
+        let (req_ext, body) = split(req);
+        let p = pkg_ref(Some(body))?;
+        let actor = allow(&req_ext, Scope::Delete, &p.namespace)?.id.clone();
         self.change(CatalogOp::Delete {
             target: Target::Package(p.clone()),
             actor,
@@ -320,8 +329,9 @@ impl CatalogService for CatalogApi {
     }
 
     async fn delete_version(&self, req: Request<pb::VersionRef>) -> Result<Response<pb::Version>, Status> {
-        let actor = actor(&req);
-        let v = ver_ref(Some(req.into_inner()))?;
+        let (req_ext, body) = split(req);
+        let v = ver_ref(Some(body))?;
+        let actor = allow(&req_ext, Scope::Delete, &v.pkg.namespace)?.id.clone();
         self.change(CatalogOp::Delete {
             target: Target::Version(v.clone()),
             actor,
@@ -332,8 +342,9 @@ impl CatalogService for CatalogApi {
     }
 
     async fn delete_file(&self, req: Request<pb::FileRef>) -> Result<Response<pb::PackageFile>, Status> {
-        let actor = actor(&req);
-        let f = file_ref(req.into_inner())?;
+        let (req_ext, body) = split(req);
+        let f = file_ref(body)?;
+        let actor = allow(&req_ext, Scope::Delete, &f.ver.pkg.namespace)?.id.clone();
         self.change(CatalogOp::Delete {
             target: Target::File(f.clone()),
             actor,
@@ -344,8 +355,9 @@ impl CatalogService for CatalogApi {
     }
 
     async fn restore_package(&self, req: Request<pb::PackageRef>) -> Result<Response<pb::Package>, Status> {
-        let actor = actor(&req);
-        let p = pkg_ref(Some(req.into_inner()))?;
+        let (req_ext, body) = split(req);
+        let p = pkg_ref(Some(body))?;
+        let actor = allow(&req_ext, Scope::Write, &p.namespace)?.id.clone();
         self.change(CatalogOp::Restore {
             target: Target::Package(p.clone()),
             actor,
@@ -356,8 +368,9 @@ impl CatalogService for CatalogApi {
     }
 
     async fn restore_version(&self, req: Request<pb::VersionRef>) -> Result<Response<pb::Version>, Status> {
-        let actor = actor(&req);
-        let v = ver_ref(Some(req.into_inner()))?;
+        let (req_ext, body) = split(req);
+        let v = ver_ref(Some(body))?;
+        let actor = allow(&req_ext, Scope::Write, &v.pkg.namespace)?.id.clone();
         self.change(CatalogOp::Restore {
             target: Target::Version(v.clone()),
             actor,
@@ -368,8 +381,9 @@ impl CatalogService for CatalogApi {
     }
 
     async fn restore_file(&self, req: Request<pb::FileRef>) -> Result<Response<pb::PackageFile>, Status> {
-        let actor = actor(&req);
-        let f = file_ref(req.into_inner())?;
+        let (req_ext, body) = split(req);
+        let f = file_ref(body)?;
+        let actor = allow(&req_ext, Scope::Write, &f.ver.pkg.namespace)?.id.clone();
         self.change(CatalogOp::Restore {
             target: Target::File(f.clone()),
             actor,
@@ -380,7 +394,9 @@ impl CatalogService for CatalogApi {
     }
 
     async fn record_download(&self, req: Request<pb::FileRef>) -> Result<Response<pb::PackageFile>, Status> {
-        let f = file_ref(req.into_inner())?;
+        let (req_ext, body) = split(req);
+        let f = file_ref(body)?;
+        allow(&req_ext, Scope::Read, &f.ver.pkg.namespace)?;
         match self.change(CatalogOp::Download(f)).await? {
             CatalogOutcome::File(v) => Ok(Response::new(pb_file(v))),
             _ => Err(Status::internal("download answered with another outcome")),
@@ -391,7 +407,7 @@ impl CatalogService for CatalogApi {
         &self,
         req: Request<pb::DuplicatePolicy>,
     ) -> Result<Response<pb::DuplicatePolicy>, Status> {
-        let actor = actor(&req);
+        let actor = allow(&req, Scope::Admin, &req.get_ref().namespace)?.id.clone();
         let p = req.into_inner();
         let op = CatalogOp::SetPolicy {
             namespace: p.namespace.clone(),
@@ -410,6 +426,7 @@ impl CatalogService for CatalogApi {
         &self,
         req: Request<pb::GetDuplicatePolicyRequest>,
     ) -> Result<Response<pb::DuplicatePolicy>, Status> {
+        allow(&req, Scope::Read, &req.get_ref().namespace)?;
         let r = req.into_inner();
         let ty = package_type(r.r#type)?;
         let ns = r.namespace.clone();
@@ -429,6 +446,7 @@ impl AuditService for AuditApi {
         &self,
         req: Request<pb::ListEventsRequest>,
     ) -> Result<Response<pb::ListEventsResponse>, Status> {
+        allow_scope(&req, Scope::Admin)?;
         let r = req.into_inner();
         let filter = EventFilter {
             namespace: r.namespace,

@@ -5,6 +5,9 @@ use std::path::Path;
 use bytes::Bytes;
 use futures::StreamExt;
 use tokio::io::{AsyncRead, AsyncReadExt};
+use tonic::codegen::InterceptedService;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::Interceptor;
 use tonic::transport::{Channel, Endpoint};
 
 use super::pb::{
@@ -18,16 +21,40 @@ pub use tonic::{Code, Status};
 pub const PUT_FRAME: usize = 1 << 20;
 const MAX_MESSAGE: usize = 16 << 20;
 
+/// Adds `authorization: Bearer <token>` to every request.
+#[derive(Clone)]
+pub struct Bearer(Option<MetadataValue<Ascii>>);
+
+impl Interceptor for Bearer {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, Status> {
+        if let Some(v) = &self.0 {
+            req.metadata_mut().insert("authorization", v.clone());
+        }
+        Ok(req)
+    }
+}
+
+type Authed = InterceptedService<Channel, Bearer>;
+
 #[derive(Clone)]
 pub struct Client {
-    pub blobs: BlobServiceClient<Channel>,
-    pub admin: AdminServiceClient<Channel>,
-    pub catalog: CatalogServiceClient<Channel>,
-    pub audit: AuditServiceClient<Channel>,
+    pub blobs: BlobServiceClient<Authed>,
+    pub admin: AdminServiceClient<Authed>,
+    pub catalog: CatalogServiceClient<Authed>,
+    pub audit: AuditServiceClient<Authed>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("{0}")]
+    Transport(#[from] tonic::transport::Error),
+    #[error("the token is not valid in a header")]
+    BadToken,
 }
 
 impl Client {
-    pub async fn connect(addr: &str) -> Result<Self, tonic::transport::Error> {
+    /// Connects; every request carries `token` if given.
+    pub async fn connect(addr: &str, token: Option<&str>) -> Result<Self, ConnectError> {
         let ch = Endpoint::from_shared(addr.to_string())?
             .tcp_nodelay(true)
             .initial_stream_window_size(Some(super::server::WINDOW))
@@ -35,10 +62,15 @@ impl Client {
             .max_frame_size(Some(super::server::FRAME))
             .connect()
             .await?;
-        Ok(Self::from_channel(ch))
+        let bearer = match token {
+            Some(t) => Some(format!("Bearer {t}").parse().map_err(|_| ConnectError::BadToken)?),
+            None => None,
+        };
+        Ok(Self::from_channel(ch, Bearer(bearer)))
     }
 
-    pub fn from_channel(ch: Channel) -> Self {
+    pub fn from_channel(ch: Channel, bearer: Bearer) -> Self {
+        let ch = InterceptedService::new(ch, bearer);
         Client {
             blobs: BlobServiceClient::new(ch.clone())
                 .max_decoding_message_size(MAX_MESSAGE)

@@ -10,7 +10,11 @@ mod server;
 
 pub use server::serve;
 
+use std::sync::Arc;
+
 use tonic::{Code, Status};
+
+use crate::auth::{Auth, Principal, Scope};
 
 use crate::error::Error;
 use crate::hash::{FileDigests, Hash};
@@ -27,6 +31,8 @@ pub fn status(e: Error) -> Status {
     let code = match &e {
         Error::InvalidArgument(_) => Code::InvalidArgument,
         Error::NotFound(_) => Code::NotFound,
+        Error::Unauthenticated(_) => Code::Unauthenticated,
+        Error::PermissionDenied(_) => Code::PermissionDenied,
         Error::AlreadyExists(_) => Code::AlreadyExists,
         Error::FailedPrecondition(_) => Code::FailedPrecondition,
         Error::OutOfRange(_) => Code::OutOfRange,
@@ -41,10 +47,47 @@ pub fn status(e: Error) -> Status {
     Status::new(code, e.to_string())
 }
 
-/// Who makes a change, for the audit trail. Until tokens exist every
-/// caller is `anonymous`.
-fn actor<T>(_req: &tonic::Request<T>) -> String {
-    "anonymous".to_string()
+/// Authenticates every request of a service: the caller's [`Principal`]
+/// goes into the request's extensions for the handler's scope check.
+#[derive(Clone)]
+pub struct Authenticate(pub Arc<Auth>);
+
+impl tonic::service::Interceptor for Authenticate {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, Status> {
+        let header = req.metadata().get("authorization").and_then(|v| v.to_str().ok());
+        let p = self.0.authenticate(header).map_err(status)?;
+        req.extensions_mut().insert(p);
+        Ok(req)
+    }
+}
+
+/// A streaming request's body, and an empty request that keeps its
+/// extensions (the caller) for checks made once the header has arrived.
+fn split<T>(req: tonic::Request<T>) -> (tonic::Request<()>, T) {
+    let (meta, ext, body) = req.into_parts();
+    (tonic::Request::from_parts(meta, ext, ()), body)
+}
+
+/// The authenticated caller of a request.
+fn principal<T>(req: &tonic::Request<T>) -> Result<Arc<Principal>, Status> {
+    req.extensions()
+        .get::<Arc<Principal>>()
+        .cloned()
+        .ok_or_else(|| Status::unauthenticated("request was not authenticated"))
+}
+
+/// Checks the caller may do `scope` in `ns`; returns who it is.
+fn allow<T>(req: &tonic::Request<T>, scope: Scope, ns: &str) -> Result<Arc<Principal>, Status> {
+    let p = principal(req)?;
+    p.require(scope, ns).map_err(status)?;
+    Ok(p)
+}
+
+/// Checks the caller holds `scope` (store-wide requests).
+fn allow_scope<T>(req: &tonic::Request<T>, scope: Scope) -> Result<Arc<Principal>, Status> {
+    let p = principal(req)?;
+    p.require_scope(scope).map_err(status)?;
+    Ok(p)
 }
 
 fn parse_hash(s: &str, what: &str) -> Result<Hash, Status> {

@@ -4,8 +4,10 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use tonic::codegen::InterceptedService;
 use tonic::transport::server::TcpIncoming;
 
+use super::Authenticate;
 use super::admin::AdminApi;
 use super::blob::BlobApi;
 use super::catalog::{AuditApi, CatalogApi};
@@ -13,6 +15,7 @@ use super::pb::{
     self, admin_service_server::AdminServiceServer, audit_service_server::AuditServiceServer,
     blob_service_server::BlobServiceServer, catalog_service_server::CatalogServiceServer,
 };
+use crate::auth::Auth;
 use crate::engine::{Engine, GET_FRAME};
 use crate::error::{Error, Result};
 
@@ -41,6 +44,8 @@ pub async fn serve(engine: Arc<Engine>, listen: SocketAddr, shutdown: impl Futur
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .map_err(|e| Error::Internal(format!("reflection: {e}")))?;
+    let cfg = engine.config();
+    let auth = Authenticate(Arc::new(Auth::load(&cfg.tokens, &cfg.data_dir)?));
     let blob = BlobServiceServer::new(BlobApi { engine: engine.clone() })
         .max_decoding_message_size(MAX_MESSAGE)
         .max_encoding_message_size(GET_FRAME * 2);
@@ -49,6 +54,15 @@ pub async fn serve(engine: Arc<Engine>, listen: SocketAddr, shutdown: impl Futur
         .max_decoding_message_size(MAX_MESSAGE)
         .max_encoding_message_size(MAX_MESSAGE);
     let audit = AuditServiceServer::new(AuditApi { engine: engine.clone() }).max_encoding_message_size(MAX_MESSAGE);
+    // Health and reflection stay open; every stowage service needs a token.
+    let (blob, admin) = (
+        InterceptedService::new(blob, auth.clone()),
+        InterceptedService::new(admin, auth.clone()),
+    );
+    let (catalog, audit) = (
+        InterceptedService::new(catalog, auth.clone()),
+        InterceptedService::new(audit, auth),
+    );
     // The builder's tcp_nodelay does not reach an incoming stream we bring:
     // without it Nagle and delayed ACKs add ~40 ms to small answers.
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));

@@ -17,7 +17,8 @@ use crate::api::pb;
 use crate::catalog::PackageType;
 
 pub(super) async fn connect(conn: &Conn) -> anyhow::Result<Client> {
-    Client::connect(&conn.addr)
+    let token = conn.token()?;
+    Client::connect(&conn.addr, token.as_deref())
         .await
         .with_context(|| format!("cannot connect to {}", conn.addr))
 }

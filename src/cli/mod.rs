@@ -46,6 +46,47 @@ pub enum Cmd {
     /// Operator commands.
     #[command(subcommand)]
     Admin(AdminCmd),
+    /// Access tokens.
+    #[command(subcommand)]
+    Token(TokenCmd),
+}
+
+#[derive(Subcommand)]
+pub enum TokenCmd {
+    /// Print a new random token and the `[[tokens]]` entry (its hash) to add
+    /// to the daemon's config. The token itself is shown only here.
+    Create {
+        /// Names the token in audit events and errors.
+        #[arg(long)]
+        id: String,
+        /// read, write, delete, admin (comma-separated).
+        #[arg(long, value_delimiter = ',', required = true)]
+        scopes: Vec<String>,
+        /// Namespaces it may use: names, `group/*`, or `*` (comma-separated).
+        #[arg(long, value_delimiter = ',', required = true)]
+        namespaces: Vec<String>,
+    },
+}
+
+fn token_create(id: String, scopes: Vec<String>, namespaces: Vec<String>) -> anyhow::Result<()> {
+    let scopes = scopes
+        .iter()
+        .map(|s| crate::auth::Scope::parse(s))
+        .collect::<crate::Result<_>>()?;
+    let (token, hash) = crate::auth::generate();
+    #[derive(serde::Serialize)]
+    struct Snippet {
+        tokens: Vec<crate::auth::TokenEntry>,
+    }
+    let entry = crate::auth::TokenEntry {
+        id,
+        hash,
+        scopes,
+        namespaces,
+    };
+    println!("# token (shown once; the daemon keeps only its hash):\n# {token}");
+    print!("{}", toml::to_string(&Snippet { tokens: vec![entry] })?);
+    Ok(())
 }
 
 /// Where the daemon keeps its data; flags override the config file.
@@ -87,6 +128,32 @@ pub struct Conn {
     /// Daemon address.
     #[arg(long, env = "STOWAGE_ADDR", default_value = "http://127.0.0.1:7420", global = true)]
     pub addr: String,
+    /// Access token. Default: the local admin token in `<data-dir>/admin.token`.
+    #[arg(long, env = "STOWAGE_TOKEN", hide_env_values = true, global = true)]
+    pub token: Option<String>,
+    /// Data folder of a local daemon, where its admin token is read from.
+    #[arg(
+        long = "token-data-dir",
+        env = "STOWAGE_DATA_DIR",
+        default_value = "./stowage-data",
+        global = true
+    )]
+    pub data_dir: PathBuf,
+}
+
+impl Conn {
+    /// `--token`, else the local daemon's admin token if there is one.
+    pub fn token(&self) -> anyhow::Result<Option<String>> {
+        if let Some(t) = &self.token {
+            return Ok(Some(t.trim().to_string()));
+        }
+        let path = self.data_dir.join(crate::auth::ADMIN_TOKEN_FILE);
+        match std::fs::read_to_string(&path) {
+            Ok(t) => Ok(Some(t.trim().to_string())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(anyhow::anyhow!("cannot read {}: {e}", path.display())),
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -391,7 +458,7 @@ pub enum AuditCmd {
         /// publish, delete, restore or purge.
         #[arg(long)]
         action: Option<String>,
-        /// A token id, anonymous, trash-purge or retention-policy.
+        /// A token id, local-admin, trash-purge or retention-policy.
         #[arg(long)]
         actor: Option<String>,
         /// Only events at or after this time (Unix ms).
@@ -415,6 +482,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Files(cmd) => catalog::files(cmd).await,
         Cmd::DuplicatePolicy(cmd) => catalog::policy(cmd).await,
         Cmd::Audit(cmd) => catalog::audit(cmd).await,
+        Cmd::Token(TokenCmd::Create { id, scopes, namespaces }) => token_create(id, scopes, namespaces),
         Cmd::Admin(AdminCmd::Stats { conn }) => client::stats(&conn).await,
         Cmd::Admin(AdminCmd::Check { conn, json }) => catalog::check(&conn, json).await,
         Cmd::Admin(AdminCmd::Purge { conn }) => catalog::purge(&conn).await,

@@ -435,7 +435,7 @@ async fn soft_delete_restore_purge_and_window() {
     )
     .await;
     assert_eq!(audit.len(), 2, "one event per purged trash item: {audit:#?}");
-    assert!(audit.iter().all(|e| e.actor == "anonymous"));
+    assert!(audit.iter().all(|e| e.actor == "local-admin"));
     assert_eq!(audit[0].target, "package");
     assert_eq!(audit[0].bytes, (a.len() + b.len()) as u64);
     check_clean(&c).await;
@@ -692,7 +692,7 @@ async fn audit_trail_has_exactly_one_event_per_change() {
     );
     assert!(
         all.iter()
-            .all(|e| e.r#type == T::Cargo as i32 && e.actor == "anonymous")
+            .all(|e| e.r#type == T::Cargo as i32 && e.actor == "local-admin")
     );
     let deletes = events(
         &c,

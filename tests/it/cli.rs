@@ -300,7 +300,7 @@ async fn publish_list_delete_restore_and_audit_from_the_command_line() {
     assert!(
         events
             .iter()
-            .all(|e| e["actor"] == "anonymous" && e["id"].as_u64().is_some())
+            .all(|e| e["actor"] == "local-admin" && e["id"].as_u64().is_some())
     );
     let deletes = json_lines(&d.cli(&["audit", "list", "--action", "delete", "--json"]));
     assert_eq!(deletes.len(), 1);

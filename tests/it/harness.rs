@@ -72,7 +72,9 @@ impl Daemon {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if let Ok(c) = Client::connect(&self.addr).await
+            let token = std::fs::read_to_string(self.data_dir().join(stowage::auth::ADMIN_TOKEN_FILE)).ok();
+            if let Some(t) = token
+                && let Ok(c) = Client::connect(&self.addr, Some(t.trim())).await
                 && c.stats().await.is_ok()
             {
                 return;
@@ -89,8 +91,22 @@ impl Daemon {
         std::fs::read_to_string(self.dir.path().join("daemon.log")).unwrap_or_default()
     }
 
+    /// The local admin token the daemon created in its data dir.
+    pub fn admin_token(&self) -> String {
+        std::fs::read_to_string(self.data_dir().join(stowage::auth::ADMIN_TOKEN_FILE))
+            .unwrap()
+            .trim()
+            .to_string()
+    }
+
+    /// A client with the admin token.
     pub async fn client(&self) -> Client {
-        Client::connect(&self.addr).await.unwrap()
+        Client::connect(&self.addr, Some(&self.admin_token())).await.unwrap()
+    }
+
+    /// A client with another token (or none).
+    pub async fn client_with(&self, token: Option<&str>) -> Client {
+        Client::connect(&self.addr, token).await.unwrap()
     }
 
     /// SIGTERM, then wait.
@@ -136,6 +152,7 @@ impl Daemon {
         Command::new(BIN)
             .args(args)
             .env("STOWAGE_ADDR", &self.addr)
+            .env("STOWAGE_DATA_DIR", self.data_dir())
             .output()
             .unwrap()
     }

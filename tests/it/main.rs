@@ -1,6 +1,7 @@
 //! One integration binary: each module spawns the real `stowage` binary on a
 //! free port with a temp data dir and talks to it over gRPC.
 
+mod auth;
 mod blob;
 mod catalog;
 mod cli;

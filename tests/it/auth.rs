@@ -1,0 +1,317 @@
+//! Tokens through the running daemon: every RPC against every scope,
+//! namespace isolation, and the audit trail naming the token.
+
+use futures::future::BoxFuture;
+use stowage::api::client::{Client, Code, version_ref};
+use stowage::api::pb::{self, PackageType as T};
+
+use crate::harness::{BIN, Daemon, b3, put, random_bytes};
+
+/// `stowage token create`: the token and its config entry.
+fn create_token(id: &str, scopes: &str, namespaces: &str) -> (String, String) {
+    let out = std::process::Command::new(BIN)
+        .args([
+            "token",
+            "create",
+            "--id",
+            id,
+            "--scopes",
+            scopes,
+            "--namespaces",
+            namespaces,
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let token = text.lines().nth(1).unwrap().trim_start_matches("# ").to_string();
+    assert!(token.starts_with("stw_"), "{text}");
+    (token, text)
+}
+
+fn code<T>(r: Result<T, tonic::Status>) -> Code {
+    match r {
+        Ok(_) => Code::Ok,
+        Err(e) => e.code(),
+    }
+}
+
+type Call = Box<dyn FnOnce(Client) -> BoxFuture<'static, Code>>;
+
+/// Every stowage RPC in namespace "a", with the scope it needs (None: store-wide admin).
+fn calls(blob: String, file_id: u64) -> Vec<(&'static str, &'static str, Call)> {
+    let v = version_ref("a", "p", T::Generic, "tool", "1");
+    let p = v.package.clone().unwrap();
+    let f = pb::FileRef {
+        version: Some(v.clone()),
+        file_id,
+    };
+    let mut out: Vec<(&'static str, &'static str, Call)> = Vec::new();
+    macro_rules! call {
+        ($name:expr, $scope:expr, |$c:ident, $b:ident, $v:ident, $p:ident, $f:ident| $body:expr) => {{
+            let (b0, v0, p0, f0) = (blob.clone(), v.clone(), p.clone(), f.clone());
+            out.push((
+                $name,
+                $scope,
+                Box::new(move |$c: Client| {
+                    let ($b, $v, $p, $f) = (b0, v0, p0, f0);
+                    let _ = (&$b, &$v, &$p, &$f);
+                    Box::pin(async move { $body })
+                }),
+            ));
+        }};
+    }
+    call!("Put", "write", |c, blob, v, p, f| code(
+        c.put_bytes(stowage::api::client::header("a"), random_bytes(1, 10))
+            .await
+    ));
+    call!("Get", "read", |c, blob, v, p, f| code(
+        c.get_bytes("a", &blob, 0, None).await
+    ));
+    call!("Stat", "read", |c, blob, v, p, f| code(c.stat("a", &blob).await));
+    call!("FindMissing", "read", |c, blob, v, p, f| code(
+        c.find_missing("a", vec![blob.clone()]).await
+    ));
+    call!("PublishFile", "write", |c, blob, v, p, f| code(
+        c.publish_blob(v.clone(), "x.bin", &blob).await
+    ));
+    call!("PublishFile(stream)", "write", |c, blob, v, p, f| code(
+        c.publish_bytes(v.clone(), "y.bin", random_bytes(2, 10)).await
+    ));
+    call!("ListPackages", "read", |c, blob, v, p, f| code(
+        c.catalog
+            .clone()
+            .list_packages(pb::ListPackagesRequest {
+                namespace: "a".into(),
+                ..Default::default()
+            })
+            .await
+    ));
+    call!("GetPackage", "read", |c, blob, v, p, f| code(
+        c.catalog
+            .clone()
+            .get_package(pb::GetPackageRequest { r#ref: Some(p.clone()) })
+            .await
+    ));
+    call!("ListVersions", "read", |c, blob, v, p, f| code(
+        c.catalog
+            .clone()
+            .list_versions(pb::ListVersionsRequest {
+                package: Some(p.clone()),
+                ..Default::default()
+            })
+            .await
+    ));
+    call!("GetVersion", "read", |c, blob, v, p, f| code(
+        c.catalog
+            .clone()
+            .get_version(pb::GetVersionRequest { r#ref: Some(v.clone()) })
+            .await
+    ));
+    call!("ListFiles", "read", |c, blob, v, p, f| code(
+        c.catalog
+            .clone()
+            .list_files(pb::ListFilesRequest {
+                version: Some(v.clone()),
+                ..Default::default()
+            })
+            .await
+    ));
+    call!("RecordDownload", "read", |c, blob, v, p, f| code(
+        c.catalog.clone().record_download(f.clone()).await
+    ));
+    call!("DeleteFile", "delete", |c, blob, v, p, f| code(
+        c.catalog.clone().delete_file(f.clone()).await
+    ));
+    call!("RestoreFile", "write", |c, blob, v, p, f| code(
+        c.catalog.clone().restore_file(f.clone()).await
+    ));
+    call!("DeleteVersion", "delete", |c, blob, v, p, f| code(
+        c.catalog.clone().delete_version(v.clone()).await
+    ));
+    call!("RestoreVersion", "write", |c, blob, v, p, f| code(
+        c.catalog.clone().restore_version(v.clone()).await
+    ));
+    call!("DeletePackage", "delete", |c, blob, v, p, f| code(
+        c.catalog.clone().delete_package(p.clone()).await
+    ));
+    call!("RestorePackage", "write", |c, blob, v, p, f| code(
+        c.catalog.clone().restore_package(p.clone()).await
+    ));
+    call!("GetDuplicatePolicy", "read", |c, blob, v, p, f| code(
+        c.catalog
+            .clone()
+            .get_duplicate_policy(pb::GetDuplicatePolicyRequest {
+                namespace: "a".into(),
+                r#type: T::Generic as i32,
+            })
+            .await
+    ));
+    call!("SetDuplicatePolicy", "admin", |c, blob, v, p, f| code(
+        c.catalog
+            .clone()
+            .set_duplicate_policy(pb::DuplicatePolicy {
+                namespace: "a".into(),
+                r#type: T::Generic as i32,
+                allow_duplicates: true,
+                exception_regex: String::new(),
+            })
+            .await
+    ));
+    call!("ListEvents", "admin", |c, blob, v, p, f| code(
+        c.audit.clone().list_events(pb::ListEventsRequest::default()).await
+    ));
+    call!("Stats", "admin", |c, blob, v, p, f| code(c.stats().await));
+    call!("Check", "admin", |c, blob, v, p, f| code(
+        c.admin.clone().check(pb::CheckRequest {}).await
+    ));
+    call!("Purge", "admin", |c, blob, v, p, f| code(
+        c.admin.clone().purge(pb::PurgeRequest {}).await
+    ));
+    out
+}
+
+#[tokio::test]
+async fn every_rpc_checks_token_scope_and_namespace() {
+    let tokens: Vec<(&str, &str, &str)> = vec![
+        ("reader", "read", "a"),
+        ("writer", "write", "a"),
+        ("deleter", "delete", "a"),
+        ("admin", "admin", "*"),
+        ("elsewhere", "read,write,delete", "b,a/*x"),
+    ];
+    let mut config = String::new();
+    let mut secrets = Vec::new();
+    for (id, scopes, ns) in &tokens {
+        let (token, entry) = create_token(id, scopes, ns);
+        config.push_str(&entry);
+        secrets.push((*id, *scopes, token));
+    }
+    let d = Daemon::start(&config).await;
+    let root = d.client().await;
+    let data = random_bytes(3, 5000);
+    let blob = put(&root, "a", data.clone()).await;
+    let v = version_ref("a", "p", T::Generic, "tool", "1");
+    let file_id = root
+        .publish_blob(v, "f.bin", &blob)
+        .await
+        .unwrap()
+        .file
+        .unwrap()
+        .file_id;
+
+    for (id, scopes, token) in &secrets {
+        let c = d.client_with(Some(token)).await;
+        for (name, need, call) in calls(blob.clone(), file_id) {
+            let granted = *id == "admin" || (scopes.split(',').any(|s| s == need) && *id != "elsewhere");
+            let got = call(c.clone()).await;
+            if granted {
+                assert!(
+                    !matches!(got, Code::PermissionDenied | Code::Unauthenticated),
+                    "{id} should be allowed {name}, got {got:?}"
+                );
+            } else {
+                assert_eq!(got, Code::PermissionDenied, "{id} calling {name}");
+            }
+        }
+    }
+    // No token, a malformed one, an unknown one.
+    let bare = d.client_with(None).await;
+    let forged = d.client_with(Some("stw_0000")).await;
+    for c in [bare, forged] {
+        for (name, _, call) in calls(blob.clone(), file_id) {
+            assert_eq!(call(c.clone()).await, Code::Unauthenticated, "{name}");
+        }
+    }
+    // The refusal says what is missing.
+    let e = d.client_with(None).await.stats().await.unwrap_err();
+    assert!(e.message().contains("authorization"), "{e:?}");
+}
+
+#[tokio::test]
+async fn a_token_cannot_probe_another_namespace() {
+    let (ta, ea) = create_token("tenant-a", "read,write,delete", "a");
+    let d = Daemon::start(&ea).await;
+    let root = d.client().await;
+    let secret = random_bytes(4, 3000);
+    let hb = put(&root, "b", secret.clone()).await;
+    root.publish_blob(version_ref("b", "p", T::Npm, "hidden", "1.0.0"), "h.tgz", &hb)
+        .await
+        .unwrap();
+    let a = d.client_with(Some(&ta)).await;
+    // Asking in b is refused outright, naming what is missing.
+    let e = a.stat("b", &hb).await.unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied);
+    assert!(e.message().contains("namespace \"b\""), "{e:?}");
+    assert_eq!(code(a.get_bytes("b", &hb, 0, None).await), Code::PermissionDenied);
+    let lp = a
+        .catalog
+        .clone()
+        .list_packages(pb::ListPackagesRequest {
+            namespace: "b".into(),
+            ..Default::default()
+        })
+        .await;
+    assert_eq!(code(lp), Code::PermissionDenied);
+    // In its own namespace, b's blob looks exactly like one nobody stored.
+    let nobody = b3(b"never stored");
+    let (s1, s2) = (
+        a.stat("a", &hb).await.unwrap_err(),
+        a.stat("a", &nobody).await.unwrap_err(),
+    );
+    assert_eq!((s1.code(), s2.code()), (Code::NotFound, Code::NotFound));
+    assert_eq!(s1.message().replace(&hb, "X"), s2.message().replace(&nobody, "X"));
+    assert_eq!(a.find_missing("a", vec![hb.clone()]).await.unwrap(), vec![hb.clone()]);
+    let v = version_ref("a", "p", T::Generic, "steal", "1");
+    let (p1, p2) = (
+        a.publish_blob(v.clone(), "x", &hb).await.unwrap_err(),
+        a.publish_blob(v.clone(), "x", &nobody).await.unwrap_err(),
+    );
+    assert_eq!((p1.code(), p2.code()), (Code::NotFound, Code::NotFound));
+    assert_eq!(p1.message().replace(&hb, "X"), p2.message().replace(&nobody, "X"));
+    // Declaring b's digest does not skip sending the bytes: wrong bytes fail.
+    let claim = pb::PutHeader {
+        expected_blake3: hb.clone(),
+        ..stowage::api::client::header("a")
+    };
+    assert_eq!(
+        code(a.put_bytes(claim.clone(), random_bytes(5, 3000)).await),
+        Code::InvalidArgument
+    );
+    // Sending the real bytes is an upload like any other.
+    a.put_bytes(claim, secret).await.unwrap();
+    // The audit trail names the token.
+    a.publish_blob(v, "mine", &hb).await.unwrap();
+    let ev = root
+        .audit
+        .clone()
+        .list_events(pb::ListEventsRequest {
+            namespace: "a".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .events;
+    assert_eq!(ev.len(), 1);
+    assert_eq!(ev[0].actor, "tenant-a");
+}
+
+#[tokio::test]
+async fn the_local_admin_token_is_private_and_found_by_the_cli() {
+    let d = Daemon::start("").await;
+    use std::os::unix::fs::PermissionsExt;
+    let path = d.data_dir().join(stowage::auth::ADMIN_TOKEN_FILE);
+    assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    // The CLI reads it from the data dir (the harness points STOWAGE_DATA_DIR there).
+    assert!(d.cli(&["admin", "stats"]).status.success());
+    let out = std::process::Command::new(BIN)
+        .args(["admin", "stats", "--addr", &d.addr, "--token-data-dir", "/nonexistent"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("Unauthenticated"), "{err}");
+    let bad = d.cli(&["admin", "stats", "--token", "stw_nope"]);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown token"));
+}
