@@ -47,6 +47,11 @@ pub struct Config {
     /// `<data_dir>/admin.token`). `stowage token create` prints entries.
     /// Default: none.
     pub tokens: Vec<crate::auth::TokenEntry>,
+    /// Hard quotas: namespace -> the most bytes it may hold (the sizes of
+    /// the distinct blobs it stored and still references). An upload that
+    /// would exceed it fails with RESOURCE_EXHAUSTED and keeps nothing.
+    /// Default: none.
+    pub quotas: BTreeMap<String, ByteSize>,
     /// How long a deleted package, version or file stays restorable in the
     /// trash before a purge removes it for good. Default: "30days".
     #[serde(with = "humantime_serde")]
@@ -96,6 +101,7 @@ impl Default for Config {
             max_blob_size: ByteSize::gib(16),
             index_cache_size: ByteSize::mib(256),
             tokens: Vec::new(),
+            quotas: BTreeMap::new(),
             trash_window: Duration::from_secs(30 * 24 * 3600),
             upload_lease: Duration::from_secs(24 * 3600),
             purge_interval: Duration::from_secs(600),

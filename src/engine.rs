@@ -154,6 +154,7 @@ impl Engine {
         let settings = CatalogSettings {
             trash_window_ms: cfg.trash_window.as_millis() as i64,
             lease_ms: cfg.upload_lease.as_millis() as i64,
+            quotas: cfg.quotas.iter().map(|(ns, q)| (ns.clone(), q.as_u64())).collect(),
         };
         catalog::migrate(&index)?;
         let committer = Committer::start(index.clone(), packer.clone(), settings)?;

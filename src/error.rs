@@ -15,6 +15,9 @@ pub enum Error {
     /// Valid credentials without the scope or namespace the request needs.
     #[error("permission denied: {0}")]
     PermissionDenied(String),
+    /// A quota or limit would be exceeded.
+    #[error("resource exhausted: {0}")]
+    ResourceExhausted(String),
     #[error("not found: {0}")]
     NotFound(String),
     #[error("already exists: {0}")]

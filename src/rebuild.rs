@@ -183,6 +183,7 @@ pub async fn rebuild_index(cfg: &Config) -> Result<RebuildReport> {
         w.flush()?;
         let lease_ms = cfg.upload_lease.as_millis() as i64;
         let mut holders: HashMap<Hash, u64> = HashMap::new();
+        let mut usage: HashMap<&str, u64> = HashMap::new();
         for ((ns, id), r) in &refs {
             let Some(m) = blobs.get(id) else {
                 tracing::warn!(%ns, blob = %id, "reference to a blob with no manifest; skipped");
@@ -215,10 +216,15 @@ pub async fn rebuild_index(cfg: &Config) -> Result<RebuildReport> {
             w.batch
                 .put(Cf::CatalogIdx, rec::lease_key(r.lease_until_ms, &rk), Vec::new());
             *holders.entry(*id).or_default() += 1;
+            *usage.entry(ns.as_str()).or_default() += m.size;
             w.batch.put(Cf::CatalogIdx, rec::holder_key(id, ns), Vec::new());
             stats.references += 1;
             stats.logical_bytes += m.size;
             w.tick()?;
+        }
+        for (ns, bytes) in usage {
+            w.batch
+                .put(Cf::CatalogIdx, rec::usage_key(ns), bytes.to_be_bytes().to_vec());
         }
         let now = crate::now_ms();
         for id in blobs.keys() {
@@ -276,7 +282,7 @@ fn copy_catalog(old: &Index, w: &mut Writer<'_>) -> Result<u64> {
     for cf in [Cf::Packages, Cf::Versions, Cf::Files, Cf::Audit, Cf::CatalogIdx] {
         for kv in old.scan(cf, &[], None, false) {
             let (k, v) = kv?;
-            if cf == Cf::CatalogIdx && matches!(k.first(), Some(b'r' | b'h' | b'g' | b'l')) {
+            if cf == Cf::CatalogIdx && matches!(k.first(), Some(b'r' | b'h' | b'g' | b'l' | b'u')) {
                 continue;
             }
             w.batch.put(cf, k.to_vec(), v.to_vec());

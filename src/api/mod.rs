@@ -31,6 +31,7 @@ pub fn status(e: Error) -> Status {
     let code = match &e {
         Error::InvalidArgument(_) => Code::InvalidArgument,
         Error::NotFound(_) => Code::NotFound,
+        Error::ResourceExhausted(_) => Code::ResourceExhausted,
         Error::Unauthenticated(_) => Code::Unauthenticated,
         Error::PermissionDenied(_) => Code::PermissionDenied,
         Error::AlreadyExists(_) => Code::AlreadyExists,

@@ -108,15 +108,19 @@ pub struct CatalogState {
     pub ids: Ids,
     pub trash_window_ms: i64,
     pub lease_ms: i64,
+    /// Hard limits on the bytes a namespace holds (the sizes of the blobs
+    /// it references).
+    pub quotas: std::collections::BTreeMap<String, u64>,
     regexes: HashMap<String, Regex>,
 }
 
 impl CatalogState {
-    pub fn new(ids: Ids, trash_window_ms: i64, lease_ms: i64) -> Self {
+    pub fn new(ids: Ids, trash_window_ms: i64, lease_ms: i64, quotas: std::collections::BTreeMap<String, u64>) -> Self {
         CatalogState {
             ids,
             trash_window_ms,
             lease_ms,
+            quotas,
             regexes: HashMap::new(),
         }
     }
@@ -617,9 +621,10 @@ impl Ctx<'_, '_> {
 
     // ---- references ----
 
-    /// Records that `ns` stored `blob` (a new reference with an open lease),
-    /// or renews the lease of the reference it has. Returns true if new.
-    pub fn upload_ref(&mut self, ns: &str, blob: &Hash) -> Result<Option<RefInfo>> {
+    /// Records that `ns` stored `blob` of `size` bytes (a new reference with
+    /// an open lease, within the namespace's quota), or renews the lease of
+    /// the reference it has. Returns the new reference.
+    pub fn upload_ref(&mut self, ns: &str, blob: &Hash, size: u64) -> Result<Option<RefInfo>> {
         let until = self.now.saturating_add(self.st.lease_ms);
         let rk = ref_key(ns, blob);
         match self.txn.reference(ns, blob)? {
@@ -633,6 +638,16 @@ impl Ctx<'_, '_> {
                 Ok(None)
             }
             None => {
+                let uk = rec::usage_key(ns);
+                let used = self.count(&uk)?;
+                if let Some(&quota) = self.st.quotas.get(ns)
+                    && used.saturating_add(size) > quota
+                {
+                    return Err(Error::ResourceExhausted(format!(
+                        "namespace {ns} holds {used} bytes; {size} more would exceed its quota of {quota} bytes"
+                    )));
+                }
+                self.set_count(uk, used + size);
                 let r = RefInfo {
                     created_ms: self.now,
                     lease_until_ms: until,
@@ -678,6 +693,13 @@ impl Ctx<'_, '_> {
             Some(m) => Manifest::decode(&m)?.size,
             None => return Err(Error::corrupt(format!("referenced blob {blob} has no manifest"))),
         };
+        let uk = rec::usage_key(ns);
+        let used = self.count(&uk)?;
+        self.set_count(
+            uk,
+            used.checked_sub(size)
+                .ok_or_else(|| Error::corrupt(format!("namespace {ns} usage is below a blob it holds")))?,
+        );
         sub(&mut self.stats.references, 1, "store references")?;
         sub(&mut self.stats.logical_bytes, size, "store logical bytes")?;
         c.references_released += 1;

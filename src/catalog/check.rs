@@ -153,6 +153,18 @@ pub fn check(index: &Index) -> Result<CheckReport> {
 
     // 2. References: each one's file count against the files behind it.
     let mut stats = Stats::default();
+    // Bytes held per namespace, summed as the scan (in namespace order) goes.
+    let mut held: Option<(String, u64)> = None;
+    let mut namespaces = 0u64;
+    // Returns 1 for a namespace that holds bytes (only those have an entry).
+    let close_ns = |r: &mut CheckReport, h: Option<(String, u64)>| -> Result<u64> {
+        let Some((ns, n)) = h else { return Ok(0) };
+        let stored = s
+            .get(Cf::CatalogIdx, &rec::usage_key(&ns))?
+            .map_or(Ok(0), |v| rec::be_u64(&v))?;
+        r.expect(|| format!("namespace {ns}: bytes held"), stored, n);
+        Ok((n > 0) as u64)
+    };
     for kv in s.scan(Cf::Refs, &[], None) {
         let (k, v) = kv?;
         let (ns, blob) = decode_ref_key(&k)?;
@@ -177,8 +189,16 @@ pub fn check(index: &Index) -> Result<CheckReport> {
         r.expect(|| format!("blob {blob} in {ns}: files referencing it"), info.files, n);
         match s.get(Cf::Blobs, &blob.0)? {
             Some(m) => {
+                let size = Manifest::decode(&m)?.size;
                 stats.references += 1;
-                stats.logical_bytes += Manifest::decode(&m)?.size;
+                stats.logical_bytes += size;
+                match &mut held {
+                    Some((n, b)) if *n == ns => *b += size,
+                    _ => {
+                        namespaces += close_ns(&mut r, held.take())?;
+                        held = Some((ns.clone(), size));
+                    }
+                }
             }
             None => r.drift(format!("blob {blob} in {ns}: referenced but has no manifest")),
         }
@@ -199,6 +219,9 @@ pub fn check(index: &Index) -> Result<CheckReport> {
             ));
         }
     }
+    namespaces += close_ns(&mut r, held.take())?;
+    let usage_entries = s.scan(Cf::CatalogIdx, b"u", Some(b"v")).count() as u64;
+    r.expect(|| "namespaces with bytes held".into(), usage_entries, namespaces);
     // Leases: every entry matches its reference.
     for kv in s.scan(Cf::CatalogIdx, b"l", Some(b"m")) {
         let (k, _) = kv?;

@@ -28,14 +28,16 @@ use crate::hash::Hash;
 use crate::index::{Cf, Index, RefInfo, decode_ref_key};
 
 /// Index layout this code writes. 1: blob store only (references without
-/// leases or file counts); 2: catalog, leases, holder counts and lists.
-pub const SCHEMA: u32 = 2;
+/// leases or file counts); 2: catalog, leases, holder counts and lists;
+/// 3: bytes held per namespace (quotas).
+pub const SCHEMA: u32 = 3;
 pub const SCHEMA_KEY: &[u8] = b"schema";
 const MIGRATE_BATCH: usize = 10_000;
 
 /// Brings an index written by an older layout up to [`SCHEMA`], before the
 /// committer starts: every reference gets its lease entry and its place in
-/// the holder list, and every blob its holder count or garbage mark.
+/// the holder list, every blob its holder count or garbage mark, and every
+/// namespace its bytes held.
 /// Idempotent; a crash midway reruns it.
 pub fn migrate(index: &Index) -> Result<()> {
     let schema = match index.get(Cf::Meta, SCHEMA_KEY)? {
@@ -48,6 +50,7 @@ pub fn migrate(index: &Index) -> Result<()> {
     tracing::info!(from = schema, to = SCHEMA, "migrating the index");
     let mut txn = index.txn();
     let mut holders: HashMap<Hash, u64> = HashMap::new();
+    let mut usage: HashMap<String, u64> = HashMap::new();
     for kv in index.scan(Cf::Refs, &[], None, false) {
         let (k, v) = kv?;
         let (ns, blob) = decode_ref_key(&k)?;
@@ -56,6 +59,9 @@ pub fn migrate(index: &Index) -> Result<()> {
         txn.put(Cf::CatalogIdx, records::lease_key(r.lease_until_ms, &k), Vec::new());
         txn.put(Cf::CatalogIdx, records::holder_key(&blob, &ns), Vec::new());
         *holders.entry(blob).or_default() += 1;
+        if let Some(m) = index.get(Cf::Blobs, &blob.0)? {
+            *usage.entry(ns).or_default() += crate::manifest::Manifest::decode(&m)?.size;
+        }
         if txn.len() >= MIGRATE_BATCH {
             index.commit(std::mem::replace(&mut txn, index.txn()))?;
         }
@@ -77,6 +83,9 @@ pub fn migrate(index: &Index) -> Result<()> {
         if txn.len() >= MIGRATE_BATCH {
             index.commit(std::mem::replace(&mut txn, index.txn()))?;
         }
+    }
+    for (ns, bytes) in usage {
+        txn.put(Cf::CatalogIdx, records::usage_key(&ns), bytes.to_be_bytes().to_vec());
     }
     txn.put(Cf::Meta, SCHEMA_KEY, SCHEMA.to_be_bytes().to_vec());
     index.commit(txn)

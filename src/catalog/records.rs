@@ -13,6 +13,7 @@
 //!   - `b` ref_key(ns, blob) file -> ver (the files behind a namespace's reference)
 //!   - `r` blob -> namespaces referencing it:u64; `h` blob ns -> () (those namespaces)
 //!   - `g` blob -> unreferenced since ms (garbage for the collector)
+//!   - `u` ns -> bytes the namespace holds:u64 (quota accounting)
 //!   - `t` deleted_ms kind:u8 id -> primary key (the trash, oldest first)
 //!   - `l` lease_until_ms ref_key -> () (upload leases, soonest first)
 //!   - `p` ns 0 type:u8 -> [`DupPolicy`]
@@ -242,6 +243,11 @@ pub fn holder_key(blob: &Hash, ns: &str) -> Vec<u8> {
 
 pub fn holder_prefix(blob: &Hash) -> Vec<u8> {
     tagged(b'h', &[&blob.0])
+}
+
+/// Bytes a namespace holds: the sizes of the blobs it references.
+pub fn usage_key(ns: &str) -> Vec<u8> {
+    tagged(b'u', &[ns.as_bytes()])
 }
 
 pub fn garbage_key(blob: &Hash) -> Vec<u8> {

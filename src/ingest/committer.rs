@@ -56,10 +56,12 @@ pub struct Committer {
 }
 
 /// Catalog settings the committer applies.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct CatalogSettings {
     pub trash_window_ms: i64,
     pub lease_ms: i64,
+    /// Hard quotas in bytes, by namespace.
+    pub quotas: std::collections::BTreeMap<String, u64>,
 }
 
 impl Committer {
@@ -74,7 +76,7 @@ impl Committer {
                 event: 1,
             },
         };
-        let catalog = CatalogState::new(ids, settings.trash_window_ms, settings.lease_ms);
+        let catalog = CatalogState::new(ids, settings.trash_window_ms, settings.lease_ms, settings.quotas);
         let (tx, rx) = mpsc::channel(1024);
         std::thread::Builder::new()
             .name("stowage-committer".into())
@@ -270,7 +272,7 @@ fn put(
         ctx.stats.unique_bytes += manifest.size;
         out.new = true;
     }
-    if let Some(r) = ctx.upload_ref(namespace, &id)? {
+    if let Some(r) = ctx.upload_ref(namespace, &id, manifest.size)? {
         let rec = encode_ref_record(namespace, &r);
         let (pack, e) = packer.append(Kind::Ref, Codec::Raw, id, rec.len() as u32, &rec)?;
         need(pack.id, e.offset + e.record_len());

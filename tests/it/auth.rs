@@ -315,3 +315,48 @@ async fn the_local_admin_token_is_private_and_found_by_the_cli() {
     let bad = d.cli(&["admin", "stats", "--token", "stw_nope"]);
     assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown token"));
 }
+
+#[tokio::test]
+async fn quotas_hold_at_the_limit_and_refuse_over_it() {
+    let d = Daemon::start("trash_window = \"1day\"\nupload_lease = \"1h\"\n[quotas]\nsmall = \"10000B\"").await;
+    let c = d.client().await;
+    let six = random_bytes(6, 6000);
+    let four = random_bytes(7, 4000);
+    put(&c, "small", six.clone()).await;
+    put(&c, "small", four.clone()).await; // exactly at the limit
+    let before = c.stats().await.unwrap();
+    let e = c
+        .put_bytes(stowage::api::client::header("small"), random_bytes(8, 1))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
+    assert!(e.message().contains("quota of 10000 bytes"), "{e:?}");
+    let v = version_ref("small", "p", T::Generic, "g", "1");
+    let e = c
+        .publish_bytes(v.clone(), "big.bin", random_bytes(9, 300_000))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
+    // Nothing is indexed or counted (chunk records already appended to the
+    // open pack stay unreferenced garbage, like any rejected upload's).
+    let after = c.stats().await.unwrap();
+    assert_eq!(
+        pb::StatsResponse { pack_bytes: 0, ..after },
+        pb::StatsResponse {
+            pack_bytes: 0,
+            ..before
+        },
+        "a refused upload keeps nothing"
+    );
+    // Bytes it already holds cost nothing more; other namespaces are not limited.
+    put(&c, "small", six.clone()).await;
+    c.publish_blob(v.clone(), "six.bin", &b3(&six)).await.unwrap();
+    put(&c, "other", random_bytes(10, 50_000)).await;
+    // Releasing bytes frees quota.
+    d.advance_clock(std::time::Duration::from_secs(7200));
+    let r = c.admin.clone().purge(pb::PurgeRequest {}).await.unwrap().into_inner();
+    assert_eq!(r.references_released, 2, "four's lease ended; six is published: {r:?}");
+    put(&c, "small", random_bytes(11, 4000)).await;
+    let check = c.admin.clone().check(pb::CheckRequest {}).await.unwrap().into_inner();
+    assert!(check.drift.is_empty(), "{:#?}", check.drift);
+}
