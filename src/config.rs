@@ -47,6 +47,10 @@ pub struct Config {
     /// `<data_dir>/admin.token`). `stowage token create` prints entries.
     /// Default: none.
     pub tokens: Vec<crate::auth::TokenEntry>,
+    /// An upload stream that sends nothing for this long is ended
+    /// (DEADLINE_EXCEEDED) and whatever it held is freed. Default: "60s".
+    #[serde(with = "humantime_serde")]
+    pub upload_idle_timeout: Duration,
     /// Hard quotas: namespace -> the most bytes it may hold (the sizes of
     /// the distinct blobs it stored and still references). An upload that
     /// would exceed it fails with RESOURCE_EXHAUSTED and keeps nothing.
@@ -102,6 +106,7 @@ impl Default for Config {
             index_cache_size: ByteSize::mib(256),
             tokens: Vec::new(),
             quotas: BTreeMap::new(),
+            upload_idle_timeout: Duration::from_secs(60),
             trash_window: Duration::from_secs(30 * 24 * 3600),
             upload_lease: Duration::from_secs(24 * 3600),
             purge_interval: Duration::from_secs(600),

@@ -200,6 +200,13 @@ impl Engine {
         S: Stream<Item = Result<Bytes>> + Unpin,
     {
         validate_namespace(&spec.namespace)?;
+        // A stalled client must not hold a worker, a semaphore permit and
+        // pending chunks forever.
+        let idle = self.cfg.upload_idle_timeout;
+        let frames = Box::pin(tokio_stream::StreamExt::timeout(frames, idle).map(move |f| match f {
+            Ok(frame) => frame,
+            Err(_) => Err(Error::Timeout(format!("the upload sent nothing for {idle:?}"))),
+        }));
         self.ingest.put(spec, frames).await
     }
 

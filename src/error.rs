@@ -15,6 +15,9 @@ pub enum Error {
     /// Valid credentials without the scope or namespace the request needs.
     #[error("permission denied: {0}")]
     PermissionDenied(String),
+    /// The caller went quiet for too long (a stalled upload).
+    #[error("deadline exceeded: {0}")]
+    Timeout(String),
     /// A quota or limit would be exceeded.
     #[error("resource exhausted: {0}")]
     ResourceExhausted(String),

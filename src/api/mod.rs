@@ -32,6 +32,7 @@ pub fn status(e: Error) -> Status {
         Error::InvalidArgument(_) => Code::InvalidArgument,
         Error::NotFound(_) => Code::NotFound,
         Error::ResourceExhausted(_) => Code::ResourceExhausted,
+        Error::Timeout(_) => Code::DeadlineExceeded,
         Error::Unauthenticated(_) => Code::Unauthenticated,
         Error::PermissionDenied(_) => Code::PermissionDenied,
         Error::AlreadyExists(_) => Code::AlreadyExists,

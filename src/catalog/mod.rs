@@ -47,7 +47,9 @@ pub fn migrate(index: &Index) -> Result<()> {
     if schema >= SCHEMA {
         return Ok(());
     }
-    tracing::info!(from = schema, to = SCHEMA, "migrating the index");
+    if index.stats()?.blobs > 0 {
+        tracing::info!(from = schema, to = SCHEMA, "migrating the index");
+    }
     let mut txn = index.txn();
     let mut holders: HashMap<Hash, u64> = HashMap::new();
     let mut usage: HashMap<String, u64> = HashMap::new();

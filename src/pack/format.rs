@@ -290,6 +290,14 @@ pub fn compress(raw: &[u8], level: i32) -> Result<(Codec, Option<Vec<u8>>)> {
 /// Decodes stored data to raw bytes and verifies them against the chunk id.
 /// Raw chunks come back as a slice of `stored`, without a copy.
 pub fn decode_chunk(e: &Entry, stored: Bytes) -> Result<Bytes> {
+    // A damaged or hostile header must not make us allocate or inflate
+    // beyond the largest chunk the chunker can cut.
+    if e.raw_len as usize > crate::chunker::MAX_CHUNK {
+        return Err(Error::corrupt(format!(
+            "chunk {} claims {} raw bytes, more than any chunk",
+            e.id, e.raw_len
+        )));
+    }
     let raw = match e.codec {
         Codec::Raw => stored,
         Codec::Zstd => DECOMPRESSOR
@@ -379,5 +387,19 @@ mod tests {
             ));
             pack[i] ^= 1;
         }
+    }
+
+    #[test]
+    fn a_chunk_claiming_a_huge_raw_size_is_refused_before_inflating() {
+        let data = vec![7u8; 100_000];
+        let (codec, z) = compress(&data, 3).unwrap();
+        let stored = Bytes::from(z.unwrap());
+        let mut e = Entry::new(Kind::Chunk, codec, Hash::of(&data), data.len() as u32, &stored);
+        assert_eq!(&decode_chunk(&e, stored.clone()).unwrap()[..], &data[..]);
+        e.raw_len = u32::MAX;
+        assert!(matches!(decode_chunk(&e, stored.clone()), Err(Error::Corrupt(_))));
+        // Within the bound but smaller than the real content: zstd stops, no overrun.
+        e.raw_len = 1000;
+        assert!(matches!(decode_chunk(&e, stored), Err(Error::Corrupt(_))));
     }
 }

@@ -360,3 +360,45 @@ async fn quotas_hold_at_the_limit_and_refuse_over_it() {
     let check = c.admin.clone().check(pb::CheckRequest {}).await.unwrap().into_inner();
     assert!(check.drift.is_empty(), "{:#?}", check.drift);
 }
+
+#[tokio::test]
+async fn a_stalled_upload_is_ended_and_frees_what_it_held() {
+    let d = Daemon::start("upload_idle_timeout = \"1s\"").await;
+    let c = d.client().await;
+    let before = c.stats().await.unwrap();
+    for size in [1000usize, 300_000] {
+        // Header and some data, then silence (the sender stays open).
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tx.send(pb::PutRequest {
+            msg: Some(pb::put_request::Msg::Header(stowage::api::client::header("ns"))),
+        })
+        .await
+        .unwrap();
+        tx.send(pb::PutRequest {
+            msg: Some(pb::put_request::Msg::Data(random_bytes(size as u64, size))),
+        })
+        .await
+        .unwrap();
+        let started = std::time::Instant::now();
+        let e = c
+            .blobs
+            .clone()
+            .put(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::DeadlineExceeded, "{e:?}");
+        assert!(e.message().contains("sent nothing"), "{e:?}");
+        let waited = started.elapsed();
+        assert!(
+            waited >= std::time::Duration::from_millis(900) && waited < std::time::Duration::from_secs(10),
+            "{waited:?}"
+        );
+        drop(tx);
+    }
+    let after = c.stats().await.unwrap();
+    assert_eq!(
+        (after.blobs, after.references, after.chunks),
+        (before.blobs, before.references, before.chunks)
+    );
+    put(&c, "ns", random_bytes(12, 300_000)).await;
+}
