@@ -72,7 +72,7 @@ impl BlobService for BlobApi {
                 msg: Some(Msg::Data(d)),
             }) => Ok(d),
             Ok(_) => Err(Error::invalid("only the first Put message may be a header")),
-            Err(s) => Err(Error::Unavailable(format!("upload stream failed: {}", s.message()))),
+            Err(s) => Err(super::stream_error(s)),
         });
         let out = self
             .engine

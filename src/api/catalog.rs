@@ -197,7 +197,7 @@ impl CatalogService for CatalogApi {
                     msg: Some(pb::publish_file_request::Msg::Data(d)),
                 }) => Ok(d),
                 Ok(_) => Err(Error::invalid("every message after the header must carry data")),
-                Err(s) => Err(Error::Unavailable(format!("upload stream failed: {}", s.message()))),
+                Err(s) => Err(super::stream_error(s)),
             });
             let (o, p) = self
                 .engine

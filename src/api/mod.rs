@@ -63,6 +63,20 @@ impl tonic::service::Interceptor for Authenticate {
     }
 }
 
+/// What a broken upload stream means: a message over the size limit is
+/// the caller's (RESOURCE_EXHAUSTED, saying so); anything else is the
+/// connection's.
+fn stream_error(s: Status) -> Error {
+    match s.code() {
+        Code::OutOfRange | Code::ResourceExhausted => Error::ResourceExhausted(format!(
+            "a message of the upload is over the {} MiB limit: {}",
+            server::MAX_MESSAGE >> 20,
+            s.message()
+        )),
+        _ => Error::Unavailable(format!("upload stream failed: {}", s.message())),
+    }
+}
+
 /// A streaming request's body, and an empty request that keeps its
 /// extensions (the caller) for checks made once the header has arrived.
 fn split<T>(req: tonic::Request<T>) -> (tonic::Request<()>, T) {

@@ -20,7 +20,7 @@ use crate::engine::{Engine, GET_FRAME};
 use crate::error::{Error, Result};
 
 /// Largest message a client may send (Put data frames included).
-const MAX_MESSAGE: usize = 16 << 20;
+pub(crate) const MAX_MESSAGE: usize = 16 << 20;
 /// HTTP/2 flow-control window per stream. The 64 KiB default stalls a
 /// stream every 64 KiB for a round trip; uploads are megabytes.
 pub(crate) const WINDOW: u32 = 8 << 20;

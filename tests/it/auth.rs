@@ -402,3 +402,33 @@ async fn a_stalled_upload_is_ended_and_frees_what_it_held() {
     );
     put(&c, "ns", random_bytes(12, 300_000)).await;
 }
+
+#[tokio::test]
+async fn an_oversized_message_is_refused_and_keeps_nothing() {
+    let d = Daemon::start("").await;
+    let c = d.client().await;
+    let before = c.stats().await.unwrap();
+    let msgs = vec![
+        pb::PutRequest {
+            msg: Some(pb::put_request::Msg::Header(stowage::api::client::header("ns"))),
+        },
+        pb::PutRequest {
+            msg: Some(pb::put_request::Msg::Data(random_bytes(13, 17 << 20))),
+        },
+    ];
+    let e = c
+        .blobs
+        .clone()
+        .max_encoding_message_size(64 << 20)
+        .put(futures::stream::iter(msgs))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
+    assert!(e.message().contains("over the 16 MiB limit"), "{e:?}");
+    let after = c.stats().await.unwrap();
+    assert_eq!(
+        (after.blobs, after.references, after.chunks),
+        (before.blobs, before.references, before.chunks)
+    );
+    put(&c, "ns", random_bytes(14, 1 << 20)).await;
+}
