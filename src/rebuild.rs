@@ -182,15 +182,12 @@ pub async fn rebuild_index(cfg: &Config) -> Result<RebuildReport> {
         }
         w.flush()?;
         let lease_ms = cfg.upload_lease.as_millis() as i64;
-        let mut holders: HashMap<Hash, u64> = HashMap::new();
-        let mut usage: HashMap<&str, u64> = HashMap::new();
         for ((ns, id), r) in &refs {
             let Some(m) = blobs.get(id) else {
                 tracing::warn!(%ns, blob = %id, "reference to a blob with no manifest; skipped");
                 continue;
             };
-            let rk = ref_key(ns, id);
-            let prefix = rec::blob_files_prefix(&rk);
+            let prefix = rec::blob_files_prefix(&ref_key(ns, id));
             let files = index
                 .scan(Cf::CatalogIdx, &prefix, rec::prefix_end(&prefix).as_deref(), false)
                 .count() as u64;
@@ -213,33 +210,14 @@ pub async fn rebuild_index(cfg: &Config) -> Result<RebuildReport> {
                 },
             };
             w.batch.put_ref(ns, id, &r);
-            w.batch
-                .put(Cf::CatalogIdx, rec::lease_key(r.lease_until_ms, &rk), Vec::new());
-            *holders.entry(*id).or_default() += 1;
-            *usage.entry(ns.as_str()).or_default() += m.size;
-            w.batch.put(Cf::CatalogIdx, rec::holder_key(id, ns), Vec::new());
             stats.references += 1;
             stats.logical_bytes += m.size;
             w.tick()?;
         }
-        for (ns, bytes) in usage {
-            w.batch
-                .put(Cf::CatalogIdx, rec::usage_key(ns), bytes.to_be_bytes().to_vec());
-        }
-        let now = crate::now_ms();
-        for id in blobs.keys() {
-            match holders.get(id) {
-                Some(n) => w
-                    .batch
-                    .put(Cf::CatalogIdx, rec::holders_key(id), n.to_be_bytes().to_vec()),
-                None => w
-                    .batch
-                    .put(Cf::CatalogIdx, rec::garbage_key(id), now.to_be_bytes().to_vec()),
-            }
-            w.tick()?;
-        }
         w.batch.put_stats(&stats);
         index.commit(w.batch)?;
+        // Leases, holder lists and counts, garbage marks, bytes per namespace.
+        crate::catalog::derive_reference_entries(&index)?;
         report.packs = stats.packs;
         report.chunks = stats.chunks;
         report.blobs = stats.blobs;
@@ -275,8 +253,8 @@ impl Writer<'_> {
     }
 }
 
-/// Copies the catalog from the old index, except the entries rebuilt from
-/// the references (holders, garbage, leases).
+/// Copies the catalog from the old index, except the entries derived from
+/// the references (holders, garbage, leases, bytes per namespace).
 fn copy_catalog(old: &Index, w: &mut Writer<'_>) -> Result<u64> {
     let mut n = 0;
     for cf in [Cf::Packages, Cf::Versions, Cf::Files, Cf::Audit, Cf::CatalogIdx] {
@@ -290,10 +268,8 @@ fn copy_catalog(old: &Index, w: &mut Writer<'_>) -> Result<u64> {
             w.tick()?;
         }
     }
-    for key in [rec::IDS_KEY, crate::catalog::SCHEMA_KEY] {
-        if let Some(v) = old.get(Cf::Meta, key)? {
-            w.batch.put(Cf::Meta, key, v);
-        }
+    if let Some(v) = old.get(Cf::Meta, rec::IDS_KEY)? {
+        w.batch.put(Cf::Meta, rec::IDS_KEY, v);
     }
     Ok(n)
 }

@@ -153,17 +153,24 @@ fn pb_event(id: u64, e: EventRec) -> pb::AuditEvent {
     }
 }
 
+/// Runs a blocking index read off the async threads.
+async fn blocking_read<T: Send + 'static>(
+    engine: &Arc<Engine>,
+    f: impl FnOnce(&Engine) -> crate::Result<T> + Send + 'static,
+) -> Result<T, Status> {
+    let engine = engine.clone();
+    tokio::task::spawn_blocking(move || f(&engine))
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?
+        .map_err(status)
+}
+
 impl CatalogApi {
-    /// Runs a blocking index read off the async threads.
     async fn read<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Engine) -> crate::Result<T> + Send + 'static,
     ) -> Result<T, Status> {
-        let engine = self.engine.clone();
-        tokio::task::spawn_blocking(move || f(&engine))
-            .await
-            .map_err(|e| Status::internal(e.to_string()))?
-            .map_err(status)
+        blocking_read(&self.engine, f).await
     }
 
     async fn change(&self, op: CatalogOp) -> Result<CatalogOutcome, Status> {
@@ -458,11 +465,10 @@ impl AuditService for AuditApi {
             until_ms: r.until_unix_ms,
         };
         let size = read::page_size(r.page_size).map_err(status)?;
-        let engine = self.engine.clone();
-        let page = tokio::task::spawn_blocking(move || read::list_events(engine.index(), &filter, size, &r.page_token))
-            .await
-            .map_err(|e| Status::internal(e.to_string()))?
-            .map_err(status)?;
+        let page = blocking_read(&self.engine, move |e| {
+            read::list_events(e.index(), &filter, size, &r.page_token)
+        })
+        .await?;
         Ok(Response::new(pb::ListEventsResponse {
             events: page.items.into_iter().map(|(id, e)| pb_event(id, e)).collect(),
             next_page_token: page.next,

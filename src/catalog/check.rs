@@ -285,11 +285,7 @@ pub fn check(index: &Index) -> Result<CheckReport> {
     }
 
     // 4. The store counters the references feed.
-    let stored = s
-        .get(Cf::Meta, b"stats")?
-        .map(|v| Stats::decode(&v))
-        .transpose()?
-        .unwrap_or_default();
+    let stored = s.stats()?;
     r.expect(|| "store references".into(), stored.references, stats.references);
     r.expect(
         || "store logical bytes".into(),

@@ -35,10 +35,7 @@ pub const SCHEMA_KEY: &[u8] = b"schema";
 const MIGRATE_BATCH: usize = 10_000;
 
 /// Brings an index written by an older layout up to [`SCHEMA`], before the
-/// committer starts: every reference gets its lease entry and its place in
-/// the holder list, every blob its holder count or garbage mark, and every
-/// namespace its bytes held.
-/// Idempotent; a crash midway reruns it.
+/// committer starts. Idempotent; a crash midway reruns it.
 pub fn migrate(index: &Index) -> Result<()> {
     let schema = match index.get(Cf::Meta, SCHEMA_KEY)? {
         Some(v) => u32::from_be_bytes(v.as_slice().try_into().unwrap_or([0; 4])),
@@ -50,6 +47,14 @@ pub fn migrate(index: &Index) -> Result<()> {
     if index.stats()?.blobs > 0 {
         tracing::info!(from = schema, to = SCHEMA, "migrating the index");
     }
+    derive_reference_entries(index)
+}
+
+/// Writes everything derived from the references (and marks the index as
+/// [`SCHEMA`]): each reference's current encoding, lease entry and place in
+/// its blob's holder list; each blob's holder count or garbage mark; each
+/// namespace's bytes held. Used by [`migrate`] and by `rebuild-index`.
+pub fn derive_reference_entries(index: &Index) -> Result<()> {
     let mut txn = index.txn();
     let mut holders: HashMap<Hash, u64> = HashMap::new();
     let mut usage: HashMap<String, u64> = HashMap::new();

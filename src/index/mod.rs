@@ -87,16 +87,19 @@ pub struct Index {
     db: DB,
 }
 
-type Key = (Cf, Vec<u8>);
+type Writes = HashMap<Vec<u8>, Option<Vec<u8>>>;
+/// A write to undo: where, and the entry it replaced (None: there was none).
+type Undo = (Cf, Vec<u8>, Option<Option<Vec<u8>>>);
 
 /// Changes applied atomically (and durably) by [`Index::commit`]. Reads
 /// through a transaction see its own writes; a savepoint lets one request
 /// of a group be undone without touching the others.
 pub struct Txn<'a> {
     index: &'a Index,
-    writes: HashMap<Key, Option<Vec<u8>>>,
+    /// Per column family, so a lookup borrows the key instead of copying it.
+    writes: HashMap<Cf, Writes>,
     /// (key, previous entry in `writes`) for every write, for rollback.
-    undo: Vec<(Key, Option<Option<Vec<u8>>>)>,
+    undo: Vec<Undo>,
 }
 
 impl<'a> Txn<'a> {
@@ -105,15 +108,14 @@ impl<'a> Txn<'a> {
         self.index
     }
     pub fn get(&self, cf: Cf, k: &[u8]) -> Result<Option<Vec<u8>>> {
-        match self.writes.get(&(cf, k.to_vec())) {
+        match self.writes.get(&cf).and_then(|w| w.get(k)) {
             Some(v) => Ok(v.clone()),
             None => self.index.get(cf, k),
         }
     }
     fn set(&mut self, cf: Cf, k: Vec<u8>, v: Option<Vec<u8>>) {
-        let key = (cf, k);
-        let prev = self.writes.insert(key.clone(), v);
-        self.undo.push((key, prev));
+        let prev = self.writes.entry(cf).or_default().insert(k.clone(), v);
+        self.undo.push((cf, k, prev));
     }
     pub fn put(&mut self, cf: Cf, k: impl Into<Vec<u8>>, v: Vec<u8>) {
         self.set(cf, k.into(), Some(v));
@@ -128,19 +130,20 @@ impl<'a> Txn<'a> {
     /// Undoes every write made since `sp`.
     pub fn rollback(&mut self, sp: usize) {
         while self.undo.len() > sp {
-            let (key, prev) = self.undo.pop().expect("len > sp");
+            let (cf, k, prev) = self.undo.pop().expect("len > sp");
+            let w = self.writes.entry(cf).or_default();
             match prev {
-                Some(v) => self.writes.insert(key, v),
-                None => self.writes.remove(&key),
+                Some(v) => w.insert(k, v),
+                None => w.remove(&k),
             };
         }
     }
     /// Distinct keys written.
     pub fn len(&self) -> usize {
-        self.writes.len()
+        self.writes.values().map(HashMap::len).sum()
     }
     pub fn is_empty(&self) -> bool {
-        self.writes.is_empty()
+        self.len() == 0
     }
 
     pub fn chunk(&self, id: &Hash) -> Result<Option<ChunkLoc>> {
@@ -183,6 +186,13 @@ pub struct Snapshot<'a> {
 }
 
 impl Snapshot<'_> {
+    pub fn stats(&self) -> Result<Stats> {
+        Ok(self
+            .get(Cf::Meta, STATS_KEY)?
+            .map(|v| Stats::decode(&v))
+            .transpose()?
+            .unwrap_or_default())
+    }
     pub fn get(&self, cf: Cf, k: &[u8]) -> Result<Option<Vec<u8>>> {
         self.snap.get_cf(self.index.cf(cf), k).map_err(db_err)
     }
@@ -368,10 +378,12 @@ impl Index {
     /// Applies a transaction atomically; returns once the WAL is fsynced.
     pub fn commit(&self, txn: Txn<'_>) -> Result<()> {
         let mut wb = rocksdb::WriteBatch::default();
-        for ((cf, k), v) in txn.writes {
-            match v {
-                Some(v) => wb.put_cf(self.cf(cf), k, v),
-                None => wb.delete_cf(self.cf(cf), k),
+        for (cf, writes) in txn.writes {
+            for (k, v) in writes {
+                match v {
+                    Some(v) => wb.put_cf(self.cf(cf), k, v),
+                    None => wb.delete_cf(self.cf(cf), k),
+                }
             }
         }
         let mut wo = WriteOptions::default();
