@@ -185,13 +185,14 @@ pub struct Snapshot<'a> {
     index: &'a Index,
 }
 
+/// The counters as stored (zero before the first commit).
+fn stored_stats(v: Option<Vec<u8>>) -> Result<Stats> {
+    Ok(v.map(|v| Stats::decode(&v)).transpose()?.unwrap_or_default())
+}
+
 impl Snapshot<'_> {
     pub fn stats(&self) -> Result<Stats> {
-        Ok(self
-            .get(Cf::Meta, STATS_KEY)?
-            .map(|v| Stats::decode(&v))
-            .transpose()?
-            .unwrap_or_default())
+        stored_stats(self.get(Cf::Meta, STATS_KEY)?)
     }
     pub fn get(&self, cf: Cf, k: &[u8]) -> Result<Option<Vec<u8>>> {
         self.snap.get_cf(self.index.cf(cf), k).map_err(db_err)
@@ -333,11 +334,7 @@ impl Index {
     }
 
     pub fn stats(&self) -> Result<Stats> {
-        Ok(self
-            .get(Cf::Meta, STATS_KEY)?
-            .map(|v| Stats::decode(&v))
-            .transpose()?
-            .unwrap_or_default())
+        stored_stats(self.get(Cf::Meta, STATS_KEY)?)
     }
 
     pub fn packs(&self) -> Result<Vec<(u64, PackInfo)>> {
