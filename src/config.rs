@@ -51,6 +51,11 @@ pub struct Config {
     /// (DEADLINE_EXCEEDED) and whatever it held is freed. Default: "60s".
     #[serde(with = "humantime_serde")]
     pub upload_idle_timeout: Duration,
+    /// Uploads (Put and PublishFile streams) served at once; one more is
+    /// refused with RESOURCE_EXHAUSTED rather than queued. Default: 256.
+    pub max_concurrent_uploads: usize,
+    /// TLS for the gRPC listener. Default: none (plain HTTP/2, for loopback).
+    pub tls: Option<Tls>,
     /// Hard quotas: namespace -> the most bytes it may hold (the sizes of
     /// the distinct blobs it stored and still references). An upload that
     /// would exceed it fails with RESOURCE_EXHAUSTED and keeps nothing.
@@ -67,6 +72,25 @@ pub struct Config {
     /// How often the daemon purges expired trash and ended leases. Default: "10m".
     #[serde(with = "humantime_serde")]
     pub purge_interval: Duration,
+}
+
+/// TLS settings: PEM files, read at start.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tls {
+    /// The server's certificate chain.
+    pub cert: PathBuf,
+    /// The server's private key.
+    pub key: PathBuf,
+    /// CA certificates that sign client certificates. When set, clients
+    /// must present a certificate it signed (mTLS), unless
+    /// `client_auth_optional`.
+    #[serde(default)]
+    pub client_ca: Option<PathBuf>,
+    /// With `client_ca`: accept clients without a certificate too (a
+    /// certificate that is presented must still verify). Default: false.
+    #[serde(default)]
+    pub client_auth_optional: bool,
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, Serialize)]
@@ -106,6 +130,8 @@ impl Default for Config {
             index_cache_size: ByteSize::mib(256),
             tokens: Vec::new(),
             quotas: BTreeMap::new(),
+            max_concurrent_uploads: 256,
+            tls: None,
             upload_idle_timeout: Duration::from_secs(60),
             trash_window: Duration::from_secs(30 * 24 * 3600),
             upload_lease: Duration::from_secs(24 * 3600),
@@ -140,6 +166,18 @@ impl Config {
         self.chunk_params()?;
         if !(1..=19).contains(&self.zstd_level) {
             return Err(Error::invalid("zstd_level must be between 1 and 19"));
+        }
+        if self.max_concurrent_uploads == 0 {
+            return Err(Error::invalid("max_concurrent_uploads must be at least 1"));
+        }
+        if self.upload_idle_timeout < Duration::from_millis(10) {
+            return Err(Error::invalid("upload_idle_timeout must be at least 10ms"));
+        }
+        if let Some(t) = &self.tls
+            && t.client_auth_optional
+            && t.client_ca.is_none()
+        {
+            return Err(Error::invalid("tls.client_auth_optional needs tls.client_ca"));
         }
         if self.purge_interval < Duration::from_millis(100) {
             return Err(Error::invalid("purge_interval must be at least 100ms"));

@@ -39,7 +39,12 @@ pub struct Engine {
     ingest: Arc<Ingest>,
     committer: Committer,
     stop: CancellationToken,
+    /// One permit per upload being served (`max_concurrent_uploads`).
+    uploads: Arc<tokio::sync::Semaphore>,
 }
+
+/// Held while an upload is served; dropping it frees the slot.
+pub type UploadSlot = tokio::sync::OwnedSemaphorePermit;
 
 /// Store-wide figures for `admin stats`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -168,6 +173,7 @@ impl Engine {
             pending: Arc::default(),
             streams: tokio::sync::Semaphore::new(crate::ingest::MAX_STREAMS),
         });
+        let uploads = Arc::new(tokio::sync::Semaphore::new(cfg.max_concurrent_uploads));
         let engine = Arc::new(Engine {
             cfg,
             index,
@@ -176,6 +182,7 @@ impl Engine {
             ingest,
             committer: committer.clone(),
             stop: CancellationToken::new(),
+            uploads,
         });
         engine.reconcile(&committer, &in_store).await?;
         tokio::spawn(engine.clone().seal_loop(seal_rx, committer));
@@ -208,6 +215,18 @@ impl Engine {
             Err(_) => Err(Error::Timeout(format!("the upload sent nothing for {idle:?}"))),
         }));
         self.ingest.put(spec, frames).await
+    }
+
+    /// A slot for one more upload, or RESOURCE_EXHAUSTED when
+    /// `max_concurrent_uploads` are already being served: a flood of
+    /// uploads is turned away, not queued behind the ones in progress.
+    pub fn upload_slot(&self) -> Result<UploadSlot> {
+        self.uploads.clone().try_acquire_owned().map_err(|_| {
+            Error::ResourceExhausted(format!(
+                "too many uploads in progress (max_concurrent_uploads = {}); retry later",
+                self.cfg.max_concurrent_uploads
+            ))
+        })
     }
 
     /// The manifest of a blob the namespace stored, with its reference.

@@ -6,7 +6,7 @@ use futures::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::pb::{self, audit_service_server::AuditService, catalog_service_server::CatalogService};
-use super::{allow, allow_scope, parse_hash, split, status};
+use super::{allow, allow_scope, parse_hash, recv, split, status};
 use crate::auth::Scope;
 use crate::catalog::read::{self, EventFilter, PackageFilter};
 use crate::catalog::{
@@ -184,8 +184,9 @@ impl CatalogService for CatalogApi {
         &self,
         req: Request<Streaming<pb::PublishFileRequest>>,
     ) -> Result<Response<pb::PublishFileResponse>, Status> {
+        let _slot = self.engine.upload_slot().map_err(status)?;
         let (req_ext, mut stream) = split(req);
-        let header = match stream.message().await? {
+        let header = match recv(&mut stream, self.engine.config().upload_idle_timeout).await? {
             Some(pb::PublishFileRequest {
                 msg: Some(pb::publish_file_request::Msg::Header(h)),
             }) => h,
@@ -213,7 +214,10 @@ impl CatalogService for CatalogApi {
                 .map_err(status)?;
             (o, Some(p))
         } else {
-            if stream.message().await?.is_some() {
+            if recv(&mut stream, self.engine.config().upload_idle_timeout)
+                .await?
+                .is_some()
+            {
                 return Err(Status::invalid_argument(
                     "a publish that names a blob by blake3 must not stream data",
                 ));

@@ -1,6 +1,6 @@
 //! A small client over the generated stubs, for the CLI, tools and tests.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -8,7 +8,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tonic::codegen::InterceptedService;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::Interceptor;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 use super::pb::{
     self, admin_service_client::AdminServiceClient, audit_service_client::AuditServiceClient,
@@ -50,12 +50,71 @@ pub enum ConnectError {
     Transport(#[from] tonic::transport::Error),
     #[error("the token is not valid in a header")]
     BadToken,
+    #[error("{0}")]
+    Tls(String),
+}
+
+/// Client-side TLS: used when the address is `https://`.
+#[derive(Clone, Debug, Default)]
+pub struct TlsFiles {
+    /// CA certificates (PEM) that sign the server's certificate. Default:
+    /// the system's roots.
+    pub ca: Option<PathBuf>,
+    /// Client certificate chain and key (PEM), for a daemon that asks for
+    /// one (mTLS).
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    /// Name to check the server's certificate against. Default: the
+    /// address's host.
+    pub domain: Option<String>,
+}
+
+impl TlsFiles {
+    fn is_empty(&self) -> bool {
+        self.ca.is_none() && self.cert.is_none() && self.key.is_none() && self.domain.is_none()
+    }
+
+    fn config(&self) -> Result<ClientTlsConfig, ConnectError> {
+        let read =
+            |p: &Path| std::fs::read(p).map_err(|e| ConnectError::Tls(format!("cannot read {}: {e}", p.display())));
+        let mut c = ClientTlsConfig::new();
+        c = match &self.ca {
+            Some(ca) => c.ca_certificate(Certificate::from_pem(read(ca)?)),
+            None => c.with_native_roots(),
+        };
+        match (&self.cert, &self.key) {
+            (Some(cert), Some(key)) => c = c.identity(Identity::from_pem(read(cert)?, read(key)?)),
+            (None, None) => {}
+            _ => {
+                return Err(ConnectError::Tls(
+                    "a client certificate needs both its cert and its key".into(),
+                ));
+            }
+        }
+        if let Some(d) = &self.domain {
+            c = c.domain_name(d.clone());
+        }
+        Ok(c)
+    }
 }
 
 impl Client {
     /// Connects; every request carries `token` if given.
     pub async fn connect(addr: &str, token: Option<&str>) -> Result<Self, ConnectError> {
-        let ch = Endpoint::from_shared(addr.to_string())?
+        Self::connect_with(addr, token, &TlsFiles::default()).await
+    }
+
+    /// Connects over TLS when `addr` is `https://`.
+    pub async fn connect_with(addr: &str, token: Option<&str>, tls: &TlsFiles) -> Result<Self, ConnectError> {
+        let mut ep = Endpoint::from_shared(addr.to_string())?;
+        if addr.starts_with("https://") {
+            ep = ep.tls_config(tls.config()?)?;
+        } else if !tls.is_empty() {
+            return Err(ConnectError::Tls(format!(
+                "TLS options need an https:// address, not {addr}"
+            )));
+        }
+        let ch = ep
             .tcp_nodelay(true)
             .initial_stream_window_size(Some(super::server::WINDOW))
             .initial_connection_window_size(Some(2 * super::server::WINDOW))

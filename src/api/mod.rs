@@ -77,6 +77,16 @@ fn stream_error(s: Status) -> Error {
     }
 }
 
+/// The next message of an upload stream read by a handler (the header,
+/// the end of a by-hash publish). A client that opens the stream and sends
+/// nothing is cut off after `idle`, like one that stalls mid-upload.
+async fn recv<T>(stream: &mut tonic::Streaming<T>, idle: std::time::Duration) -> Result<Option<T>, Status> {
+    match tokio::time::timeout(idle, stream.message()).await {
+        Ok(m) => m.map_err(|s| status(stream_error(s))),
+        Err(_) => Err(status(Error::Timeout(format!("the upload sent nothing for {idle:?}")))),
+    }
+}
+
 /// A streaming request's body, and an empty request that keeps its
 /// extensions (the caller) for checks made once the header has arrived.
 fn split<T>(req: tonic::Request<T>) -> (tonic::Request<()>, T) {

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use tonic::codegen::InterceptedService;
 use tonic::transport::server::TcpIncoming;
+use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
 use super::Authenticate;
 use super::admin::AdminApi;
@@ -27,6 +28,20 @@ pub(crate) const WINDOW: u32 = 8 << 20;
 /// Largest HTTP/2 frame a peer may send us: fewer, bigger frames per MiB
 /// than the 16 KiB default.
 pub(crate) const FRAME: u32 = 1 << 20;
+
+/// Reads the PEM files a `[tls]` section names.
+fn server_tls(t: &crate::config::Tls) -> Result<ServerTlsConfig> {
+    let read = |p: &std::path::Path, what: &str| {
+        std::fs::read(p).map_err(|e| Error::invalid(format!("tls.{what}: cannot read {}: {e}", p.display())))
+    };
+    let mut c = ServerTlsConfig::new().identity(Identity::from_pem(read(&t.cert, "cert")?, read(&t.key, "key")?));
+    if let Some(ca) = &t.client_ca {
+        c = c
+            .client_ca_root(Certificate::from_pem(read(ca, "client_ca")?))
+            .client_auth_optional(t.client_auth_optional);
+    }
+    Ok(c)
+}
 
 /// Serves until `shutdown` resolves, then drains in-flight requests.
 pub async fn serve(engine: Arc<Engine>, listen: SocketAddr, shutdown: impl Future<Output = ()> + Send) -> Result<()> {
@@ -66,8 +81,14 @@ pub async fn serve(engine: Arc<Engine>, listen: SocketAddr, shutdown: impl Futur
     // The builder's tcp_nodelay does not reach an incoming stream we bring:
     // without it Nagle and delayed ACKs add ~40 ms to small answers.
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    tracing::info!(%addr, "listening");
-    tonic::transport::Server::builder()
+    let mut server = tonic::transport::Server::builder();
+    if let Some(tls) = &cfg.tls {
+        server = server
+            .tls_config(server_tls(tls)?)
+            .map_err(|e| Error::invalid(format!("tls: {e}")))?;
+    }
+    tracing::info!(%addr, tls = cfg.tls.is_some(), mtls = cfg.tls.as_ref().is_some_and(|t| t.client_ca.is_some()), "listening");
+    server
         .initial_stream_window_size(Some(WINDOW))
         .initial_connection_window_size(Some(2 * WINDOW))
         .max_frame_size(Some(FRAME))

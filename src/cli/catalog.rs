@@ -18,7 +18,7 @@ use crate::catalog::PackageType;
 
 pub(super) async fn connect(conn: &Conn) -> anyhow::Result<Client> {
     let token = conn.token()?;
-    Client::connect(&conn.addr, token.as_deref())
+    Client::connect_with(&conn.addr, token.as_deref(), &conn.tls())
         .await
         .with_context(|| format!("cannot connect to {}", conn.addr))
 }

@@ -139,9 +139,31 @@ pub struct Conn {
         global = true
     )]
     pub data_dir: PathBuf,
+    /// CA certificate (PEM) that signs the daemon's certificate, for an
+    /// https:// address. Default: the system's roots.
+    #[arg(long = "tls-ca", env = "STOWAGE_TLS_CA", global = true)]
+    pub tls_ca: Option<PathBuf>,
+    /// Client certificate (PEM), for a daemon that requires one (mTLS).
+    #[arg(long = "tls-cert", env = "STOWAGE_TLS_CERT", global = true, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long = "tls-key", env = "STOWAGE_TLS_KEY", global = true, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Server name to verify, when it differs from the address's host.
+    #[arg(long = "tls-domain", env = "STOWAGE_TLS_DOMAIN", global = true)]
+    pub tls_domain: Option<String>,
 }
 
 impl Conn {
+    pub fn tls(&self) -> crate::api::client::TlsFiles {
+        crate::api::client::TlsFiles {
+            ca: self.tls_ca.clone(),
+            cert: self.tls_cert.clone(),
+            key: self.tls_key.clone(),
+            domain: self.tls_domain.clone(),
+        }
+    }
+
     /// `--token`, else the local daemon's admin token if there is one.
     pub fn token(&self) -> anyhow::Result<Option<String>> {
         if let Some(t) = &self.token {

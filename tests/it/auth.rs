@@ -432,3 +432,126 @@ async fn an_oversized_message_is_refused_and_keeps_nothing() {
     );
     put(&c, "ns", random_bytes(14, 1 << 20)).await;
 }
+
+fn header_msg(ns: &str) -> pb::PutRequest {
+    pb::PutRequest {
+        msg: Some(pb::put_request::Msg::Header(stowage::api::client::header(ns))),
+    }
+}
+
+#[tokio::test]
+async fn an_upload_that_never_sends_its_header_is_ended() {
+    let d = Daemon::start("upload_idle_timeout = \"1s\"").await;
+    let c = d.client().await;
+    let started = std::time::Instant::now();
+    // Streams opened and left silent (the senders stay alive until the end).
+    let (put_tx, rx) = tokio::sync::mpsc::channel::<pb::PutRequest>(1);
+    let (mut blobs, mut catalog, mut catalog2) = (c.blobs.clone(), c.catalog.clone(), c.catalog.clone());
+    let silent_put = blobs.put(tokio_stream::wrappers::ReceiverStream::new(rx));
+    let (pub_tx, rx) = tokio::sync::mpsc::channel::<pb::PublishFileRequest>(1);
+    let publish = catalog.publish_file(tokio_stream::wrappers::ReceiverStream::new(rx));
+    // A by-hash publish must end its stream after the header; this one does not.
+    let blob = put(&c, "a", random_bytes(21, 1000)).await;
+    let (hash_tx, rx) = tokio::sync::mpsc::channel(1);
+    hash_tx
+        .send(pb::PublishFileRequest {
+            msg: Some(pb::publish_file_request::Msg::Header(pb::PublishFileHeader {
+                version: Some(version_ref("a", "p", T::Generic, "tool", "1")),
+                file_name: "f".into(),
+                blake3: blob,
+                upload: None,
+            })),
+        })
+        .await
+        .unwrap();
+    let by_hash = catalog2.publish_file(tokio_stream::wrappers::ReceiverStream::new(rx));
+    let (silent_put, publish, by_hash) = tokio::join!(silent_put, publish, by_hash);
+    for e in [silent_put.unwrap_err(), publish.unwrap_err(), by_hash.unwrap_err()] {
+        assert_eq!(e.code(), Code::DeadlineExceeded, "{e:?}");
+        assert!(e.message().contains("sent nothing for 1s"), "{e:?}");
+    }
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    drop((put_tx, pub_tx, hash_tx));
+    // Nothing was published.
+    let v = c
+        .catalog
+        .clone()
+        .list_packages(pb::ListPackagesRequest {
+            namespace: "a".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(v.packages.is_empty(), "{v:?}");
+}
+
+#[tokio::test]
+async fn uploads_over_the_limit_are_refused_not_queued() {
+    let d = Daemon::start("max_concurrent_uploads = 2").await;
+    let c = d.client().await;
+    let stored = put(&c, "ns", random_bytes(30, 5000)).await;
+    // Two uploads in progress: a header and a frame each, then held open.
+    let mut held = Vec::new();
+    for i in 0..2u64 {
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tx.send(header_msg("ns")).await.unwrap();
+        tx.send(pb::PutRequest {
+            msg: Some(pb::put_request::Msg::Data(random_bytes(31 + i, 100_000))),
+        })
+        .await
+        .unwrap();
+        let mut blobs = c.blobs.clone();
+        let task = tokio::spawn(async move { blobs.put(tokio_stream::wrappers::ReceiverStream::new(rx)).await });
+        held.push((tx, task));
+    }
+    // Let them reach the daemon before probing, so a probe cannot take one's slot.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    // Once both hold their slots, a third upload is turned away at once.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let refused = loop {
+        match c
+            .put_bytes(stowage::api::client::header("ns"), random_bytes(40, 1000))
+            .await
+        {
+            Err(e) => break e,
+            Ok(_) => assert!(std::time::Instant::now() < deadline, "a third upload was never refused"),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    assert!(refused.message().contains("max_concurrent_uploads = 2"), "{refused:?}");
+    assert!(held.iter().all(|(_, t)| !t.is_finished()), "a held upload ended early");
+    let e = c
+        .publish_bytes(
+            version_ref("ns", "p", T::Generic, "tool", "1"),
+            "f",
+            random_bytes(41, 10),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
+    // Reads are not uploads.
+    assert_eq!(
+        c.get_bytes("ns", &stored, 0, None).await.unwrap(),
+        random_bytes(30, 5000)
+    );
+    // The held uploads finish normally; their slots come back.
+    for (tx, task) in held {
+        drop(tx);
+        let r = task.await.unwrap().unwrap().into_inner();
+        assert_eq!(r.size, 100_000);
+    }
+    put(&c, "ns", random_bytes(42, 1000)).await;
+    c.publish_bytes(
+        version_ref("ns", "p", T::Generic, "tool", "1"),
+        "f",
+        random_bytes(41, 10),
+    )
+    .await
+    .unwrap();
+}

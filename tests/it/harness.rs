@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use rand::{Rng, RngCore, SeedableRng, rngs::StdRng};
-use stowage::api::client::Client;
+use stowage::api::client::{Client, TlsFiles};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_stowage");
 
@@ -15,6 +15,8 @@ pub struct Daemon {
     pub addr: String,
     pub dir: tempfile::TempDir,
     pub config: PathBuf,
+    /// What the harness's own clients present, for a TLS daemon.
+    pub tls: TlsFiles,
 }
 
 pub fn free_port() -> u16 {
@@ -28,6 +30,12 @@ pub fn free_port() -> u16 {
 impl Daemon {
     /// Starts a daemon; `extra` is appended to its TOML config.
     pub async fn start(extra: &str) -> Daemon {
+        Self::start_tls(extra, None).await
+    }
+
+    /// Starts a daemon whose config has a `[tls]` section (in `extra`);
+    /// the harness connects to `https://localhost:<port>` with `tls`.
+    pub async fn start_tls(extra: &str, tls: Option<TlsFiles>) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let config = dir.path().join("stowage.toml");
@@ -39,11 +47,16 @@ impl Daemon {
             ),
         )
         .unwrap();
+        let addr = match tls {
+            Some(_) => format!("https://localhost:{port}"),
+            None => format!("http://127.0.0.1:{port}"),
+        };
         let mut d = Daemon {
             child: None,
-            addr: format!("http://127.0.0.1:{port}"),
+            addr,
             dir,
             config,
+            tls: tls.unwrap_or_default(),
         };
         d.spawn().await;
         d
@@ -74,7 +87,7 @@ impl Daemon {
         loop {
             let token = std::fs::read_to_string(self.data_dir().join(stowage::auth::ADMIN_TOKEN_FILE)).ok();
             if let Some(t) = token
-                && let Ok(c) = Client::connect(&self.addr, Some(t.trim())).await
+                && let Ok(c) = Client::connect_with(&self.addr, Some(t.trim()), &self.tls).await
                 && c.stats().await.is_ok()
             {
                 return;
@@ -101,12 +114,12 @@ impl Daemon {
 
     /// A client with the admin token.
     pub async fn client(&self) -> Client {
-        Client::connect(&self.addr, Some(&self.admin_token())).await.unwrap()
+        self.client_with(Some(&self.admin_token())).await
     }
 
     /// A client with another token (or none).
     pub async fn client_with(&self, token: Option<&str>) -> Client {
-        Client::connect(&self.addr, token).await.unwrap()
+        Client::connect_with(&self.addr, token, &self.tls).await.unwrap()
     }
 
     /// SIGTERM, then wait.
@@ -149,12 +162,21 @@ impl Daemon {
 
     /// Runs a CLI command against this daemon.
     pub fn cli(&self, args: &[&str]) -> std::process::Output {
-        Command::new(BIN)
-            .args(args)
+        let mut cmd = Command::new(BIN);
+        cmd.args(args)
             .env("STOWAGE_ADDR", &self.addr)
-            .env("STOWAGE_DATA_DIR", self.data_dir())
-            .output()
-            .unwrap()
+            .env("STOWAGE_DATA_DIR", self.data_dir());
+        let t = &self.tls;
+        for (var, path) in [
+            ("STOWAGE_TLS_CA", &t.ca),
+            ("STOWAGE_TLS_CERT", &t.cert),
+            ("STOWAGE_TLS_KEY", &t.key),
+        ] {
+            if let Some(p) = path {
+                cmd.env(var, p);
+            }
+        }
+        cmd.output().unwrap()
     }
 }
 

@@ -10,3 +10,4 @@ mod durability;
 mod harness;
 mod rebuild;
 mod s3;
+mod tls;
