@@ -15,6 +15,8 @@ pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod hash;
 pub mod index;
 pub mod ingest;

@@ -69,6 +69,12 @@ impl Manifest {
         let blake3 = Hash(r.take()?);
         let sha256 = r.take()?;
         let flags = r.take::<1>()?[0];
+        if flags & !(HAS_SHA1 | HAS_SHA512 | HAS_MD5) != 0 {
+            // A flag this version does not know would shift every field after it.
+            return Err(Error::corrupt(format!(
+                "manifest has unknown digest flags {flags:#04x}"
+            )));
+        }
         let sha1 = if flags & HAS_SHA1 != 0 { Some(r.take()?) } else { None };
         let sha512 = if flags & HAS_SHA512 != 0 { Some(r.take()?) } else { None };
         let md5 = if flags & HAS_MD5 != 0 { Some(r.take()?) } else { None };
@@ -147,6 +153,34 @@ mod tests {
                 prop_assert!(Manifest::decode(&enc[..cut]).is_err());
             }
         }
+    }
+
+    /// Found by the `manifest` fuzz target: an unknown flag bit was
+    /// ignored, so a manifest from a later version would be misread.
+    #[test]
+    fn unknown_digest_flags_are_corrupt() {
+        let found = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fuzz/regressions/manifest/unknown-flags"
+        ))
+        .unwrap();
+        assert!(matches!(Manifest::decode(&found), Err(Error::Corrupt(_))));
+        let mut enc = Manifest {
+            size: 0,
+            digests: FileDigests {
+                blake3: Hash::of(b""),
+                sha256: [0; 32],
+                sha1: None,
+                sha512: None,
+                md5: None,
+            },
+            created_ms: 0,
+            chunks: vec![],
+        }
+        .encode();
+        assert!(Manifest::decode(&enc).is_ok());
+        enc[81] |= 8;
+        assert!(matches!(Manifest::decode(&enc), Err(Error::Corrupt(_))));
     }
 
     #[test]

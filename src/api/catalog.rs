@@ -25,7 +25,7 @@ pub struct AuditApi {
     pub engine: Arc<Engine>,
 }
 
-fn package_type(t: i32) -> Result<PackageType, Status> {
+pub(super) fn package_type(t: i32) -> Result<PackageType, Status> {
     match t {
         0 => Err(Status::invalid_argument("package type is required")),
         t => u8::try_from(t)
@@ -35,14 +35,14 @@ fn package_type(t: i32) -> Result<PackageType, Status> {
     }
 }
 
-fn optional_type(t: i32) -> Result<Option<PackageType>, Status> {
+pub(super) fn optional_type(t: i32) -> Result<Option<PackageType>, Status> {
     match t {
         0 => Ok(None),
         t => package_type(t).map(Some),
     }
 }
 
-fn pkg_ref(p: Option<pb::PackageRef>) -> Result<PkgRef, Status> {
+pub(super) fn pkg_ref(p: Option<pb::PackageRef>) -> Result<PkgRef, Status> {
     let p = p.ok_or_else(|| Status::invalid_argument("package is required"))?;
     Ok(PkgRef {
         namespace: p.namespace,
@@ -52,7 +52,7 @@ fn pkg_ref(p: Option<pb::PackageRef>) -> Result<PkgRef, Status> {
     })
 }
 
-fn ver_ref(v: Option<pb::VersionRef>) -> Result<VerRef, Status> {
+pub(super) fn ver_ref(v: Option<pb::VersionRef>) -> Result<VerRef, Status> {
     let v = v.ok_or_else(|| Status::invalid_argument("version is required"))?;
     Ok(VerRef {
         pkg: pkg_ref(v.package)?,
@@ -60,14 +60,14 @@ fn ver_ref(v: Option<pb::VersionRef>) -> Result<VerRef, Status> {
     })
 }
 
-fn file_ref(f: pb::FileRef) -> Result<FileRef, Status> {
+pub(super) fn file_ref(f: pb::FileRef) -> Result<FileRef, Status> {
     Ok(FileRef {
         ver: ver_ref(f.version)?,
         file_id: f.file_id,
     })
 }
 
-fn state(s: i32) -> Result<State, Status> {
+pub(super) fn state(s: i32) -> Result<State, Status> {
     match pb::State::try_from(s) {
         Ok(pb::State::Active) => Ok(State::Active),
         Ok(pb::State::Deleted) => Ok(State::Deleted),

@@ -129,3 +129,86 @@ fn pb_digests(d: &FileDigests) -> pb::Digests {
         md5: d.md5.map(hex::encode),
     }
 }
+
+/// Fuzzing entry (`stowage::fuzz::request`): the first byte picks a request
+/// type, the rest is its protobuf encoding; the request goes through the
+/// decoding and checks its handler makes before touching the store.
+#[doc(hidden)]
+pub fn fuzz_request(data: &[u8]) {
+    use crate::catalog::{apply, model, read, records};
+    use prost::Message;
+    let Some((&which, b)) = data.split_first() else { return };
+    let ns_ok = |ns: &str| crate::engine::validate_namespace(ns).is_ok();
+    match which % 7 {
+        0 => {
+            if let Ok(h) = pb::PutHeader::decode(b)
+                && let Ok(spec) = blob::spec_from_header(h)
+            {
+                let _ = ns_ok(&spec.namespace);
+            }
+        }
+        1 => {
+            if let Ok(h) = pb::PublishFileHeader::decode(b) {
+                let _ = catalog::ver_ref(h.version).map(|v| v.validate());
+                let _ = model::validate_file_name(&h.file_name);
+                let _ = parse_hash(&h.blake3, "blake3");
+                let _ = h.upload.map(blob::spec_from_header);
+            }
+        }
+        2 => {
+            if let Ok(r) = pb::ListPackagesRequest::decode(b)
+                && ns_ok(&r.namespace)
+            {
+                let _ = catalog::optional_type(r.r#type);
+                let _ = catalog::state(r.state);
+                let _ = read::key_token(&r.page_token, &records::namespace_prefix(&r.namespace));
+            }
+        }
+        3 => {
+            if let Ok(r) = pb::ListVersionsRequest::decode(b) {
+                let _ = catalog::pkg_ref(r.package).map(|p| p.validate());
+                let _ = catalog::state(r.state);
+                let _ = read::id_token(&r.page_token);
+            }
+        }
+        4 => {
+            if let Ok(f) = pb::FileRef::decode(b) {
+                let _ = catalog::file_ref(f).map(|f| f.ver.validate());
+            }
+        }
+        5 => {
+            if let Ok(p) = pb::DuplicatePolicy::decode(b) {
+                let _ = catalog::package_type(p.r#type);
+                if let Ok(re) = apply::compile(&p.exception_regex) {
+                    let _ = re.is_match(&p.namespace);
+                }
+            }
+        }
+        _ => {
+            // An `authorization` value, and a namespace for a known token's
+            // namespace check.
+            static AUTH: std::sync::OnceLock<Auth> = std::sync::OnceLock::new();
+            const TOKEN: &str = "stw_fuzz";
+            let auth = AUTH.get_or_init(|| {
+                use sha2::Digest;
+                let dir = std::env::temp_dir().join(format!("stowage-fuzz-{}", std::process::id()));
+                let entry = crate::auth::TokenEntry {
+                    id: "fe".into(),
+                    hash: format!("sha256:{}", hex::encode(sha2::Sha256::digest(TOKEN))),
+                    scopes: [Scope::Read, Scope::Write].into(),
+                    namespaces: vec!["acme/*".into(), "solo".into()],
+                };
+                Auth::load(&[entry], &dir).expect("fuzz auth")
+            });
+            let text = String::from_utf8_lossy(b);
+            let (header, ns) = text.split_once('\n').unwrap_or((&text, ""));
+            let _ = auth.authenticate(Some(header));
+            let p = auth
+                .authenticate(Some(&format!("Bearer {TOKEN}")))
+                .expect("the fuzz token");
+            if p.require(Scope::Write, ns).is_ok() {
+                assert!(ns == "solo" || ns == "acme" || ns.starts_with("acme/"), "{ns:?} let in");
+            }
+        }
+    }
+}

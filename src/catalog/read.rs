@@ -73,7 +73,7 @@ fn bad_token() -> Error {
 }
 
 /// Decodes a key token and checks it lies inside the listing's range.
-fn key_token(token: &str, prefix: &[u8]) -> Result<Option<Vec<u8>>> {
+pub(crate) fn key_token(token: &str, prefix: &[u8]) -> Result<Option<Vec<u8>>> {
     if token.is_empty() {
         return Ok(None);
     }
@@ -84,7 +84,7 @@ fn key_token(token: &str, prefix: &[u8]) -> Result<Option<Vec<u8>>> {
     Ok(Some(k))
 }
 
-fn id_token(token: &str) -> Result<Option<u64>> {
+pub(crate) fn id_token(token: &str) -> Result<Option<u64>> {
     match token {
         "" => Ok(None),
         t => t.parse().map(Some).map_err(|_| bad_token()),

@@ -119,6 +119,15 @@ impl Ingest {
     where
         S: Stream<Item = Result<Bytes>> + Unpin,
     {
+        let over_limit = || {
+            Error::ResourceExhausted(format!(
+                "upload is larger than the limit of {} bytes (max_blob_size)",
+                self.max_blob_size
+            ))
+        };
+        if spec.expected_size.is_some_and(|n| n > self.max_blob_size) {
+            return Err(over_limit());
+        }
         let known = match (&spec.expected_blake3, &spec.expected_sha256) {
             (Some(b), _) => self.index.blob(b)?,
             (None, Some(s)) => self.index.blob_by_sha256(s)?,
@@ -134,11 +143,9 @@ impl Ingest {
         };
         let write = known.is_none();
         let limit = spec.expected_size.unwrap_or(self.max_blob_size).min(self.max_blob_size);
-        let too_big = || {
-            Error::invalid(match spec.expected_size {
-                Some(n) if n <= self.max_blob_size => format!("upload is larger than its expected size of {n} bytes"),
-                _ => format!("upload is larger than the limit of {} bytes", self.max_blob_size),
-            })
+        let too_big = || match spec.expected_size {
+            Some(n) => Error::invalid(format!("upload is larger than its expected size of {n} bytes")),
+            None => over_limit(),
         };
 
         // Read a small head; if the stream ends inside it, work inline.

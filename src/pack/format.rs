@@ -235,7 +235,10 @@ pub fn decode_footer(footer: &[u8]) -> Result<Vec<Entry>> {
             id: Hash(b[20..52].try_into().expect("32 bytes")),
             data_crc: u32::from_be_bytes(b[52..56].try_into().expect("4 bytes")),
         };
-        if e.offset + e.record_len() > footer_offset {
+        if e.offset
+            .checked_add(e.record_len())
+            .is_none_or(|end| end > footer_offset)
+        {
             return Err(Error::corrupt("pack footer entry points past the records"));
         }
         entries.push(e);

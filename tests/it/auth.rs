@@ -555,3 +555,40 @@ async fn uploads_over_the_limit_are_refused_not_queued() {
     .await
     .unwrap();
 }
+
+#[tokio::test]
+async fn an_upload_over_max_blob_size_is_refused_and_keeps_nothing() {
+    let d = Daemon::start("max_blob_size = \"1MiB\"").await;
+    let c = d.client().await;
+    let before = c.stats().await.unwrap();
+    // Declared too big: refused before any byte is read.
+    let mut h = stowage::api::client::header("ns");
+    h.expected_size = Some((1 << 20) + 1);
+    let e = c.put_bytes(h, random_bytes(50, 10)).await.unwrap_err();
+    assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
+    assert!(e.message().contains("max_blob_size"), "{e:?}");
+    // Undeclared, streamed past the limit: refused when it gets there.
+    for size in [(1 << 20) + 1, 3 << 20] {
+        let e = c
+            .put_bytes(stowage::api::client::header("ns"), random_bytes(51, size))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
+    }
+    let e = c
+        .publish_bytes(
+            version_ref("ns", "p", T::Generic, "tool", "1"),
+            "big",
+            random_bytes(52, 2 << 20),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
+    let after = c.stats().await.unwrap();
+    assert_eq!(
+        (after.blobs, after.references, after.chunks),
+        (before.blobs, before.references, before.chunks)
+    );
+    // At the limit is fine.
+    put(&c, "ns", random_bytes(53, 1 << 20)).await;
+}

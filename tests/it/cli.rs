@@ -396,3 +396,25 @@ async fn catalog_cli_errors_are_one_clear_line() {
     // Nothing was published by any of that.
     assert!(json_lines(&d.cli(&["audit", "list", "--json"])).is_empty());
 }
+
+#[tokio::test]
+async fn a_closed_output_pipe_ends_the_cli_quietly() {
+    let d = Daemon::start("").await;
+    let c = d.client().await;
+    for i in 0..3u64 {
+        put(&c, "pipe", random_bytes(i, 100)).await;
+    }
+    // The reader is gone before the CLI writes: like `stowage ... | head -0`.
+    let mut child = std::process::Command::new(BIN)
+        .args(["blob", "stat", "--namespace", "pipe", &b3(&random_bytes(0, 100))])
+        .env("STOWAGE_ADDR", &d.addr)
+        .env("STOWAGE_DATA_DIR", d.data_dir())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+}
