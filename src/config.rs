@@ -54,6 +54,9 @@ pub struct Config {
     /// Uploads (Put and PublishFile streams) served at once; one more is
     /// refused with RESOURCE_EXHAUSTED rather than queued. Default: 256.
     pub max_concurrent_uploads: usize,
+    /// Where Prometheus scrapes `GET /metrics` (plain HTTP). Default: none
+    /// (no metrics listener).
+    pub metrics_listen: Option<SocketAddr>,
     /// TLS for the gRPC listener. Default: none (plain HTTP/2, for loopback).
     pub tls: Option<Tls>,
     /// Hard quotas: namespace -> the most bytes it may hold (the sizes of
@@ -132,6 +135,7 @@ impl Default for Config {
             quotas: BTreeMap::new(),
             max_concurrent_uploads: 256,
             tls: None,
+            metrics_listen: None,
             upload_idle_timeout: Duration::from_secs(60),
             trash_window: Duration::from_secs(30 * 24 * 3600),
             upload_lease: Duration::from_secs(24 * 3600),

@@ -229,6 +229,11 @@ impl Engine {
         })
     }
 
+    /// Upload streams being served now.
+    pub fn uploads_in_progress(&self) -> usize {
+        self.cfg.max_concurrent_uploads - self.uploads.available_permits()
+    }
+
     /// The manifest of a blob the namespace stored, with its reference.
     pub fn stat(&self, ns: &str, id: &Hash) -> Result<(Manifest, RefInfo)> {
         validate_namespace(ns)?;
@@ -309,14 +314,23 @@ impl Engine {
                 .ok_or_else(|| Error::corrupt(format!("chunk {id} of blob {} has no index entry", m.digests.blake3)))?;
             let part = Part { id, loc, from, to };
             match extents.last_mut() {
-                Some(x) if x.pack == loc.pack && x.end == loc.offset && x.end - x.start < MAX_EXTENT => {
+                // Bounded in stored and in decoded bytes: compressible
+                // chunks must not make one extent inflate to gigabytes.
+                Some(x)
+                    if x.pack == loc.pack
+                        && x.end == loc.offset
+                        && x.end - x.start < MAX_EXTENT
+                        && x.raw < MAX_EXTENT =>
+                {
                     x.end += loc.record_len();
+                    x.raw += loc.raw_len as u64;
                     x.parts.push(part);
                 }
                 _ => extents.push(Extent {
                     pack: loc.pack,
                     start: loc.offset,
                     end: loc.offset + loc.record_len(),
+                    raw: loc.raw_len as u64,
                     parts: vec![part],
                 }),
             }
@@ -562,6 +576,8 @@ struct Extent {
     pack: u64,
     start: u64,
     end: u64,
+    /// Decoded bytes of its chunks.
+    raw: u64,
     parts: Vec<Part>,
 }
 

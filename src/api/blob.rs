@@ -8,7 +8,7 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
 
 use super::pb::{self, blob_service_server::BlobService, put_request::Msg};
-use super::{allow, parse_hash, pb_digests, recv, split, status};
+use super::{allow, allow_scope, parse_hash, pb_digests, recv, split, status};
 use crate::auth::Scope;
 use crate::engine::Engine;
 use crate::error::Error;
@@ -57,6 +57,8 @@ type GetStream = Pin<Box<dyn Stream<Item = Result<pb::GetResponse, Status>> + Se
 #[tonic::async_trait]
 impl BlobService for BlobApi {
     async fn put(&self, req: Request<Streaming<pb::PutRequest>>) -> Result<Response<pb::PutResponse>, Status> {
+        // Only a caller that may write somewhere takes an upload slot.
+        allow_scope(&req, Scope::Write)?;
         let _slot = self.engine.upload_slot().map_err(status)?;
         let (req_ext, mut stream) = split(req);
         let header = match recv(&mut stream, self.engine.config().upload_idle_timeout).await? {

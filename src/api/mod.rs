@@ -6,6 +6,7 @@ mod admin;
 mod blob;
 mod catalog;
 pub mod client;
+pub mod metrics;
 mod server;
 
 pub use server::serve;
@@ -109,10 +110,17 @@ fn allow<T>(req: &tonic::Request<T>, scope: Scope, ns: &str) -> Result<Arc<Princ
     Ok(p)
 }
 
-/// Checks the caller holds `scope` (store-wide requests).
+/// Checks the caller holds `scope` in some namespace.
 fn allow_scope<T>(req: &tonic::Request<T>, scope: Scope) -> Result<Arc<Principal>, Status> {
     let p = principal(req)?;
     p.require_scope(scope).map_err(status)?;
+    Ok(p)
+}
+
+/// Checks the caller holds `scope` over every namespace (store-wide requests).
+fn allow_everywhere<T>(req: &tonic::Request<T>, scope: Scope) -> Result<Arc<Principal>, Status> {
+    let p = principal(req)?;
+    p.require_everywhere(scope).map_err(status)?;
     Ok(p)
 }
 

@@ -12,6 +12,7 @@ use super::Authenticate;
 use super::admin::AdminApi;
 use super::blob::BlobApi;
 use super::catalog::{AuditApi, CatalogApi};
+use super::metrics::{Metrics, RpcMetricsLayer};
 use super::pb::{
     self, admin_service_server::AdminServiceServer, audit_service_server::AuditServiceServer,
     blob_service_server::BlobServiceServer, catalog_service_server::CatalogServiceServer,
@@ -34,7 +35,10 @@ fn server_tls(t: &crate::config::Tls) -> Result<ServerTlsConfig> {
     let read = |p: &std::path::Path, what: &str| {
         std::fs::read(p).map_err(|e| Error::invalid(format!("tls.{what}: cannot read {}: {e}", p.display())))
     };
-    let mut c = ServerTlsConfig::new().identity(Identity::from_pem(read(&t.cert, "cert")?, read(&t.key, "key")?));
+    // A handshake that stalls is dropped: it holds a task before any token is seen.
+    let mut c = ServerTlsConfig::new()
+        .identity(Identity::from_pem(read(&t.cert, "cert")?, read(&t.key, "key")?))
+        .timeout(std::time::Duration::from_secs(10));
     if let Some(ca) = &t.client_ca {
         c = c
             .client_ca_root(Certificate::from_pem(read(ca, "client_ca")?))
@@ -81,6 +85,22 @@ pub async fn serve(engine: Arc<Engine>, listen: SocketAddr, shutdown: impl Futur
     // The builder's tcp_nodelay does not reach an incoming stream we bring:
     // without it Nagle and delayed ACKs add ~40 ms to small answers.
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let metrics = Arc::new(Metrics::new(&[
+        pb::FILE_DESCRIPTOR_SET,
+        tonic_health::pb::FILE_DESCRIPTOR_SET,
+        tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
+    ])?);
+    let metrics_task = match cfg.metrics_listen {
+        Some(at) => {
+            let listener = super::metrics::bind(at).await?;
+            Some(tokio::spawn(super::metrics::serve(
+                metrics.clone(),
+                engine.clone(),
+                listener,
+            )))
+        }
+        None => None,
+    };
     let mut server = tonic::transport::Server::builder();
     if let Some(tls) = &cfg.tls {
         server = server
@@ -88,7 +108,12 @@ pub async fn serve(engine: Arc<Engine>, listen: SocketAddr, shutdown: impl Futur
             .map_err(|e| Error::invalid(format!("tls: {e}")))?;
     }
     tracing::info!(%addr, tls = cfg.tls.is_some(), mtls = cfg.tls.as_ref().is_some_and(|t| t.client_ca.is_some()), "listening");
-    server
+    let served = server
+        .layer(RpcMetricsLayer(metrics))
+        // Dead peers are found and their connections (and streams) dropped.
+        .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(std::time::Duration::from_secs(20)))
+        .tcp_keepalive(Some(std::time::Duration::from_secs(60)))
         .initial_stream_window_size(Some(WINDOW))
         .initial_connection_window_size(Some(2 * WINDOW))
         .max_frame_size(Some(FRAME))
@@ -100,7 +125,11 @@ pub async fn serve(engine: Arc<Engine>, listen: SocketAddr, shutdown: impl Futur
         .add_service(audit)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await
-        .map_err(|e| Error::Unavailable(format!("server: {e}")))?;
+        .map_err(|e| Error::Unavailable(format!("server: {e}")));
+    if let Some(t) = metrics_task {
+        t.abort();
+    }
+    served?;
     engine.shutdown();
     Ok(())
 }

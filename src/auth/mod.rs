@@ -101,6 +101,19 @@ impl Principal {
         )))
     }
 
+    /// The scope is granted over every namespace (`*`): for store-wide
+    /// requests (stats, check, purge, the whole audit trail).
+    pub fn require_everywhere(&self, scope: Scope) -> Result<()> {
+        self.require_scope(scope)?;
+        if self.namespaces.iter().any(|p| p == "*") {
+            return Ok(());
+        }
+        Err(Error::PermissionDenied(format!(
+            "token {:?} is limited to namespaces {:?}; this request covers every namespace",
+            self.id, self.namespaces
+        )))
+    }
+
     /// The scope is granted and the namespace is one the token may use.
     pub fn require(&self, scope: Scope, ns: &str) -> Result<()> {
         self.require_scope(scope)?;
@@ -193,7 +206,11 @@ impl Auth {
         let token = header
             .strip_prefix("Bearer ")
             .ok_or_else(|| Error::Unauthenticated("authorization must be `Bearer <token>`".into()))?;
-        let h = hash(token.trim());
+        let token = token.trim();
+        if token.is_empty() {
+            return Err(Error::Unauthenticated("the bearer token is empty".into()));
+        }
+        let h = hash(token);
         // Every entry is compared, found or not.
         let mut found = None;
         for (th, p) in &self.tokens {
@@ -209,6 +226,13 @@ impl Auth {
 pub fn local_admin_token(data_dir: &Path) -> Result<String> {
     let path = data_dir.join(ADMIN_TOKEN_FILE);
     match std::fs::read_to_string(&path) {
+        // Written whole by a rename below, so a short one was edited by hand.
+        Ok(t) if t.trim().len() < 32 => {
+            return Err(Error::invalid(format!(
+                "{} does not hold a token (remove it to make a new one)",
+                path.display()
+            )));
+        }
         Ok(t) => return Ok(t.trim().to_string()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e.into()),

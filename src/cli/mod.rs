@@ -164,10 +164,15 @@ impl Conn {
         }
     }
 
-    /// `--token`, else the local daemon's admin token if there is one.
+    /// `--token`, else the local daemon's admin token if there is one and
+    /// the daemon is on this machine: the store-wide token never goes to a
+    /// remote address on its own.
     pub fn token(&self) -> anyhow::Result<Option<String>> {
         if let Some(t) = &self.token {
             return Ok(Some(t.trim().to_string()));
+        }
+        if !is_loopback(&self.addr) {
+            return Ok(None);
         }
         let path = self.data_dir.join(crate::auth::ADMIN_TOKEN_FILE);
         match std::fs::read_to_string(&path) {
@@ -176,6 +181,16 @@ impl Conn {
             Err(e) => Err(anyhow::anyhow!("cannot read {}: {e}", path.display())),
         }
     }
+}
+
+/// True for an address on this machine (`localhost`, 127.0.0.0/8, `::1`).
+fn is_loopback(addr: &str) -> bool {
+    let rest = addr.split_once("://").map_or(addr, |(_, r)| r);
+    let host = match rest.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => rest.split([':', '/']).next().unwrap_or(""),
+    };
+    host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 #[derive(Subcommand)]
@@ -542,4 +557,26 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     }
     engine.shutdown();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_loopback_addresses_get_the_local_admin_token() {
+        for a in [
+            "http://127.0.0.1:7420",
+            "https://localhost:7420",
+            "http://[::1]:7420",
+            "127.0.0.2:1",
+        ] {
+            assert!(super::is_loopback(a), "{a}");
+        }
+        for a in [
+            "http://10.0.0.1:7420",
+            "https://stowage.internal:7420",
+            "http://[2001:db8::1]:7420",
+        ] {
+            assert!(!super::is_loopback(a), "{a}");
+        }
+    }
 }

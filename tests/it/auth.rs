@@ -592,3 +592,50 @@ async fn an_upload_over_max_blob_size_is_refused_and_keeps_nothing() {
     // At the limit is fine.
     put(&c, "ns", random_bytes(53, 1 << 20)).await;
 }
+
+#[tokio::test]
+async fn store_wide_requests_need_a_grant_over_every_namespace() {
+    let (token, entry) = create_token("a-admin", "admin", "a");
+    let d = Daemon::start(&entry).await;
+    let root = d.client().await;
+    root.publish_bytes(
+        version_ref("a", "p", T::Generic, "tool", "1"),
+        "f",
+        random_bytes(60, 100),
+    )
+    .await
+    .unwrap();
+    root.publish_bytes(
+        version_ref("b", "p", T::Generic, "tool", "1"),
+        "f",
+        random_bytes(61, 100),
+    )
+    .await
+    .unwrap();
+    let c = d.client_with(Some(&token)).await;
+    // Its own namespace: everything an admin may do there.
+    let events = |ns: &str| {
+        let mut audit = c.audit.clone();
+        let req = pb::ListEventsRequest {
+            namespace: ns.into(),
+            ..Default::default()
+        };
+        async move { audit.list_events(req).await }
+    };
+    let mine = events("a").await.unwrap().into_inner();
+    assert_eq!(mine.events.len(), 1, "{mine:?}");
+    assert!(mine.events.iter().all(|e| e.namespace == "a"));
+    // Another namespace, or the whole store: refused, saying why.
+    assert_eq!(code(events("b").await), Code::PermissionDenied);
+    let e = events("").await.unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
+    assert!(e.message().contains("every namespace"), "{e:?}");
+    assert_eq!(code(c.stats().await), Code::PermissionDenied);
+    assert_eq!(
+        code(c.admin.clone().check(pb::CheckRequest::default()).await),
+        Code::PermissionDenied
+    );
+    // An empty bearer token is no token.
+    let e = d.client_with(Some("")).await.stats().await.unwrap_err();
+    assert_eq!(e.code(), Code::Unauthenticated, "{e:?}");
+}

@@ -8,6 +8,7 @@ mod cli;
 mod corruption;
 mod durability;
 mod harness;
+mod metrics;
 mod rebuild;
 mod s3;
 mod tls;

@@ -1,0 +1,280 @@
+//! Prometheus metrics: per-RPC request counts and latencies (a tower layer
+//! on the gRPC server) and store gauges read at scrape time, served as
+//! OpenMetrics text on `GET /metrics` at `metrics_listen`.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use prost::Message;
+use tonic::codegen::http;
+
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RpcCode {
+    method: String,
+    code: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Rpc {
+    method: String,
+}
+
+type Ratio = Gauge<f64, AtomicU64>;
+
+/// Every metric the daemon exports.
+pub struct Metrics {
+    registry: Registry,
+    /// Paths of the methods served (`/package.Service/Method`): only these
+    /// become labels.
+    known: HashSet<String>,
+    requests: Family<RpcCode, Counter>,
+    latency: Family<Rpc, Histogram>,
+    bytes: Family<Kind, Gauge>,
+    objects: Family<Kind, Gauge>,
+    dedup_ratio: Ratio,
+    compression_ratio: Ratio,
+    uploads_in_progress: Gauge,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Kind {
+    kind: &'static str,
+}
+
+impl Metrics {
+    /// Metrics for a server whose methods are described by `descriptor_sets`
+    /// (encoded `FileDescriptorSet`s).
+    pub fn new(descriptor_sets: &[&[u8]]) -> Result<Self> {
+        let mut known = HashSet::new();
+        for set in descriptor_sets {
+            let set = prost_types::FileDescriptorSet::decode(*set)
+                .map_err(|e| Error::Internal(format!("descriptor set: {e}")))?;
+            for f in &set.file {
+                for svc in &f.service {
+                    for m in &svc.method {
+                        known.insert(format!("/{}.{}/{}", f.package(), svc.name(), m.name()));
+                    }
+                }
+            }
+        }
+        Ok(Metrics { known, ..Self::empty() })
+    }
+
+    fn empty() -> Self {
+        let mut registry = Registry::with_prefix("stowage");
+        let requests = Family::<RpcCode, Counter>::default();
+        registry.register(
+            "rpc_requests",
+            "gRPC requests answered, by method and status code",
+            requests.clone(),
+        );
+        // 0.25 ms .. ~8 s: a cached Stat to a large upload.
+        let latency =
+            Family::<Rpc, Histogram>::new_with_constructor(|| Histogram::new(exponential_buckets(0.00025, 2.0, 16)));
+        registry.register(
+            "rpc_duration_seconds",
+            "Time from a request's arrival to its response headers (for an upload: to its end)",
+            latency.clone(),
+        );
+        let bytes = Family::<Kind, Gauge>::default();
+        registry.register(
+            "store_bytes",
+            "Bytes: logical (every namespace's blobs), unique (distinct blobs), physical (distinct chunks as stored), packs (pack files)",
+            bytes.clone(),
+        );
+        let objects = Family::<Kind, Gauge>::default();
+        registry.register(
+            "store_objects",
+            "Counts: blobs, chunks, references, packs",
+            objects.clone(),
+        );
+        let dedup_ratio = Ratio::default();
+        registry.register("dedup_ratio", "Logical bytes over unique bytes", dedup_ratio.clone());
+        let compression_ratio = Ratio::default();
+        registry.register(
+            "compression_ratio",
+            "Unique bytes over physical bytes",
+            compression_ratio.clone(),
+        );
+        let uploads_in_progress = Gauge::default();
+        registry.register(
+            "uploads_in_progress",
+            "Upload streams being served",
+            uploads_in_progress.clone(),
+        );
+        Metrics {
+            registry,
+            known: HashSet::new(),
+            requests,
+            latency,
+            bytes,
+            objects,
+            dedup_ratio,
+            compression_ratio,
+            uploads_in_progress,
+        }
+    }
+}
+
+impl Metrics {
+    fn observe(&self, path: &str, code: i32, took: std::time::Duration) {
+        // A path we do not serve must not mint a label: clients make them up,
+        // with or without a token.
+        let method = match self.known.contains(path) {
+            true => path[1..].to_string(),
+            false => "unknown".to_string(),
+        };
+        let code = format!("{:?}", tonic::Code::from_i32(code));
+        self.latency
+            .get_or_create(&Rpc { method: method.clone() })
+            .observe(took.as_secs_f64());
+        self.requests.get_or_create(&RpcCode { method, code }).inc();
+    }
+
+    /// The OpenMetrics text of every metric, with the store gauges read now.
+    pub fn render(&self, engine: &Engine) -> Result<String> {
+        let s = engine.stats()?;
+        for (kind, v) in [
+            ("logical", s.logical_bytes),
+            ("unique", s.unique_bytes),
+            ("physical", s.physical_bytes),
+            ("packs", s.pack_bytes),
+        ] {
+            self.bytes.get_or_create(&Kind { kind }).set(v as i64);
+        }
+        for (kind, v) in [
+            ("blobs", s.blobs),
+            ("chunks", s.chunks),
+            ("references", s.references),
+            ("packs", s.packs),
+        ] {
+            self.objects.get_or_create(&Kind { kind }).set(v as i64);
+        }
+        let ratio = |a: u64, b: u64| if b == 0 { 1.0 } else { a as f64 / b as f64 };
+        self.dedup_ratio.set(ratio(s.logical_bytes, s.unique_bytes));
+        self.compression_ratio.set(ratio(s.unique_bytes, s.physical_bytes));
+        self.uploads_in_progress.set(engine.uploads_in_progress() as i64);
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .map_err(|e| Error::Internal(format!("encoding metrics: {e}")))?;
+        Ok(out)
+    }
+}
+
+/// Binds the metrics listener (at start, so a bad address stops the daemon).
+pub async fn bind(listen: SocketAddr) -> Result<tokio::net::TcpListener> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| Error::Unavailable(format!("cannot listen on {listen} for metrics: {e}")))?;
+    tracing::info!(addr = %listener.local_addr()?, "metrics at /metrics");
+    Ok(listener)
+}
+
+/// Serves `GET /metrics` until the task is dropped.
+pub async fn serve(metrics: Arc<Metrics>, engine: Arc<Engine>, listener: tokio::net::TcpListener) -> Result<()> {
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let (metrics, engine) = (metrics.clone(), engine.clone());
+            async move {
+                use axum::http::{StatusCode, header};
+                match tokio::task::spawn_blocking(move || metrics.render(&engine)).await {
+                    Ok(Ok(text)) => (
+                        StatusCode::OK,
+                        [(
+                            header::CONTENT_TYPE,
+                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        )],
+                        text,
+                    ),
+                    Ok(Err(e)) => (
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        [(header::CONTENT_TYPE, "text/plain")],
+                        e.to_string(),
+                    ),
+                    Err(e) => (
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        [(header::CONTENT_TYPE, "text/plain")],
+                        e.to_string(),
+                    ),
+                }
+            }
+        }),
+    );
+    axum::serve(listener, app)
+        .await
+        .map_err(|e| Error::Unavailable(format!("metrics server: {e}")))
+}
+
+/// The tower layer that counts and times every gRPC request.
+#[derive(Clone)]
+pub struct RpcMetricsLayer(pub Arc<Metrics>);
+
+impl<S> tower::Layer<S> for RpcMetricsLayer {
+    type Service = RpcMetrics<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RpcMetrics {
+            inner,
+            metrics: self.0.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct RpcMetrics<S> {
+    inner: S,
+    metrics: Arc<Metrics>,
+}
+
+impl<S, B, R> tower::Service<http::Request<B>> for RpcMetrics<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<R>>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = std::result::Result<S::Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<std::result::Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let path = req.uri().path().to_string();
+        let started = Instant::now();
+        let fut = self.inner.call(req);
+        let metrics = self.metrics.clone();
+        Box::pin(async move {
+            let res = fut.await;
+            // An error answered at once travels in the headers
+            // ("trailers-only"); otherwise the call succeeded so far.
+            let code = match &res {
+                Ok(r) => r
+                    .headers()
+                    .get("grpc-status")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0),
+                Err(_) => tonic::Code::Unknown as i32,
+            };
+            metrics.observe(&path, code, started.elapsed());
+            res
+        })
+    }
+}
