@@ -8,7 +8,7 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
 
 use super::pb::{self, blob_service_server::BlobService, put_request::Msg};
-use super::{allow, allow_scope, parse_hash, pb_digests, recv, split, status};
+use super::{allow, allow_scope, parse_hash, pb_digests, put_answer, recv, split, status};
 use crate::auth::Scope;
 use crate::engine::Engine;
 use crate::error::Error;
@@ -68,7 +68,7 @@ impl BlobService for BlobApi {
             _ => return Err(Status::invalid_argument("the first Put message must be a header")),
         };
         let spec = spec_from_header(header)?;
-        allow(&req_ext, Scope::Write, &spec.namespace)?;
+        let caller = allow(&req_ext, Scope::Write, &spec.namespace)?;
         let span = tracing::info_span!("put", ns = %spec.namespace, blob = tracing::field::Empty);
         let frames = stream.map(|m| match m {
             Ok(pb::PutRequest {
@@ -85,11 +85,12 @@ impl BlobService for BlobApi {
             .map_err(status)?;
         span.record("blob", tracing::field::display(&out.digests.blake3));
         tracing::debug!(parent: &span, size = out.size, new = out.new, added = out.added_bytes, "stored");
+        let (new, added_bytes) = put_answer(&caller, &out);
         Ok(Response::new(pb::PutResponse {
             digests: Some(pb_digests(&out.digests)),
             size: out.size,
-            new: out.new,
-            added_bytes: out.added_bytes,
+            new,
+            added_bytes,
         }))
     }
 

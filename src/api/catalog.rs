@@ -6,7 +6,7 @@ use futures::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::pb::{self, audit_service_server::AuditService, catalog_service_server::CatalogService};
-use super::{allow, allow_everywhere, allow_scope, parse_hash, recv, split, status};
+use super::{allow, allow_everywhere, allow_scope, parse_hash, put_answer, recv, split, status};
 use crate::auth::Scope;
 use crate::catalog::read::{self, EventFilter, PackageFilter};
 use crate::catalog::{
@@ -199,7 +199,8 @@ impl CatalogService for CatalogApi {
             }
         };
         let at = ver_ref(header.version)?;
-        let actor = allow(&req_ext, Scope::Write, &at.pkg.namespace)?.id.clone();
+        let caller = allow(&req_ext, Scope::Write, &at.pkg.namespace)?;
+        let actor = caller.id.clone();
         let (outcome, put) = if header.blake3.is_empty() {
             let spec = super::blob::spec_from_header(header.upload.unwrap_or_default())?;
             let frames = stream.map(|m| match m {
@@ -233,6 +234,7 @@ impl CatalogService for CatalogApi {
             };
             (self.change(op).await?, None)
         };
+        let (blob_new, added_bytes) = put.as_ref().map_or((false, 0), |p| put_answer(&caller, p));
         let CatalogOutcome::Published {
             file,
             package_created,
@@ -245,8 +247,8 @@ impl CatalogService for CatalogApi {
             file: Some(pb_file(file)),
             package_created,
             version_created,
-            blob_new: put.as_ref().is_some_and(|p| p.new),
-            added_bytes: put.map_or(0, |p| p.added_bytes),
+            blob_new,
+            added_bytes,
         }))
     }
 

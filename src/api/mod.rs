@@ -124,6 +124,17 @@ fn allow_everywhere<T>(req: &tonic::Request<T>, scope: Scope) -> Result<Arc<Prin
     Ok(p)
 }
 
+/// What an upload's answer may say about the rest of the store: a token
+/// limited to some namespaces learns only whether its namespace held the
+/// blob, not whether another tenant stored it or its chunks (`new` is per
+/// namespace, `added_bytes` is 0). Returns (new, added_bytes).
+fn put_answer(p: &Principal, out: &crate::ingest::PutOutcome) -> (bool, u64) {
+    match p.sees_everything() {
+        true => (out.new, out.added_bytes),
+        false => (out.new_to_namespace, 0),
+    }
+}
+
 fn parse_hash(s: &str, what: &str) -> Result<Hash, Status> {
     Hash::from_hex(s).map_err(|e| Status::invalid_argument(format!("{what}: {e}")))
 }

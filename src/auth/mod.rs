@@ -101,11 +101,17 @@ impl Principal {
         )))
     }
 
+    /// The token's grant covers every namespace (`*`): it may learn what the
+    /// store as a whole holds (dedup across namespaces, for one).
+    pub fn sees_everything(&self) -> bool {
+        self.namespaces.iter().any(|p| p == "*")
+    }
+
     /// The scope is granted over every namespace (`*`): for store-wide
     /// requests (stats, check, purge, the whole audit trail).
     pub fn require_everywhere(&self, scope: Scope) -> Result<()> {
         self.require_scope(scope)?;
-        if self.namespaces.iter().any(|p| p == "*") {
+        if self.sees_everything() {
             return Ok(());
         }
         Err(Error::PermissionDenied(format!(

@@ -44,6 +44,8 @@ pub struct CommitOutcome {
     pub new: bool,
     /// Stored bytes of chunks this request made new.
     pub added_bytes: u64,
+    /// The namespace did not hold the blob before.
+    pub new_to_namespace: bool,
     /// What a catalog request did.
     pub catalog: Option<CatalogOutcome>,
 }
@@ -278,6 +280,7 @@ fn put(
         need(pack.id, e.offset + e.record_len());
         ctx.stats.references += 1;
         ctx.stats.logical_bytes += manifest.size;
+        out.new_to_namespace = true;
     }
     Ok(out)
 }

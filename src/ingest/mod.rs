@@ -44,8 +44,12 @@ pub struct PutSpec {
 pub struct PutOutcome {
     pub digests: FileDigests,
     pub size: u64,
+    /// The blob was new to the store.
     pub new: bool,
+    /// Stored bytes this upload added to the store.
     pub added_bytes: u64,
+    /// The namespace did not hold the blob before.
+    pub new_to_namespace: bool,
 }
 
 /// Chunks written to packs but not yet committed: a concurrent put of the
@@ -294,6 +298,7 @@ impl Ingest {
             size,
             new: o.new,
             added_bytes: o.added_bytes,
+            new_to_namespace: o.new_to_namespace,
         })
     }
 

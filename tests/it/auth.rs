@@ -278,8 +278,23 @@ async fn a_token_cannot_probe_another_namespace() {
         code(a.put_bytes(claim.clone(), random_bytes(5, 3000)).await),
         Code::InvalidArgument
     );
-    // Sending the real bytes is an upload like any other.
-    a.put_bytes(claim, secret).await.unwrap();
+    // Sending the real bytes is an upload like any other, and its answer
+    // does not say b had them: new to a, nothing said about the store.
+    let r = a.put_bytes(claim, secret.clone()).await.unwrap();
+    assert!(r.new && r.added_bytes == 0, "{r:?}");
+    let r = a
+        .put_bytes(stowage::api::client::header("a"), secret.clone())
+        .await
+        .unwrap();
+    assert!(!r.new, "{r:?}");
+    let fresh = a
+        .put_bytes(stowage::api::client::header("a"), random_bytes(6, 3000))
+        .await
+        .unwrap();
+    assert!(fresh.new && fresh.added_bytes == 0, "{fresh:?}");
+    // A store-wide token sees the dedup.
+    let r = root.put_bytes(stowage::api::client::header("c"), secret).await.unwrap();
+    assert!(!r.new && r.added_bytes == 0, "{r:?}");
     // The audit trail names the token.
     a.publish_blob(v, "mine", &hb).await.unwrap();
     let ev = root
@@ -638,4 +653,29 @@ async fn store_wide_requests_need_a_grant_over_every_namespace() {
     // An empty bearer token is no token.
     let e = d.client_with(Some("")).await.stats().await.unwrap_err();
     assert_eq!(e.code(), Code::Unauthenticated, "{e:?}");
+}
+
+#[test]
+fn a_damaged_admin_token_file_stops_the_daemon() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join(stowage::auth::ADMIN_TOKEN_FILE), "\n").unwrap();
+    let config = dir.path().join("stowage.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = {data:?}\nlisten = \"127.0.0.1:{}\"\n",
+            crate::harness::free_port()
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("does not hold a token"), "{err}");
 }

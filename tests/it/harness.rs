@@ -186,6 +186,29 @@ impl Drop for Daemon {
     }
 }
 
+/// Runs `stowage serve` with `extra` appended to a fresh config, expecting
+/// it to refuse to start; returns what it said on stderr.
+pub fn refused_start(extra: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("stowage.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = {:?}\nlisten = \"127.0.0.1:{}\"\n{extra}\n",
+            dir.path().join("data"),
+            free_port()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "the daemon started with {extra}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 /// Stores `data` in `ns`; returns its BLAKE3.
 pub async fn put(c: &Client, ns: &str, data: Bytes) -> String {
     c.put_bytes(stowage::api::client::header(ns), data)

@@ -120,23 +120,6 @@ async fn metrics_count_requests_and_report_the_store() {
 fn a_metrics_address_in_use_stops_the_daemon() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("stowage.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "data_dir = {:?}\nlisten = \"127.0.0.1:{}\"\nmetrics_listen = \"127.0.0.1:{port}\"\n",
-            dir.path().join("data"),
-            free_port()
-        ),
-    )
-    .unwrap();
-    let out = std::process::Command::new(crate::harness::BIN)
-        .args(["serve", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = crate::harness::refused_start(&format!("metrics_listen = \"127.0.0.1:{port}\""));
     assert!(err.contains("for metrics"), "{err}");
 }

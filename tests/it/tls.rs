@@ -210,23 +210,9 @@ fn unreadable_tls_files_stop_the_daemon_with_a_clear_error() {
     let garbage = dir.path().join("garbage.pem");
     std::fs::write(&garbage, "not a certificate").unwrap();
     for (cert, expect) in [(&missing, "tls.cert: cannot read"), (&garbage, "tls")] {
-        let config = dir.path().join("stowage.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "data_dir = {:?}\nlisten = \"127.0.0.1:{}\"\n[tls]\ncert = {cert:?}\nkey = {garbage:?}\n",
-                dir.path().join("data"),
-                crate::harness::free_port()
-            ),
-        )
-        .unwrap();
-        let out = std::process::Command::new(BIN)
-            .args(["serve", "--config"])
-            .arg(&config)
-            .output()
-            .unwrap();
-        assert!(!out.status.success());
-        let err = String::from_utf8_lossy(&out.stderr);
+        let err = crate::harness::refused_start(&format!("[tls]\ncert = {cert:?}\nkey = {garbage:?}"));
         assert!(err.contains(expect), "{err}");
     }
+    let err = crate::harness::refused_start("max_concurrent_uploads = 0");
+    assert!(err.contains("max_concurrent_uploads must be at least 1"), "{err}");
 }
