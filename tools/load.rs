@@ -64,6 +64,9 @@ struct Args {
     token: Option<String>,
     #[arg(long, env = "STOWAGE_DATA_DIR", default_value = "./stowage-data")]
     token_data_dir: std::path::PathBuf,
+    /// CA certificate (PEM) of a TLS daemon (`https://` address).
+    #[arg(long, env = "STOWAGE_TLS_CA")]
+    tls_ca: Option<std::path::PathBuf>,
     #[arg(long, value_enum)]
     mode: Mode,
     #[arg(long, default_value_t = 4)]
@@ -146,7 +149,7 @@ async fn main() -> anyhow::Result<()> {
             .map(|t| t.trim().to_string());
     }
     let a = a;
-    let client = Client::connect(&a.addr, a.token.as_deref())
+    let client = Client::connect_with(&a.addr, a.token.as_deref(), &a.tls())
         .await
         .with_context(|| format!("connecting to {}", a.addr))?;
     match a.mode {
@@ -181,7 +184,7 @@ async fn main() -> anyhow::Result<()> {
     let mut tasks = Vec::new();
     for _ in 0..a.clients {
         // One connection per client, as separate frontends would have.
-        let c = Client::connect(&a.addr, a.token.as_deref()).await?;
+        let c = Client::connect_with(&a.addr, a.token.as_deref(), &a.tls()).await?;
         let (base, ns, blob, seq, mode) = (base.clone(), ns.clone(), blob.clone(), op_seq.clone(), a.mode);
         let declared = if a.declare {
             blob.clone().unwrap_or_default()
@@ -336,7 +339,7 @@ async fn connections(a: &Args) -> anyhow::Result<Vec<Client>> {
     let mut conns = Vec::with_capacity(n);
     for _ in 0..n {
         conns.push(
-            Client::connect(&a.addr, a.token.as_deref())
+            Client::connect_with(&a.addr, a.token.as_deref(), &a.tls())
                 .await
                 .with_context(|| format!("connecting to {}", a.addr))?,
         );
@@ -658,4 +661,13 @@ async fn publish_existing(a: &Args) -> anyhow::Result<()> {
     merge(&mut out, latency_json(&mut lat));
     println!("{out}");
     Ok(())
+}
+
+impl Args {
+    fn tls(&self) -> stowage::api::client::TlsFiles {
+        stowage::api::client::TlsFiles {
+            ca: self.tls_ca.clone(),
+            ..Default::default()
+        }
+    }
 }
