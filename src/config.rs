@@ -54,6 +54,9 @@ pub struct Config {
     /// Uploads (Put and PublishFile streams) served at once; one more is
     /// refused with RESOURCE_EXHAUSTED rather than queued. Default: 256.
     pub max_concurrent_uploads: usize,
+    /// Uploads one token may have in progress; one more is refused with
+    /// RESOURCE_EXHAUSTED. Default: 64.
+    pub max_uploads_per_token: usize,
     /// Where Prometheus scrapes `GET /metrics` (plain HTTP). Default: none
     /// (no metrics listener).
     pub metrics_listen: Option<SocketAddr>,
@@ -134,6 +137,7 @@ impl Default for Config {
             tokens: Vec::new(),
             quotas: BTreeMap::new(),
             max_concurrent_uploads: 256,
+            max_uploads_per_token: 64,
             tls: None,
             metrics_listen: None,
             upload_idle_timeout: Duration::from_secs(60),
@@ -173,6 +177,9 @@ impl Config {
         }
         if self.max_concurrent_uploads == 0 {
             return Err(Error::invalid("max_concurrent_uploads must be at least 1"));
+        }
+        if self.max_uploads_per_token == 0 {
+            return Err(Error::invalid("max_uploads_per_token must be at least 1"));
         }
         if self.upload_idle_timeout < Duration::from_millis(10) {
             return Err(Error::invalid("upload_idle_timeout must be at least 10ms"));

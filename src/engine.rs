@@ -41,10 +41,16 @@ pub struct Engine {
     stop: CancellationToken,
     /// One permit per upload being served (`max_concurrent_uploads`).
     uploads: Arc<tokio::sync::Semaphore>,
+    /// Per token id, one permit per upload it has in progress
+    /// (`max_uploads_per_token`). Ids come from the config, so this is bounded.
+    token_uploads: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Semaphore>>>,
 }
 
-/// Held while an upload is served; dropping it frees the slot.
-pub type UploadSlot = tokio::sync::OwnedSemaphorePermit;
+/// Held while an upload is served; dropping it frees the slots.
+pub struct UploadSlot {
+    _token: tokio::sync::OwnedSemaphorePermit,
+    _store: tokio::sync::OwnedSemaphorePermit,
+}
 
 /// Store-wide figures for `admin stats`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -183,6 +189,7 @@ impl Engine {
             committer: committer.clone(),
             stop: CancellationToken::new(),
             uploads,
+            token_uploads: Default::default(),
         });
         engine.reconcile(&committer, &in_store).await?;
         tokio::spawn(engine.clone().seal_loop(seal_rx, committer));
@@ -220,12 +227,30 @@ impl Engine {
     /// A slot for one more upload, or RESOURCE_EXHAUSTED when
     /// `max_concurrent_uploads` are already being served: a flood of
     /// uploads is turned away, not queued behind the ones in progress.
-    pub fn upload_slot(&self) -> Result<UploadSlot> {
-        self.uploads.clone().try_acquire_owned().map_err(|_| {
+    /// A token may hold at most `max_uploads_per_token` of them, so one
+    /// tenant cannot take every slot.
+    pub fn upload_slot(&self, token_id: &str) -> Result<UploadSlot> {
+        let per_token = {
+            let mut m = self.token_uploads.lock().unwrap_or_else(|p| p.into_inner());
+            m.entry(token_id.to_string())
+                .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(self.cfg.max_uploads_per_token)))
+                .clone()
+        };
+        let token = per_token.try_acquire_owned().map_err(|_| {
+            Error::ResourceExhausted(format!(
+                "token {token_id:?} has {} uploads in progress (max_uploads_per_token); retry later",
+                self.cfg.max_uploads_per_token
+            ))
+        })?;
+        let store = self.uploads.clone().try_acquire_owned().map_err(|_| {
             Error::ResourceExhausted(format!(
                 "too many uploads in progress (max_concurrent_uploads = {}); retry later",
                 self.cfg.max_concurrent_uploads
             ))
+        })?;
+        Ok(UploadSlot {
+            _token: token,
+            _store: store,
         })
     }
 

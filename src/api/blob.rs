@@ -58,8 +58,8 @@ type GetStream = Pin<Box<dyn Stream<Item = Result<pb::GetResponse, Status>> + Se
 impl BlobService for BlobApi {
     async fn put(&self, req: Request<Streaming<pb::PutRequest>>) -> Result<Response<pb::PutResponse>, Status> {
         // Only a caller that may write somewhere takes an upload slot.
-        allow_scope(&req, Scope::Write)?;
-        let _slot = self.engine.upload_slot().map_err(status)?;
+        let uploader = allow_scope(&req, Scope::Write)?;
+        let _slot = self.engine.upload_slot(&uploader.id).map_err(status)?;
         let (req_ext, mut stream) = split(req);
         let header = match recv(&mut stream, self.engine.config().upload_idle_timeout).await? {
             Some(pb::PutRequest {

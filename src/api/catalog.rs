@@ -185,8 +185,8 @@ impl CatalogService for CatalogApi {
         req: Request<Streaming<pb::PublishFileRequest>>,
     ) -> Result<Response<pb::PublishFileResponse>, Status> {
         // Only a caller that may write somewhere takes an upload slot.
-        allow_scope(&req, Scope::Write)?;
-        let _slot = self.engine.upload_slot().map_err(status)?;
+        let uploader = allow_scope(&req, Scope::Write)?;
+        let _slot = self.engine.upload_slot(&uploader.id).map_err(status)?;
         let (req_ext, mut stream) = split(req);
         let header = match recv(&mut stream, self.engine.config().upload_idle_timeout).await? {
             Some(pb::PublishFileRequest {

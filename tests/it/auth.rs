@@ -505,16 +505,19 @@ async fn an_upload_that_never_sends_its_header_is_ended() {
     assert!(v.packages.is_empty(), "{v:?}");
 }
 
-#[tokio::test]
-async fn uploads_over_the_limit_are_refused_not_queued() {
-    let d = Daemon::start("max_concurrent_uploads = 2").await;
-    let c = d.client().await;
-    let stored = put(&c, "ns", random_bytes(30, 5000)).await;
-    // Two uploads in progress: a header and a frame each, then held open.
+type Held = (
+    tokio::sync::mpsc::Sender<pb::PutRequest>,
+    tokio::task::JoinHandle<Result<tonic::Response<pb::PutResponse>, tonic::Status>>,
+);
+
+/// `n` uploads in progress (a header and a 100 kB frame each, then held
+/// open), given time to reach the daemon so a later probe cannot take
+/// one's slot. Dropping a sender ends its upload.
+async fn hold_uploads(c: &Client, ns: &str, n: u64) -> Vec<Held> {
     let mut held = Vec::new();
-    for i in 0..2u64 {
+    for i in 0..n {
         let (tx, rx) = tokio::sync::mpsc::channel(4);
-        tx.send(header_msg("ns")).await.unwrap();
+        tx.send(header_msg(ns)).await.unwrap();
         tx.send(pb::PutRequest {
             msg: Some(pb::put_request::Msg::Data(random_bytes(31 + i, 100_000))),
         })
@@ -524,8 +527,40 @@ async fn uploads_over_the_limit_are_refused_not_queued() {
         let task = tokio::spawn(async move { blobs.put(tokio_stream::wrappers::ReceiverStream::new(rx)).await });
         held.push((tx, task));
     }
-    // Let them reach the daemon before probing, so a probe cannot take one's slot.
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    held
+}
+
+#[tokio::test]
+async fn one_token_cannot_take_every_upload_slot() {
+    let (token, entry) = create_token("tenant", "read,write", "a");
+    let d = Daemon::start(&format!(
+        "max_concurrent_uploads = 4\nmax_uploads_per_token = 2\n{entry}"
+    ))
+    .await;
+    let tenant = d.client_with(Some(&token)).await;
+    let held = hold_uploads(&tenant, "a", 2).await;
+    let e = tenant
+        .put_bytes(stowage::api::client::header("a"), random_bytes(70, 1000))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
+    assert!(e.message().contains("max_uploads_per_token"), "{e:?}");
+    // Other tokens still upload.
+    put(&d.client().await, "b", random_bytes(71, 1000)).await;
+    for (tx, task) in held {
+        drop(tx);
+        task.await.unwrap().unwrap();
+    }
+    put(&tenant, "a", random_bytes(72, 1000)).await;
+}
+
+#[tokio::test]
+async fn uploads_over_the_limit_are_refused_not_queued() {
+    let d = Daemon::start("max_concurrent_uploads = 2").await;
+    let c = d.client().await;
+    let stored = put(&c, "ns", random_bytes(30, 5000)).await;
+    let held = hold_uploads(&c, "ns", 2).await;
     // Once both hold their slots, a third upload is turned away at once.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let refused = loop {
