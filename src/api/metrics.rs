@@ -25,23 +25,44 @@ use crate::error::{Error, Result};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RpcCode {
-    method: String,
-    code: String,
+    method: &'static str,
+    code: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Rpc {
-    method: String,
+    method: &'static str,
 }
 
 type Ratio = Gauge<f64, AtomicU64>;
 
+/// gRPC status names by code, as `tonic::Code`'s `Debug` spells them.
+const CODES: [&str; 17] = [
+    "Ok",
+    "Cancelled",
+    "Unknown",
+    "InvalidArgument",
+    "DeadlineExceeded",
+    "NotFound",
+    "AlreadyExists",
+    "PermissionDenied",
+    "ResourceExhausted",
+    "FailedPrecondition",
+    "Aborted",
+    "OutOfRange",
+    "Unimplemented",
+    "Internal",
+    "Unavailable",
+    "DataLoss",
+    "Unauthenticated",
+];
+
 /// Every metric the daemon exports.
 pub struct Metrics {
     registry: Registry,
-    /// Paths of the methods served (`/package.Service/Method`): only these
-    /// become labels.
-    known: HashSet<String>,
+    /// The methods served (`package.Service/Method`): only these become
+    /// labels. Made once at start, so labels cost no allocation per request.
+    known: HashSet<&'static str>,
     requests: Family<RpcCode, Counter>,
     latency: Family<Rpc, Histogram>,
     bytes: Family<Kind, Gauge>,
@@ -67,15 +88,17 @@ impl Metrics {
             for f in &set.file {
                 for svc in &f.service {
                     for m in &svc.method {
-                        known.insert(format!("/{}.{}/{}", f.package(), svc.name(), m.name()));
+                        let name = format!("{}.{}/{}", f.package(), svc.name(), m.name());
+                        // A few dozen names, once per daemon.
+                        known.insert(&*Box::leak(name.into_boxed_str()));
                     }
                 }
             }
         }
-        Ok(Metrics { known, ..Self::empty() })
+        Ok(Self::with_methods(known))
     }
 
-    fn empty() -> Self {
+    fn with_methods(known: HashSet<&'static str>) -> Self {
         let mut registry = Registry::with_prefix("stowage");
         let requests = Family::<RpcCode, Counter>::default();
         registry.register(
@@ -119,7 +142,7 @@ impl Metrics {
         );
         Metrics {
             registry,
-            known: HashSet::new(),
+            known,
             requests,
             latency,
             bytes,
@@ -132,17 +155,17 @@ impl Metrics {
 }
 
 impl Metrics {
-    fn observe(&self, path: &str, code: i32, took: std::time::Duration) {
-        // A path we do not serve must not mint a label: clients make them up,
-        // with or without a token.
-        let method = match self.known.contains(path) {
-            true => path[1..].to_string(),
-            false => "unknown".to_string(),
-        };
-        let code = format!("{:?}", tonic::Code::from_i32(code));
-        self.latency
-            .get_or_create(&Rpc { method: method.clone() })
-            .observe(took.as_secs_f64());
+    /// The label of a request path: a path we do not serve must not mint
+    /// one, since clients make them up, with or without a token.
+    fn method(&self, path: &str) -> &'static str {
+        path.strip_prefix('/')
+            .and_then(|m| self.known.get(m).copied())
+            .unwrap_or("unknown")
+    }
+
+    fn observe(&self, method: &'static str, code: i32, took: std::time::Duration) {
+        self.latency.get_or_create(&Rpc { method }).observe(took.as_secs_f64());
+        let code = CODES.get(code as usize).copied().unwrap_or("Unknown");
         self.requests.get_or_create(&RpcCode { method, code }).inc();
     }
 
@@ -193,19 +216,18 @@ pub async fn serve(metrics: Arc<Metrics>, engine: Arc<Engine>, listener: tokio::
             let (metrics, engine) = (metrics.clone(), engine.clone());
             async move {
                 use axum::http::{StatusCode, header};
-                match tokio::task::spawn_blocking(move || metrics.render(&engine)).await {
-                    Ok(Ok(text)) => (
+                let rendered = tokio::task::spawn_blocking(move || metrics.render(&engine))
+                    .await
+                    .map_err(|e| Error::Internal(format!("rendering metrics: {e}")))
+                    .and_then(|r| r);
+                match rendered {
+                    Ok(text) => (
                         StatusCode::OK,
                         [(
                             header::CONTENT_TYPE,
                             "application/openmetrics-text; version=1.0.0; charset=utf-8",
                         )],
                         text,
-                    ),
-                    Ok(Err(e)) => (
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        [(header::CONTENT_TYPE, "text/plain")],
-                        e.to_string(),
                     ),
                     Err(e) => (
                         StatusCode::INTERNAL_SERVER_ERROR,
@@ -256,7 +278,7 @@ where
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        let path = req.uri().path().to_string();
+        let method = self.metrics.method(req.uri().path());
         let started = Instant::now();
         let fut = self.inner.call(req);
         let metrics = self.metrics.clone();
@@ -273,7 +295,7 @@ where
                     .unwrap_or(0),
                 Err(_) => tonic::Code::Unknown as i32,
             };
-            metrics.observe(&path, code, started.elapsed());
+            metrics.observe(method, code, started.elapsed());
             res
         })
     }

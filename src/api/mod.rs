@@ -206,24 +206,23 @@ pub fn fuzz_request(data: &[u8]) {
         _ => {
             // An `authorization` value, and a namespace for a known token's
             // namespace check.
-            static AUTH: std::sync::OnceLock<Auth> = std::sync::OnceLock::new();
-            const TOKEN: &str = "stw_fuzz";
-            let auth = AUTH.get_or_init(|| {
-                use sha2::Digest;
+            static AUTH: std::sync::OnceLock<(Auth, String)> = std::sync::OnceLock::new();
+            let (auth, token) = AUTH.get_or_init(|| {
                 let dir = std::env::temp_dir().join(format!("stowage-fuzz-{}", std::process::id()));
+                let (token, hash) = crate::auth::generate();
                 let entry = crate::auth::TokenEntry {
                     id: "fe".into(),
-                    hash: format!("sha256:{}", hex::encode(sha2::Sha256::digest(TOKEN))),
+                    hash,
                     scopes: [Scope::Read, Scope::Write].into(),
                     namespaces: vec!["acme/*".into(), "solo".into()],
                 };
-                Auth::load(&[entry], &dir).expect("fuzz auth")
+                (Auth::load(&[entry], &dir).expect("fuzz auth"), token)
             });
             let text = String::from_utf8_lossy(b);
             let (header, ns) = text.split_once('\n').unwrap_or((&text, ""));
             let _ = auth.authenticate(Some(header));
             let p = auth
-                .authenticate(Some(&format!("Bearer {TOKEN}")))
+                .authenticate(Some(&format!("Bearer {token}")))
                 .expect("the fuzz token");
             if p.require(Scope::Write, ns).is_ok() {
                 assert!(ns == "solo" || ns == "acme" || ns.starts_with("acme/"), "{ns:?} let in");

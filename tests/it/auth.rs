@@ -692,25 +692,8 @@ async fn store_wide_requests_need_a_grant_over_every_namespace() {
 
 #[test]
 fn a_damaged_admin_token_file_stops_the_daemon() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    std::fs::create_dir_all(&data).unwrap();
-    std::fs::write(data.join(stowage::auth::ADMIN_TOKEN_FILE), "\n").unwrap();
-    let config = dir.path().join("stowage.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "data_dir = {data:?}\nlisten = \"127.0.0.1:{}\"\n",
-            crate::harness::free_port()
-        ),
-    )
-    .unwrap();
-    let out = std::process::Command::new(BIN)
-        .args(["serve", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = crate::harness::refused_start_with("", |data| {
+        std::fs::write(data.join(stowage::auth::ADMIN_TOKEN_FILE), "\n").unwrap();
+    });
     assert!(err.contains("does not hold a token"), "{err}");
 }

@@ -189,7 +189,14 @@ impl Drop for Daemon {
 /// Runs `stowage serve` with `extra` appended to a fresh config, expecting
 /// it to refuse to start; returns what it said on stderr.
 pub fn refused_start(extra: &str) -> String {
+    refused_start_with(extra, |_| {})
+}
+
+/// As [`refused_start`], after `prepare` has put files in the data dir.
+pub fn refused_start_with(extra: &str, prepare: impl FnOnce(&Path)) -> String {
     let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("data")).unwrap();
+    prepare(&dir.path().join("data"));
     let config = dir.path().join("stowage.toml");
     std::fs::write(
         &config,
