@@ -504,7 +504,7 @@ fn print<T: Render>(items: &[T], json: bool) -> anyhow::Result<()> {
 }
 
 /// Writes to stdout; a reader that went away (`| head`) is not an error.
-fn emit(f: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> anyhow::Result<()> {
+pub(super) fn emit(f: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> anyhow::Result<()> {
     let mut out = io::BufWriter::new(io::stdout().lock());
     match f(&mut out).and_then(|()| out.flush()) {
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),

@@ -5,7 +5,7 @@ use std::io::Write;
 use anyhow::Context;
 use serde_json::{Map, Value, json};
 
-use super::catalog::{connect, fail, parse_digests};
+use super::catalog::{connect, emit, fail, parse_digests};
 use super::{BlobCmd, Conn};
 use crate::api::pb;
 
@@ -51,7 +51,7 @@ pub async fn blob(cmd: BlobCmd) -> anyhow::Result<()> {
                 out.insert("size".into(), r.size.into());
                 out.insert("new".into(), r.new.into());
                 out.insert("added_bytes".into(), r.added_bytes.into());
-                println!("{}", Value::Object(out));
+                emit(|w| writeln!(w, "{}", Value::Object(out)))?;
             }
         }
         BlobCmd::Get {
@@ -104,21 +104,19 @@ pub async fn blob(cmd: BlobCmd) -> anyhow::Result<()> {
             out.insert("size".into(), r.size.into());
             out.insert("created_unix_ms".into(), r.created_unix_ms.into());
             out.insert("chunks".into(), r.chunks.into());
-            println!("{}", Value::Object(out));
+            emit(|w| writeln!(w, "{}", Value::Object(out)))?;
         }
         BlobCmd::FindMissing {
             conn,
             namespace,
             blake3,
         } => {
-            for h in connect(&conn)
+            let missing = connect(&conn)
                 .await?
                 .find_missing(&namespace, blake3)
                 .await
-                .map_err(fail)?
-            {
-                println!("{h}");
-            }
+                .map_err(fail)?;
+            emit(|w| missing.iter().try_for_each(|h| writeln!(w, "{h}")))?;
         }
     }
     Ok(())
@@ -137,6 +135,5 @@ pub async fn stats(conn: &Conn) -> anyhow::Result<()> {
         "pack_bytes": s.pack_bytes,
         "dedup_ratio": if s.physical_bytes == 0 { 0.0 } else { s.logical_bytes as f64 / s.physical_bytes as f64 },
     });
-    println!("{v}");
-    Ok(())
+    emit(|w| writeln!(w, "{v}"))
 }

@@ -84,9 +84,13 @@ fn token_create(id: String, scopes: Vec<String>, namespaces: Vec<String>) -> any
         scopes,
         namespaces,
     };
-    println!("# token (shown once; the daemon keeps only its hash):\n# {token}");
-    print!("{}", toml::to_string(&Snippet { tokens: vec![entry] })?);
-    Ok(())
+    let snippet = toml::to_string(&Snippet { tokens: vec![entry] })?;
+    catalog::emit(|w| {
+        write!(
+            w,
+            "# token (shown once; the daemon keeps only its hash):\n# {token}\n{snippet}"
+        )
+    })
 }
 
 /// Where the daemon keeps its data; flags override the config file.
@@ -526,8 +530,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Admin(AdminCmd::RebuildIndex(args)) => {
             let cfg = args.load()?;
             let report = crate::rebuild::rebuild_index(&cfg).await.context("rebuild-index")?;
-            println!("{}", serde_json::to_string(&report)?);
-            Ok(())
+            let line = serde_json::to_string(&report)?;
+            catalog::emit(|w| writeln!(w, "{line}"))
         }
     }
 }
