@@ -78,6 +78,66 @@ pub struct Config {
     /// How often the daemon purges expired trash and ended leases. Default: "10m".
     #[serde(with = "humantime_serde")]
     pub purge_interval: Duration,
+    pub gc: Gc,
+    pub retention: Retention,
+}
+
+/// Garbage collection and pack compaction (see `crate::gc`).
+#[derive(Clone, Copy, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Gc {
+    /// How often the daemon collects and compacts; "0s" turns the schedule
+    /// off (`stowage gc` still runs it). Default: "1h".
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// How long a chunk no blob uses stays condemned (readable, revivable)
+    /// before it is collected. Default: "1h".
+    #[serde(with = "humantime_serde")]
+    pub grace: Duration,
+    /// A sealed pack whose dead bytes reach this fraction of its size is
+    /// compacted. Default: 0.1.
+    pub compact_threshold: f64,
+    /// Live bytes one run copies at most. Default: "4GiB".
+    pub max_repack_bytes: ByteSize,
+    /// A compacted pack is deleted from the store this long after the
+    /// index stopped pointing into it, so reads already under way finish.
+    /// Default: "5m".
+    #[serde(with = "humantime_serde")]
+    pub pack_delete_delay: Duration,
+}
+
+impl Default for Gc {
+    fn default() -> Self {
+        Gc {
+            interval: Duration::from_secs(3600),
+            grace: Duration::from_secs(3600),
+            compact_threshold: 0.1,
+            max_repack_bytes: ByteSize::gib(4),
+            pack_delete_delay: Duration::from_secs(300),
+        }
+    }
+}
+
+/// Retention sweeps (see `crate::retention`).
+#[derive(Clone, Copy, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Retention {
+    /// How often the daemon sweeps every policy; "0s" turns the schedule
+    /// off (`stowage retention sweep` still runs one). Default: "24h".
+    #[serde(with = "humantime_serde")]
+    pub sweep_interval: Duration,
+    /// Catalog deletions a sweep makes per second at most, so foreground
+    /// requests keep their latency. Default: 2000.
+    pub sweep_rate: u32,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            sweep_interval: Duration::from_secs(24 * 3600),
+            sweep_rate: 2000,
+        }
+    }
 }
 
 /// TLS settings: PEM files, read at start.
@@ -144,6 +204,8 @@ impl Default for Config {
             trash_window: Duration::from_secs(30 * 24 * 3600),
             upload_lease: Duration::from_secs(24 * 3600),
             purge_interval: Duration::from_secs(600),
+            gc: Gc::default(),
+            retention: Retention::default(),
         }
     }
 }
@@ -189,6 +251,12 @@ impl Config {
             && t.client_ca.is_none()
         {
             return Err(Error::invalid("tls.client_auth_optional needs tls.client_ca"));
+        }
+        if !(0.0..=1.0).contains(&self.gc.compact_threshold) {
+            return Err(Error::invalid("gc.compact_threshold must be between 0 and 1"));
+        }
+        if self.retention.sweep_rate == 0 {
+            return Err(Error::invalid("retention.sweep_rate must be at least 1"));
         }
         if self.purge_interval < Duration::from_millis(100) {
             return Err(Error::invalid("purge_interval must be at least 100ms"));

@@ -32,18 +32,39 @@ pub const GET_FRAME: usize = crate::chunker::MAX_CHUNK;
 const PURGE_BATCH: usize = 500;
 
 pub struct Engine {
-    cfg: Config,
-    index: Arc<Index>,
-    store: PackStore,
-    packer: Arc<Packer>,
+    pub(crate) cfg: Config,
+    pub(crate) index: Arc<Index>,
+    pub(crate) store: PackStore,
+    pub(crate) packer: Arc<Packer>,
     ingest: Arc<Ingest>,
-    committer: Committer,
-    stop: CancellationToken,
+    pub(crate) committer: Committer,
+    pub(crate) stop: CancellationToken,
+    /// Held by the garbage collection run in progress.
+    pub(crate) gc_running: tokio::sync::Mutex<()>,
+    /// Totals of GC runs and retention sweeps since start, for `/metrics`.
+    pub(crate) progress: std::sync::Mutex<Progress>,
     /// One permit per upload being served (`max_concurrent_uploads`).
     uploads: Arc<tokio::sync::Semaphore>,
     /// Per token id, one permit per upload it has in progress
     /// (`max_uploads_per_token`). Ids come from the config, so this is bounded.
     token_uploads: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Semaphore>>>,
+}
+
+/// Totals of background work since the daemon started.
+#[derive(Clone, Debug, Default)]
+pub struct Progress {
+    pub gc_runs: u64,
+    pub gc_bytes_collected: u64,
+    pub gc_bytes_copied: u64,
+    pub gc_packs_deleted: u64,
+    pub gc_bytes_deleted: u64,
+    pub gc_last_elapsed_ms: u64,
+    pub sweep_runs: u64,
+    pub sweep_versions_deleted: u64,
+    pub sweep_files_deleted: u64,
+    /// Items the sweep in progress has done and has in total (0/0: none running).
+    pub sweep_done: u64,
+    pub sweep_total: u64,
 }
 
 /// Held while an upload is served; dropping it frees the slots.
@@ -63,6 +84,10 @@ pub struct StoreStats {
     pub blobs: u64,
     pub references: u64,
     pub pack_bytes: u64,
+    /// Stored bytes of chunks no blob uses, awaiting their grace period.
+    pub condemned_bytes: u64,
+    /// Bytes of collected chunks still inside packs, awaiting compaction.
+    pub dead_bytes: u64,
 }
 
 /// Checks a namespace name: 1-128 bytes of `[A-Za-z0-9._-]` segments joined by `/`.
@@ -115,7 +140,7 @@ impl Engine {
                 continue;
             }
             let id = staging_file_id(&p).expect("list_staged keeps pack names only");
-            if index.pack(id)?.is_some_and(|i| i.state == PackState::Sealed) {
+            if index.pack(id)?.is_some_and(|i| i.state != PackState::Open) {
                 // Moved into the store and recorded; only the unlink was lost.
                 std::fs::remove_file(&p)?;
                 continue;
@@ -168,7 +193,8 @@ impl Engine {
             quotas: cfg.quotas.iter().map(|(ns, q)| (ns.clone(), q.as_u64())).collect(),
         };
         catalog::migrate(&index)?;
-        let committer = Committer::start(index.clone(), packer.clone(), settings)?;
+        let pending = Arc::new(crate::ingest::Pending::default());
+        let committer = Committer::start(index.clone(), packer.clone(), pending.clone(), settings)?;
         let ingest = Arc::new(Ingest {
             params: cfg.chunk_params()?,
             zstd_level: cfg.zstd_level,
@@ -176,7 +202,7 @@ impl Engine {
             index: index.clone(),
             packer: packer.clone(),
             committer: committer.clone(),
-            pending: Arc::default(),
+            pending,
             streams: tokio::sync::Semaphore::new(crate::ingest::MAX_STREAMS),
         });
         let uploads = Arc::new(tokio::sync::Semaphore::new(cfg.max_concurrent_uploads));
@@ -190,11 +216,14 @@ impl Engine {
             stop: CancellationToken::new(),
             uploads,
             token_uploads: Default::default(),
+            gc_running: Default::default(),
+            progress: Default::default(),
         });
         engine.reconcile(&committer, &in_store).await?;
         tokio::spawn(engine.clone().seal_loop(seal_rx, committer));
         tokio::spawn(engine.clone().age_loop());
         tokio::spawn(engine.clone().purge_loop());
+        tokio::spawn(engine.clone().gc_loop());
         tracing::info!(
             data_dir = %engine.cfg.data_dir.display(),
             pack_store = engine.store.url(),
@@ -294,6 +323,8 @@ impl Engine {
             blobs: s.blobs,
             references: s.references,
             pack_bytes: s.sealed_pack_bytes + staged_bytes,
+            condemned_bytes: s.condemned_bytes,
+            dead_bytes: s.dead_bytes,
         })
     }
 
@@ -386,8 +417,37 @@ impl Engine {
         Ok((m.size, rx))
     }
 
-    /// Reads a run of adjacent records and returns the verified slices.
+    /// Reads a run of adjacent records and returns the verified slices. If
+    /// compaction moved them meanwhile (their pack is retired or gone), each
+    /// chunk is looked up again and read where it is now.
     async fn read_extent(self: &Arc<Self>, x: Extent) -> Result<Vec<Bytes>> {
+        let pack = x.pack;
+        let parts: Vec<(Hash, usize, usize)> = x.parts.iter().map(|p| (p.id, p.from, p.to)).collect();
+        match self.read_extent_at(x).await {
+            Err(e) if !self.index.pack(pack)?.is_some_and(|i| i.state != PackState::Retired) => {
+                tracing::debug!(pack = %format!("{pack:016x}"), error = %e, "pack was compacted during a read; following the move");
+                let mut out = Vec::with_capacity(parts.len());
+                for (id, from, to) in parts {
+                    let loc = self
+                        .index
+                        .chunk(&id)?
+                        .ok_or_else(|| Error::NotFound(format!("chunk {id} was collected during the read")))?;
+                    let one = Extent {
+                        pack: loc.pack,
+                        start: loc.offset,
+                        end: loc.offset + loc.record_len(),
+                        raw: loc.raw_len as u64,
+                        parts: vec![Part { id, loc, from, to }],
+                    };
+                    out.extend(self.read_extent_at(one).await?);
+                }
+                Ok(out)
+            }
+            r => r,
+        }
+    }
+
+    async fn read_extent_at(self: &Arc<Self>, x: Extent) -> Result<Vec<Bytes>> {
         let len = x.end - x.start;
         let bytes = match self.packer.staged(x.pack) {
             Some(p) => tokio::task::spawn_blocking(move || p.read_at(x.start, len).map(Bytes::from))

@@ -17,6 +17,7 @@ pub mod engine;
 pub mod error;
 #[doc(hidden)]
 pub mod fuzz;
+pub mod gc;
 pub mod hash;
 pub mod index;
 pub mod ingest;

@@ -163,7 +163,12 @@ pub async fn rebuild_index(cfg: &Config) -> Result<RebuildReport> {
                 }
                 match chunks.get(&c.id) {
                     Some(loc) => {
-                        w.batch.put_chunk(&c.id, loc);
+                        let c0 = crate::index::ChunkRec {
+                            loc: *loc,
+                            refs: 0,
+                            condemned_ms: 0,
+                        };
+                        w.batch.put_chunk_rec(&c.id, &c0);
                         stats.chunks += 1;
                         stats.physical_bytes += loc.stored_len as u64;
                     }
@@ -216,8 +221,10 @@ pub async fn rebuild_index(cfg: &Config) -> Result<RebuildReport> {
         }
         w.batch.put_stats(&stats);
         index.commit(w.batch)?;
-        // Leases, holder lists and counts, garbage marks, bytes per namespace.
-        crate::catalog::derive_reference_entries(&index)?;
+        // Leases, holder lists and counts, bytes per namespace, chunk
+        // reference counts; blobs nobody holds are retired.
+        crate::catalog::derive_all(&index)?;
+        let stats = index.stats()?;
         report.packs = stats.packs;
         report.chunks = stats.chunks;
         report.blobs = stats.blobs;

@@ -659,7 +659,6 @@ impl Ctx<'_, '_> {
                 let n = self.count(&hk)?;
                 self.set_count(hk, n + 1);
                 self.txn.put(Cf::CatalogIdx, rec::holder_key(blob, ns), Vec::new());
-                self.txn.delete(Cf::CatalogIdx, rec::garbage_key(blob));
                 Ok(Some(r))
             }
         }
@@ -689,10 +688,11 @@ impl Ctx<'_, '_> {
         let rk = ref_key(ns, blob);
         self.txn.delete_ref(ns, blob);
         self.txn.delete(Cf::CatalogIdx, rec::lease_key(r.lease_until_ms, &rk));
-        let size = match self.txn.get(Cf::Blobs, &blob.0)? {
-            Some(m) => Manifest::decode(&m)?.size,
+        let m = match self.txn.get(Cf::Blobs, &blob.0)? {
+            Some(m) => Manifest::decode(&m)?,
             None => return Err(Error::corrupt(format!("referenced blob {blob} has no manifest"))),
         };
+        let size = m.size;
         let uk = rec::usage_key(ns);
         let used = self.count(&uk)?;
         self.set_count(
@@ -708,8 +708,7 @@ impl Ctx<'_, '_> {
         self.set_count(hk, n);
         self.txn.delete(Cf::CatalogIdx, rec::holder_key(blob, ns));
         if n == 0 {
-            self.txn
-                .put(Cf::CatalogIdx, rec::garbage_key(blob), self.now.to_be_bytes().to_vec());
+            super::chunks::release(self.txn, self.stats, self.now, &m)?;
             c.blobs_unreferenced += 1;
         }
         Ok(())

@@ -2,15 +2,16 @@
 //! package aggregates, active file names, trash entries, a namespace's
 //! reference count per blob, the namespaces holding each blob, the store's
 //! reference counters) from the records themselves, on one snapshot, and
-//! reports each disagreement. Memory stays bounded: counts are compared
-//! as the walk goes, never gathered for the whole store.
+//! reports each disagreement; also each chunk's reference count from the
+//! manifests, and the store counters. Counts are compared as the walk goes,
+//! except the chunk uses: one counter per chunk (~40 bytes) is held.
 
 use std::collections::HashMap;
 
 use super::records::{self as rec, FileRec, PackageRec, VersionRec, decode};
 use crate::error::{Error, Result};
 use crate::hash::Hash;
-use crate::index::{Cf, Index, RefInfo, Snapshot, Stats, decode_ref_key, ref_key};
+use crate::index::{Cf, ChunkRec, Index, RefInfo, Snapshot, Stats, decode_ref_key, ref_key};
 use crate::manifest::Manifest;
 
 /// Disagreements reported at most (the counts keep going).
@@ -23,6 +24,7 @@ pub struct CheckReport {
     pub files: u64,
     pub references: u64,
     pub blobs: u64,
+    pub chunks: u64,
     pub drift: Vec<String>,
 }
 
@@ -205,9 +207,6 @@ pub fn check(index: &Index) -> Result<CheckReport> {
         if !exists(&s, Cf::CatalogIdx, &rec::holders_key(&blob))? {
             r.drift(format!("blob {blob}: referenced by {ns} but has no holder count"));
         }
-        if exists(&s, Cf::CatalogIdx, &rec::garbage_key(&blob))? {
-            r.drift(format!("blob {blob}: referenced by {ns} but marked garbage"));
-        }
         if info.files == 0 && !exists(&s, Cf::CatalogIdx, &rec::lease_key(info.lease_until_ms, &k))? {
             r.drift(format!(
                 "blob {blob} in {ns}: no file uses it and it has no lease entry, so nothing would ever release it"
@@ -276,16 +275,72 @@ pub fn check(index: &Index) -> Result<CheckReport> {
             r.drift(format!("blob {blob}: has a holder count but an empty holder list"));
         }
     }
-    for kv in s.scan(Cf::CatalogIdx, b"g", Some(b"h")) {
-        let (k, _) = kv?;
-        let blob = Hash::from_slice(&k[1..]).ok_or_else(|| Error::corrupt("bad garbage key"))?;
-        if exists(&s, Cf::CatalogIdx, &rec::holders_key(&blob))? {
-            r.drift(format!("blob {blob}: marked garbage but has holders"));
+    // 4. Blobs and chunks: a stored manifest has holders; each chunk's
+    //    reference count is its occurrences in stored manifests, and it is
+    //    condemned exactly when that is zero. One counter per chunk in memory.
+    let mut uses: HashMap<Hash, u64> = HashMap::new();
+    let mut manifests = (0u64, 0u64);
+    for kv in s.scan(Cf::Blobs, &[], None) {
+        let (k, v) = kv?;
+        let blob = Hash::from_slice(&k).ok_or_else(|| Error::corrupt("bad blob key"))?;
+        let m = Manifest::decode(&v)?;
+        manifests.0 += 1;
+        manifests.1 += m.size;
+        if !exists(&s, Cf::CatalogIdx, &rec::holders_key(&blob))? {
+            r.drift(format!("blob {blob}: stored but no namespace holds it"));
+        }
+        for c in &m.chunks {
+            *uses.entry(c.id).or_default() += 1;
         }
     }
+    let (mut chunks, mut physical, mut condemned) = (0u64, 0u64, 0u64);
+    for kv in s.scan(Cf::Chunks, &[], None) {
+        let (k, v) = kv?;
+        let id = Hash::from_slice(&k).ok_or_else(|| Error::corrupt("bad chunk key"))?;
+        let c = ChunkRec::decode(&v)?;
+        chunks += 1;
+        physical += c.loc.stored_len as u64;
+        r.expect(
+            || format!("chunk {id}: manifests using it"),
+            c.refs,
+            uses.remove(&id).unwrap_or(0),
+        );
+        match (c.refs, c.condemned_ms) {
+            (0, 0) => r.drift(format!("chunk {id}: unused but not condemned")),
+            (0, at) => {
+                condemned += c.loc.stored_len as u64;
+                if !exists(&s, Cf::CatalogIdx, &rec::condemned_key(at, &id))? {
+                    r.drift(format!("chunk {id}: condemned but not in the collector's list"));
+                }
+            }
+            (_, 0) => {}
+            (_, _) => r.drift(format!("chunk {id}: used but marked condemned")),
+        }
+    }
+    if let Some(id) = uses.keys().next() {
+        r.drift(format!(
+            "{} chunks used by manifests are not indexed (e.g. {id})",
+            uses.len()
+        ));
+    }
+    for kv in s.scan(Cf::CatalogIdx, b"k", Some(b"l")) {
+        let (k, _) = kv?;
+        let at = rec::be_u64(k.get(1..9).unwrap_or_default())? as i64;
+        let id = Hash::from_slice(k.get(9..).unwrap_or_default()).ok_or_else(|| Error::corrupt("bad condemned key"))?;
+        match s.get(Cf::Chunks, &id.0)? {
+            Some(v) if ChunkRec::decode(&v)?.condemned_ms == at => {}
+            _ => r.drift(format!("condemned entry of chunk {id} matches no condemned chunk")),
+        }
+    }
+    r.chunks = chunks;
 
-    // 4. The store counters the references feed.
+    // 5. The store counters.
     let stored = s.stats()?;
+    r.expect(|| "store blobs".into(), stored.blobs, manifests.0);
+    r.expect(|| "store unique bytes".into(), stored.unique_bytes, manifests.1);
+    r.expect(|| "store chunks".into(), stored.chunks, chunks);
+    r.expect(|| "store physical bytes".into(), stored.physical_bytes, physical);
+    r.expect(|| "store condemned bytes".into(), stored.condemned_bytes, condemned);
     r.expect(|| "store references".into(), stored.references, stats.references);
     r.expect(
         || "store logical bytes".into(),

@@ -11,6 +11,7 @@
 
 pub mod apply;
 pub mod check;
+pub mod chunks;
 pub mod model;
 pub mod read;
 pub mod records;
@@ -29,8 +30,9 @@ use crate::index::{Cf, Index, RefInfo, decode_ref_key};
 
 /// Index layout this code writes. 1: blob store only (references without
 /// leases or file counts); 2: catalog, leases, holder counts and lists;
-/// 3: bytes held per namespace (quotas).
-pub const SCHEMA: u32 = 3;
+/// 3: bytes held per namespace (quotas); 4: chunk reference counts,
+/// condemned chunks, no garbage blobs (a blob nobody holds is deleted).
+pub const SCHEMA: u32 = 4;
 pub const SCHEMA_KEY: &[u8] = b"schema";
 const MIGRATE_BATCH: usize = 10_000;
 
@@ -47,13 +49,23 @@ pub fn migrate(index: &Index) -> Result<()> {
     if index.stats()?.blobs > 0 {
         tracing::info!(from = schema, to = SCHEMA, "migrating the index");
     }
-    derive_reference_entries(index)
+    derive_all(index)
 }
 
-/// Writes everything derived from the references (and marks the index as
-/// [`SCHEMA`]): each reference's current encoding, lease entry and place in
-/// its blob's holder list; each blob's holder count or garbage mark; each
-/// namespace's bytes held. Used by [`migrate`] and by `rebuild-index`.
+/// Recomputes everything derived from the references and manifests, then
+/// marks the index as [`SCHEMA`].
+pub fn derive_all(index: &Index) -> Result<()> {
+    derive_reference_entries(index)?;
+    chunks::derive(index)?;
+    let mut txn = index.txn();
+    txn.put(Cf::Meta, SCHEMA_KEY, SCHEMA.to_be_bytes().to_vec());
+    index.commit(txn)
+}
+
+/// Writes everything derived from the references: each reference's current
+/// encoding, lease entry and place in its blob's holder list; each blob's
+/// holder count; each namespace's bytes held. A blob with no holder is left
+/// for [`chunks::derive`] to retire.
 pub fn derive_reference_entries(index: &Index) -> Result<()> {
     let mut txn = index.txn();
     let mut holders: HashMap<Hash, u64> = HashMap::new();
@@ -73,7 +85,6 @@ pub fn derive_reference_entries(index: &Index) -> Result<()> {
             index.commit(std::mem::replace(&mut txn, index.txn()))?;
         }
     }
-    let now = crate::now_ms();
     for kv in index.scan(Cf::Blobs, &[], None, false) {
         let (k, _) = kv?;
         let blob = Hash::from_slice(&k).ok_or_else(|| crate::Error::corrupt("bad blob key"))?;
@@ -82,10 +93,7 @@ pub fn derive_reference_entries(index: &Index) -> Result<()> {
                 txn.put(Cf::CatalogIdx, records::holders_key(&blob), n.to_be_bytes().to_vec());
                 txn.delete(Cf::CatalogIdx, records::garbage_key(&blob));
             }
-            None => {
-                txn.delete(Cf::CatalogIdx, records::holders_key(&blob));
-                txn.put(Cf::CatalogIdx, records::garbage_key(&blob), now.to_be_bytes().to_vec());
-            }
+            None => txn.delete(Cf::CatalogIdx, records::holders_key(&blob)),
         }
         if txn.len() >= MIGRATE_BATCH {
             index.commit(std::mem::replace(&mut txn, index.txn()))?;
@@ -94,6 +102,5 @@ pub fn derive_reference_entries(index: &Index) -> Result<()> {
     for (ns, bytes) in usage {
         txn.put(Cf::CatalogIdx, records::usage_key(&ns), bytes.to_be_bytes().to_vec());
     }
-    txn.put(Cf::Meta, SCHEMA_KEY, SCHEMA.to_be_bytes().to_vec());
     index.commit(txn)
 }

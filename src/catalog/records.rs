@@ -12,7 +12,11 @@
 //!   - `n` pkg version -> ver;   `f` ver file_name -> active files of that name:u64
 //!   - `b` ref_key(ns, blob) file -> ver (the files behind a namespace's reference)
 //!   - `r` blob -> namespaces referencing it:u64; `h` blob ns -> () (those namespaces)
-//!   - `g` blob -> unreferenced since ms (garbage for the collector)
+//!   - `g` blob -> unreferenced since ms (schema 2 only; `migrate` retires those blobs)
+//!   - `k` condemned_ms chunk -> () (chunks no manifest uses, oldest first: the collector's input)
+//!   - `d` pack:u64 -> record bytes of collected chunks in that pack:u64 (compaction's input)
+//!   - `x` retired_ms pack:u64 -> () (compacted packs awaiting deletion from the store)
+//!   - `P` policy name -> retention policy (JSON); `S` -> the sweep in progress (JSON)
 //!   - `u` ns -> bytes the namespace holds:u64 (quota accounting)
 //!   - `t` deleted_ms kind:u8 id -> primary key (the trash, oldest first)
 //!   - `l` lease_until_ms ref_key -> () (upload leases, soonest first)
@@ -253,6 +257,24 @@ pub fn usage_key(ns: &str) -> Vec<u8> {
 pub fn garbage_key(blob: &Hash) -> Vec<u8> {
     tagged(b'g', &[&blob.0])
 }
+
+pub fn condemned_key(since_ms: i64, chunk: &Hash) -> Vec<u8> {
+    tagged(b'k', &[&ms_key(since_ms), &chunk.0])
+}
+
+pub fn dead_key(pack: u64) -> Vec<u8> {
+    tagged(b'd', &[&pack.to_be_bytes()])
+}
+
+pub fn retired_key(since_ms: i64, pack: u64) -> Vec<u8> {
+    tagged(b'x', &[&ms_key(since_ms), &pack.to_be_bytes()])
+}
+
+pub fn retention_policy_key(name: &str) -> Vec<u8> {
+    tagged(b'P', &[name.as_bytes()])
+}
+
+pub const SWEEP_KEY: &[u8] = b"S";
 
 pub fn trash_key(deleted_ms: i64, kind: u8, id: u64) -> Vec<u8> {
     tagged(b't', &[&ms_key(deleted_ms), &[kind], &id.to_be_bytes()])

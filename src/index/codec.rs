@@ -43,9 +43,13 @@ impl ChunkLoc {
         v
     }
 
+    /// Reads the location at the start of a chunk entry of either version.
     pub fn decode(b: &[u8]) -> Result<Self> {
         let mut r = Reader(b);
-        version(&mut r, "chunk location")?;
+        match r.take::<1>()?[0] {
+            V1 | V2 => {}
+            v => return Err(Error::corrupt(format!("chunk entry encoding version {v} is unknown"))),
+        }
         Ok(ChunkLoc {
             pack: u64::from_be_bytes(r.take()?),
             offset: u64::from_be_bytes(r.take()?),
@@ -56,12 +60,54 @@ impl ChunkLoc {
     }
 }
 
+/// A chunk's index entry: where it is, how many blob manifests use it
+/// (once per occurrence), and since when nothing does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChunkRec {
+    pub loc: ChunkLoc,
+    pub refs: u64,
+    /// When `refs` fell to zero (the chunk is condemned); 0 while used.
+    pub condemned_ms: i64,
+}
+
+impl ChunkRec {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut v = self.loc.encode();
+        v[0] = V2;
+        v.extend_from_slice(&self.refs.to_be_bytes());
+        v.extend_from_slice(&self.condemned_ms.to_be_bytes());
+        v
+    }
+
+    /// A version-1 entry (before reference counts) decodes with no references;
+    /// `catalog::migrate` counts them.
+    pub fn decode(b: &[u8]) -> Result<Self> {
+        let loc = ChunkLoc::decode(b)?;
+        if b[0] == V1 {
+            return Ok(ChunkRec {
+                loc,
+                refs: 0,
+                condemned_ms: 0,
+            });
+        }
+        let mut r = Reader(b.get(26..).ok_or_else(|| Error::corrupt("chunk entry is truncated"))?);
+        Ok(ChunkRec {
+            loc,
+            refs: u64::from_be_bytes(r.take()?),
+            condemned_ms: i64::from_be_bytes(r.take()?),
+        })
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PackState {
     /// Being written in the staging folder; not in the pack store yet.
     Open = 1,
     /// Footer written and uploaded to the pack store.
     Sealed = 2,
+    /// Compacted: its live records were copied elsewhere and the index no
+    /// longer points into it; deleted from the store after a delay.
+    Retired = 3,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -87,6 +133,7 @@ impl PackInfo {
         let state = match r.take::<1>()?[0] {
             1 => PackState::Open,
             2 => PackState::Sealed,
+            3 => PackState::Retired,
             s => return Err(Error::corrupt(format!("unknown pack state {s}"))),
         };
         Ok(PackInfo {
@@ -177,10 +224,14 @@ pub struct Stats {
     pub packs: u64,
     /// Sizes of sealed packs.
     pub sealed_pack_bytes: u64,
+    /// Stored bytes of chunks no blob uses any more, still indexed (a put may revive them).
+    pub condemned_bytes: u64,
+    /// Record bytes of collected chunks still inside packs (until compaction).
+    pub dead_bytes: u64,
 }
 
 impl Stats {
-    fn fields(&self) -> [u64; 8] {
+    fn fields(&self) -> [u64; 10] {
         [
             self.logical_bytes,
             self.unique_bytes,
@@ -190,11 +241,13 @@ impl Stats {
             self.references,
             self.packs,
             self.sealed_pack_bytes,
+            self.condemned_bytes,
+            self.dead_bytes,
         ]
     }
 
     pub fn encode(&self) -> Vec<u8> {
-        let mut v = vec![V1];
+        let mut v = vec![V2];
         for f in self.fields() {
             v.extend_from_slice(&f.to_be_bytes());
         }
@@ -203,9 +256,14 @@ impl Stats {
 
     pub fn decode(b: &[u8]) -> Result<Self> {
         let mut r = Reader(b);
-        version(&mut r, "stats")?;
-        let mut f = [0u64; 8];
-        for x in &mut f {
+        // Version 1 had the first eight counters only.
+        let n = match r.take::<1>()?[0] {
+            V1 => 8,
+            V2 => 10,
+            v => return Err(Error::corrupt(format!("stats encoding version {v} is unknown"))),
+        };
+        let mut f = [0u64; 10];
+        for x in &mut f[..n] {
             *x = u64::from_be_bytes(r.take()?);
         }
         let [
@@ -217,6 +275,8 @@ impl Stats {
             references,
             packs,
             sealed_pack_bytes,
+            condemned_bytes,
+            dead_bytes,
         ] = f;
         Ok(Stats {
             logical_bytes,
@@ -227,6 +287,8 @@ impl Stats {
             references,
             packs,
             sealed_pack_bytes,
+            condemned_bytes,
+            dead_bytes,
         })
     }
 }
@@ -261,8 +323,18 @@ mod tests {
             references: 6,
             packs: 7,
             sealed_pack_bytes: 8,
+            condemned_bytes: 9,
+            dead_bytes: 10,
         };
         assert_eq!(Stats::decode(&s.encode()).unwrap(), s);
+        let c = ChunkRec {
+            loc,
+            refs: 3,
+            condemned_ms: 11,
+        };
+        assert_eq!(ChunkRec::decode(&c.encode()).unwrap(), c);
+        assert_eq!(ChunkLoc::decode(&c.encode()).unwrap(), loc);
+        assert_eq!(ChunkRec::decode(&loc.encode()).unwrap().refs, 0);
         let id = Hash::of(b"x");
         assert_eq!(
             decode_ref_key(&ref_key("acme/team", &id)).unwrap(),

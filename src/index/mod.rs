@@ -1,7 +1,7 @@
 //! The RocksDB index: the only module that knows rocksdb.
 //!
 //! Column families and their keys (all integers big-endian):
-//! - `chunks`: chunk id (32) -> [`ChunkLoc`]
+//! - `chunks`: chunk id (32) -> [`ChunkRec`] (location, manifests using it, condemned since)
 //! - `blobs`:  blob id (32) -> encoded [`Manifest`]
 //! - `sha256`: blob SHA-256 (32) -> blob id (32), to find a blob by the digest registries know
 //! - `refs`:   ns_len:u16 ns id(32) -> [`RefInfo`] (a namespace stored this blob)
@@ -14,7 +14,7 @@ mod codec;
 
 use std::path::Path;
 
-pub use codec::{ChunkLoc, PackInfo, PackState, RefInfo, Stats, decode_ref_key, ref_key};
+pub use codec::{ChunkLoc, ChunkRec, PackInfo, PackState, RefInfo, Stats, decode_ref_key, ref_key};
 use std::collections::HashMap;
 
 use rocksdb::{
@@ -157,13 +157,20 @@ impl<'a> Txn<'a> {
             .map(|v| RefInfo::decode(&v))
             .transpose()
     }
-    pub fn put_chunk(&mut self, id: &Hash, loc: &ChunkLoc) {
-        self.put(Cf::Chunks, id.0, loc.encode());
+    pub fn chunk_rec(&self, id: &Hash) -> Result<Option<ChunkRec>> {
+        self.get(Cf::Chunks, &id.0)?.map(|v| ChunkRec::decode(&v)).transpose()
+    }
+    pub fn put_chunk_rec(&mut self, id: &Hash, c: &ChunkRec) {
+        self.put(Cf::Chunks, id.0, c.encode());
     }
     /// A blob's manifest and its SHA-256 alias.
     pub fn put_blob(&mut self, m: &Manifest) {
         self.put(Cf::Blobs, m.digests.blake3.0, m.encode());
         self.put(Cf::Sha256, m.digests.sha256, m.digests.blake3.0.to_vec());
+    }
+    pub fn delete_blob(&mut self, m: &Manifest) {
+        self.delete(Cf::Blobs, m.digests.blake3.0);
+        self.delete(Cf::Sha256, m.digests.sha256);
     }
     pub fn put_ref(&mut self, ns: &str, id: &Hash, r: &RefInfo) {
         self.put(Cf::Refs, codec::ref_key(ns, id), r.encode());
@@ -299,6 +306,10 @@ impl Index {
 
     pub fn chunk(&self, id: &Hash) -> Result<Option<ChunkLoc>> {
         self.get(Cf::Chunks, &id.0)?.map(|v| ChunkLoc::decode(&v)).transpose()
+    }
+
+    pub fn chunk_rec(&self, id: &Hash) -> Result<Option<ChunkRec>> {
+        self.get(Cf::Chunks, &id.0)?.map(|v| ChunkRec::decode(&v)).transpose()
     }
 
     /// Looks up many chunks at once, in order.

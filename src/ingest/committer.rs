@@ -15,8 +15,9 @@ use crate::catalog::apply::{CatalogState, Ctx};
 use crate::catalog::records::{IDS_KEY, Ids, decode, encode};
 use crate::catalog::{CatalogOp, CatalogOutcome};
 use crate::error::{Error, Result};
+use crate::gc;
 use crate::hash::Hash;
-use crate::index::{Cf, ChunkLoc, Index, PackInfo, PackState, RefInfo, Stats};
+use crate::index::{Cf, ChunkLoc, ChunkRec, Index, PackInfo, PackState, RefInfo, Stats};
 use crate::manifest::Manifest;
 use crate::pack::Packer;
 use crate::pack::format::{Codec, Kind};
@@ -36,6 +37,12 @@ pub enum CommitReq {
     PackSealed { id: u64, info: PackInfo },
     /// A catalog change.
     Catalog(Box<CatalogOp>),
+    /// Collects condemned chunks condemned at or before `cutoff_ms` (alone in its batch).
+    Collect { cutoff_ms: i64, budget: usize },
+    /// Switches the index to compacted copies and retires the pack.
+    Relocate(Box<gc::Relocation>),
+    /// A retired pack was deleted from the store.
+    ForgetPack { retired_key: Vec<u8>, pack: u64 },
 }
 
 #[derive(Clone, Debug, Default)]
@@ -48,6 +55,10 @@ pub struct CommitOutcome {
     pub new_to_namespace: bool,
     /// What a catalog request did.
     pub catalog: Option<CatalogOutcome>,
+    /// What a collect request did.
+    pub collected: Option<gc::Collected>,
+    /// A relocation retired its pack.
+    pub retired: bool,
 }
 
 type Job = (CommitReq, oneshot::Sender<Result<CommitOutcome>>);
@@ -67,7 +78,12 @@ pub struct CatalogSettings {
 }
 
 impl Committer {
-    pub fn start(index: Arc<Index>, packer: Arc<Packer>, settings: CatalogSettings) -> Result<Self> {
+    pub fn start(
+        index: Arc<Index>,
+        packer: Arc<Packer>,
+        pending: Arc<super::Pending>,
+        settings: CatalogSettings,
+    ) -> Result<Self> {
         let stats = index.stats()?;
         let ids = match index.get(Cf::Meta, IDS_KEY)? {
             Some(v) => decode(&v, "ids")?,
@@ -86,6 +102,7 @@ impl Committer {
                 Worker {
                     index,
                     packer,
+                    pending,
                     stats,
                     catalog,
                 }
@@ -115,12 +132,17 @@ impl Committer {
 struct Worker {
     index: Arc<Index>,
     packer: Arc<Packer>,
+    pending: Arc<super::Pending>,
     stats: Stats,
     catalog: CatalogState,
 }
 
 fn exclusive(req: &CommitReq) -> bool {
-    matches!(req, CommitReq::Catalog(op) if op.exclusive())
+    match req {
+        CommitReq::Catalog(op) => op.exclusive(),
+        CommitReq::Collect { .. } => true,
+        _ => false,
+    }
 }
 
 impl Worker {
@@ -204,6 +226,26 @@ impl Worker {
                     catalog: Some(o),
                     ..Default::default()
                 }),
+                CommitReq::Collect { cutoff_ms, budget } => {
+                    gc::collect(ctx.txn, ctx.stats, *cutoff_ms, *budget).map(|c| CommitOutcome {
+                        collected: Some(c),
+                        ..Default::default()
+                    })
+                }
+                CommitReq::Relocate(r) => {
+                    let held = self.pending.points_into(r.pack);
+                    let need = |pack: u64, end: u64| {
+                        let e = syncs.entry(pack).or_default();
+                        *e = (*e).max(end);
+                    };
+                    gc::relocate(ctx.txn, ctx.stats, now, r, held, need).map(|retired| CommitOutcome {
+                        retired,
+                        ..Default::default()
+                    })
+                }
+                CommitReq::ForgetPack { retired_key, pack } => {
+                    gc::forget(ctx.txn, ctx.stats, retired_key, *pack).map(|()| CommitOutcome::default())
+                }
             };
             if r.is_err() {
                 txn.rollback(sp);
@@ -256,22 +298,43 @@ fn put(
     if !ctx.txn.has_blob(&id)? {
         // Only a new blob brings chunks: a known blob (stored under other
         // chunk settings, say) has its own already.
+        let mut live_packs: HashMap<u64, bool> = HashMap::new();
         for (cid, loc) in candidates {
-            if ctx.txn.chunk(cid)?.is_some() {
+            if ctx.txn.chunk_rec(cid)?.is_some() {
                 continue;
             }
+            // A record in a pack compaction retired was not copied.
+            let live = match live_packs.get(&loc.pack) {
+                Some(&l) => l,
+                None => {
+                    let info = ctx.txn.get(Cf::Packs, &loc.pack.to_be_bytes())?;
+                    let info = info.map(|v| PackInfo::decode(&v)).transpose()?;
+                    let l = info.is_none_or(|i| i.state != PackState::Retired);
+                    *live_packs.entry(loc.pack).or_insert(l)
+                }
+            };
+            if !live {
+                return Err(Error::Unavailable(format!(
+                    "chunk {cid} was written to a pack that was compacted before the upload finished; retry the upload"
+                )));
+            }
             need(loc.pack, loc.offset + loc.record_len());
-            ctx.txn.put_chunk(cid, loc);
+            ctx.txn.put_chunk_rec(
+                cid,
+                &ChunkRec {
+                    loc: *loc,
+                    refs: 0,
+                    condemned_ms: 0,
+                },
+            );
             ctx.stats.chunks += 1;
             ctx.stats.physical_bytes += loc.stored_len as u64;
             out.added_bytes += loc.stored_len as u64;
         }
+        crate::catalog::chunks::hold(ctx.txn, ctx.stats, manifest)?;
         let enc = manifest.encode();
         let (pack, e) = packer.append(Kind::Blob, Codec::Raw, id, enc.len() as u32, &enc)?;
         need(pack.id, e.offset + e.record_len());
-        ctx.txn.put_blob(manifest);
-        ctx.stats.blobs += 1;
-        ctx.stats.unique_bytes += manifest.size;
         out.new = true;
     }
     if let Some(r) = ctx.upload_ref(namespace, &id, manifest.size)? {

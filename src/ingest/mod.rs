@@ -70,6 +70,14 @@ impl Pending {
             .entry(id)
             .or_insert(loc)
     }
+    /// Whether an uncommitted upload holds a record of this pack.
+    pub fn points_into(&self, pack: u64) -> bool {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .any(|l| l.pack == pack)
+    }
     fn release(&self, owned: &[(Hash, ChunkLoc)]) {
         let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
         for (id, loc) in owned {

@@ -174,6 +174,14 @@ impl PackStore {
         }
     }
 
+    /// Deletes a pack; a pack already gone is not an error.
+    pub async fn delete(&self, pack: u64) -> Result<()> {
+        match self.store.delete(&self.path(pack)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     pub async fn size(&self, pack: u64) -> Result<Option<u64>> {
         match self.store.head(&self.path(pack)).await {
             Ok(m) => Ok(Some(m.size)),
