@@ -41,6 +41,8 @@ pub struct Engine {
     pub(crate) stop: CancellationToken,
     /// Held by the garbage collection run in progress.
     pub(crate) gc_running: tokio::sync::Mutex<()>,
+    /// Held by the retention sweep in progress.
+    pub(crate) sweep_running: tokio::sync::Mutex<()>,
     /// Totals of GC runs and retention sweeps since start, for `/metrics`.
     pub(crate) progress: std::sync::Mutex<Progress>,
     /// One permit per upload being served (`max_concurrent_uploads`).
@@ -217,6 +219,7 @@ impl Engine {
             uploads,
             token_uploads: Default::default(),
             gc_running: Default::default(),
+            sweep_running: Default::default(),
             progress: Default::default(),
         });
         engine.reconcile(&committer, &in_store).await?;
@@ -224,6 +227,7 @@ impl Engine {
         tokio::spawn(engine.clone().age_loop());
         tokio::spawn(engine.clone().purge_loop());
         tokio::spawn(engine.clone().gc_loop());
+        tokio::spawn(engine.clone().sweep_loop());
         tracing::info!(
             data_dir = %engine.cfg.data_dir.display(),
             pack_store = engine.store.url(),

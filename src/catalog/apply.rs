@@ -60,6 +60,16 @@ pub enum CatalogOp {
         actor: String,
         budget: usize,
     },
+    /// Stores (Some) or removes (None) a retention policy, already
+    /// validated and encoded by `crate::retention`.
+    SetRetentionPolicy {
+        name: String,
+        namespace: String,
+        policy: Option<Vec<u8>>,
+        actor: String,
+    },
+    /// Records (Some) or clears (None) the retention sweep in progress.
+    SweepState(Option<Vec<u8>>),
 }
 
 impl CatalogOp {
@@ -228,6 +238,43 @@ impl Ctx<'_, '_> {
                 Ok(CatalogOutcome::Done)
             }
             CatalogOp::Purge { actor, budget } => self.purge(actor, *budget).map(CatalogOutcome::Purged),
+            CatalogOp::SetRetentionPolicy {
+                name,
+                namespace,
+                policy,
+                actor,
+            } => {
+                let key = rec::retention_policy_key(name);
+                let action = match policy {
+                    Some(p) => {
+                        self.txn.put(Cf::CatalogIdx, key, p.clone());
+                        "set-retention-policy"
+                    }
+                    None if self.txn.get(Cf::CatalogIdx, &key)?.is_none() => {
+                        return Err(Error::NotFound(format!("retention policy {name:?}")));
+                    }
+                    None => {
+                        self.txn.delete(Cf::CatalogIdx, key);
+                        "delete-retention-policy"
+                    }
+                };
+                self.event(EventRec {
+                    actor: actor.clone(),
+                    action: action.into(),
+                    target: "policy".into(),
+                    namespace: namespace.clone(),
+                    name: name.clone(),
+                    ..Default::default()
+                });
+                Ok(CatalogOutcome::Done)
+            }
+            CatalogOp::SweepState(state) => {
+                match state {
+                    Some(s) => self.txn.put(Cf::CatalogIdx, rec::SWEEP_KEY, s.clone()),
+                    None => self.txn.delete(Cf::CatalogIdx, rec::SWEEP_KEY),
+                }
+                Ok(CatalogOutcome::Done)
+            }
         }
     }
 

@@ -1,0 +1,43 @@
+//! Retention: cleanup policies, plans (dry runs) and sweeps.
+//!
+//! A [`Policy`] covers a namespace (or one project of it), optionally only
+//! some package types and names. Its rules pick versions and files to
+//! soft-delete; [`plan`] lists them with the bytes they would free and
+//! [`crate::Engine::sweep`] deletes them into the trash. What a sweep
+//! deletes is restorable for the trash window; purge, then GC, free it.
+//!
+//! - [`versions`]: each ecosystem's version order and prerelease test. Pure.
+//! - [`policy`]: the policy model, validation, and the rules applied to
+//!   one package's versions. Pure.
+//! - [`plan`]: walks the catalog (one snapshot) and counts the bytes freed.
+
+pub mod plan;
+pub mod policy;
+pub mod sweep;
+pub mod versions;
+
+pub use plan::{Plan, PlanItem, PlanSummary};
+pub use policy::{Compiled, Policy, Rules};
+
+use crate::catalog::records as rec;
+use crate::error::{Error, Result};
+use crate::index::{Cf, Index};
+
+/// Audit actor of every deletion a sweep makes.
+pub const ACTOR: &str = "retention-policy";
+
+/// A stored policy by name.
+pub fn get(index: &Index, name: &str) -> Result<Policy> {
+    match index.get(Cf::CatalogIdx, &rec::retention_policy_key(name))? {
+        Some(v) => Policy::decode(&v),
+        None => Err(Error::NotFound(format!("retention policy {name:?}"))),
+    }
+}
+
+/// Every stored policy, by name.
+pub fn list(index: &Index) -> Result<Vec<Policy>> {
+    index
+        .scan(Cf::CatalogIdx, b"P", Some(b"Q"), false)
+        .map(|kv| Policy::decode(&kv?.1))
+        .collect()
+}
