@@ -14,6 +14,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .filter(|p| p.extension().is_some_and(|e| e == "proto"))
         .collect();
     protos.sort();
+    // The folder too, so a new proto file is picked up.
+    println!("cargo:rerun-if-changed=proto/stowage/v1");
     for p in &protos {
         println!("cargo:rerun-if-changed={}", p.display());
     }

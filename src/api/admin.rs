@@ -27,6 +27,8 @@ impl AdminService for AdminApi {
             blobs: s.blobs,
             references: s.references,
             pack_bytes: s.pack_bytes,
+            condemned_bytes: s.condemned_bytes,
+            dead_bytes: s.dead_bytes,
         }))
     }
 

@@ -7,6 +7,7 @@ mod blob;
 mod catalog;
 pub mod client;
 pub mod metrics;
+pub mod retention;
 mod server;
 
 pub use server::serve;

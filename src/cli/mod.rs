@@ -3,6 +3,7 @@
 
 mod catalog;
 mod client;
+mod retention;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -49,6 +50,19 @@ pub enum Cmd {
     /// Access tokens.
     #[command(subcommand)]
     Token(TokenCmd),
+    /// Cleanup policies: set, show, plan (dry run), sweep.
+    #[command(subcommand)]
+    Retention(retention::RetentionCmd),
+    /// Collect unused chunks past their grace period and compact packs.
+    Gc {
+        #[command(flatten)]
+        conn: Conn,
+        /// Say what a run would do now; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -524,6 +538,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::DuplicatePolicy(cmd) => catalog::policy(cmd).await,
         Cmd::Audit(cmd) => catalog::audit(cmd).await,
         Cmd::Token(TokenCmd::Create { id, scopes, namespaces }) => token_create(id, scopes, namespaces),
+        Cmd::Retention(cmd) => retention::run(cmd).await,
+        Cmd::Gc { conn, dry_run, json } => retention::gc(&conn, dry_run, json).await,
         Cmd::Admin(AdminCmd::Stats { conn }) => client::stats(&conn).await,
         Cmd::Admin(AdminCmd::Check { conn, json }) => catalog::check(&conn, json).await,
         Cmd::Admin(AdminCmd::Purge { conn }) => catalog::purge(&conn).await,

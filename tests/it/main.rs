@@ -10,5 +10,6 @@ mod durability;
 mod harness;
 mod metrics;
 mod rebuild;
+mod retention;
 mod s3;
 mod tls;
