@@ -283,34 +283,50 @@ async fn gc_racing_uploads_never_loses_an_acknowledged_byte() {
 async fn kill_9_during_compaction_loses_nothing() {
     let mut d = Daemon::start(EAGER_GC).await;
     let c = d.client().await;
-    let mut live: HashMap<String, Bytes> = HashMap::new();
-    for i in 0..40u64 {
-        let data = random_bytes(5000 + i, 512 << 10);
-        let id = publish(&c, "k9", "pkg", &format!("1.0.{i}"), "f.bin", data.clone()).await;
-        if i % 3 == 0 {
-            let v = version_ref("k9", "web", T::Npm, "pkg", &format!("1.0.{i}"));
-            c.catalog.clone().delete_version(v).await.unwrap();
-        } else {
-            live.insert(format!("{i}/{id}"), data);
-        }
+    let mut live: HashMap<u64, Bytes> = HashMap::new();
+    for i in 0..64u64 {
+        let data = random_bytes(5000 + i, 1 << 20);
+        publish(&c, "k9", "pkg", &format!("1.0.{i}"), "f.bin", data.clone()).await;
+        live.insert(i, data);
     }
-    d.advance_clock(2 * DAY);
-    c.admin.clone().purge(pb::PurgeRequest {}).await.unwrap();
     wait_sealed(&d).await;
     let mut rng = StdRng::seed_from_u64(9);
-    for round in 0..4 {
+    let mut interrupted = 0;
+    for round in 0..6u64 {
+        // New garbage in every pack: delete a few versions spread over the store.
         let c = d.client().await;
-        // Start a run and cut the daemon down while it copies.
+        for i in (round..64).step_by(8).filter(|i| i % 2 == 0) {
+            if live.remove(&i).is_some() {
+                let v = version_ref("k9", "web", T::Npm, "pkg", &format!("1.0.{i}"));
+                c.catalog.clone().delete_version(v).await.unwrap();
+            }
+        }
+        d.advance_clock(2 * DAY);
+        c.admin.clone().purge(pb::PurgeRequest {}).await.unwrap();
+        wait_sealed(&d).await;
+        // Start a run and cut the daemon down while it works.
         let run = tokio::spawn(async move { c.retention.clone().collect_garbage(pb::GcRequest::default()).await });
-        tokio::time::sleep(Duration::from_millis(rng.random_range(5..60))).await;
+        tokio::time::sleep(Duration::from_millis(rng.random_range(1..25))).await;
         d.kill9();
-        let _ = run.await;
+        let finished = run.await.unwrap().is_ok();
         d.restart().await;
         let c = d.client().await;
-        for (what, data) in &live {
+        let left = c
+            .retention
+            .clone()
+            .collect_garbage(pb::GcRequest { dry_run: true })
+            .await
+            .unwrap();
+        let left = left.into_inner();
+        interrupted += (!finished) as u32;
+        eprintln!(
+            "round {round}: run finished before the kill: {finished}; left {} bytes to collect, {} packs to compact, {} to delete",
+            left.bytes_collected, left.packs_compacted, left.packs_deleted
+        );
+        for (i, data) in &live {
             let got = c.get_bytes("k9", &crate::harness::b3(data), 0, None).await;
-            let got = got.unwrap_or_else(|e| panic!("round {round}, {what}: {e:?}"));
-            assert!(got == data.as_ref(), "round {round}, {what}: bytes differ");
+            let got = got.unwrap_or_else(|e| panic!("round {round}, version {i}: {e:?}"));
+            assert!(got == data.as_ref(), "round {round}, version {i}: bytes differ");
         }
         let check = d.cli(&["admin", "check", "--json"]);
         assert!(
@@ -319,16 +335,19 @@ async fn kill_9_during_compaction_loses_nothing() {
             String::from_utf8_lossy(&check.stdout)
         );
     }
+    assert!(
+        interrupted >= 3,
+        "only {interrupted} of 6 runs were cut short by kill -9"
+    );
     // A full run afterwards finishes the job.
     let c = d.client().await;
-    wait_sealed(&d).await;
     c.retention
         .clone()
         .collect_garbage(pb::GcRequest::default())
         .await
         .unwrap();
     let stats = c.stats().await.unwrap();
-    assert_eq!(stats.condemned_bytes, 0);
+    assert_eq!((stats.condemned_bytes, stats.dead_bytes), (0, 0), "{stats:?}");
     for data in live.values() {
         assert!(c.get_bytes("k9", &crate::harness::b3(data), 0, None).await.unwrap() == data.as_ref());
     }
