@@ -288,6 +288,11 @@ impl Engine {
     }
 
     /// Upload streams being served now.
+    /// Totals of GC runs and sweeps since start.
+    pub fn progress(&self) -> Progress {
+        self.progress.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     pub fn uploads_in_progress(&self) -> usize {
         self.cfg.max_concurrent_uploads - self.uploads.available_permits()
     }

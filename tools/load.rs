@@ -84,6 +84,11 @@ struct Args {
     /// only verifies the bytes instead of chunking them).
     #[arg(long)]
     declare: bool,
+    /// put-new: publish every Nth blob as a file (generic package "keep",
+    /// version = its sequence number), so it outlives its upload lease while
+    /// the rest become garbage: the input of the GC benchmark. 0: never.
+    #[arg(long, default_value_t = 0)]
+    keep_every: u64,
     /// Folder for --mode corpus.
     #[arg(long)]
     dir: Option<PathBuf>,
@@ -191,12 +196,14 @@ async fn main() -> anyhow::Result<()> {
         } else {
             String::new()
         };
+        let keep_every = a.keep_every;
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             let mut bytes = 0u64;
             while Instant::now() < deadline {
+                let n = seq.fetch_add(1, Ordering::Relaxed);
                 let data = match mode {
-                    Mode::PutNew | Mode::PutSmall => unique(&base, seq.fetch_add(1, Ordering::Relaxed)),
+                    Mode::PutNew | Mode::PutSmall => unique(&base, n),
                     _ => base.clone(),
                 };
                 let t = Instant::now();
@@ -216,8 +223,13 @@ async fn main() -> anyhow::Result<()> {
                             expected_blake3: declared.clone(),
                             ..header(&ns)
                         };
-                        c.put_bytes(hd, data.clone()).await?;
+                        let r = c.put_bytes(hd, data.clone()).await?;
                         bytes += data.len() as u64;
+                        if keep_every > 0 && n % keep_every == 0 {
+                            let blake3 = r.digests.map(|d| d.blake3).unwrap_or_default();
+                            let v = version_ref(&ns, "gc", PackageType::Generic, "keep", &n.to_string());
+                            c.publish_blob(v, "blob.bin", &blake3).await?;
+                        }
                     }
                 }
                 lat.push(t.elapsed());

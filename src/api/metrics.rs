@@ -70,6 +70,13 @@ pub struct Metrics {
     dedup_ratio: Ratio,
     compression_ratio: Ratio,
     uploads_in_progress: Gauge,
+    gc_runs: Counter,
+    gc_bytes: Family<Kind, Counter>,
+    gc_packs_deleted: Counter,
+    gc_last_run: Ratio,
+    sweep_runs: Counter,
+    sweep_deleted: Family<Kind, Counter>,
+    sweep_progress: Family<Kind, Gauge>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -117,7 +124,7 @@ impl Metrics {
         let bytes = Family::<Kind, Gauge>::default();
         registry.register(
             "store_bytes",
-            "Bytes: logical (every namespace's blobs), unique (distinct blobs), physical (distinct chunks as stored), packs (pack files)",
+            "Bytes: logical (every namespace's blobs), unique (distinct blobs), physical (distinct chunks as stored), packs (pack files), condemned (unused chunks in their grace period), dead (collected chunks still in packs)",
             bytes.clone(),
         );
         let objects = Family::<Kind, Gauge>::default();
@@ -140,7 +147,52 @@ impl Metrics {
             "Upload streams being served",
             uploads_in_progress.clone(),
         );
+        let gc_runs = Counter::default();
+        registry.register("gc_runs", "Garbage collection runs since start", gc_runs.clone());
+        let gc_bytes = Family::<Kind, Counter>::default();
+        registry.register(
+            "gc_bytes",
+            "Bytes GC handled since start: collected (chunks), copied (by compaction), deleted (pack files)",
+            gc_bytes.clone(),
+        );
+        let gc_packs_deleted = Counter::default();
+        registry.register(
+            "gc_packs_deleted",
+            "Compacted packs deleted from the store since start",
+            gc_packs_deleted.clone(),
+        );
+        let gc_last_run = Ratio::default();
+        registry.register(
+            "gc_last_run_seconds",
+            "Duration of the last GC run",
+            gc_last_run.clone(),
+        );
+        let sweep_runs = Counter::default();
+        registry.register(
+            "sweep_runs",
+            "Retention sweeps finished since start",
+            sweep_runs.clone(),
+        );
+        let sweep_deleted = Family::<Kind, Counter>::default();
+        registry.register(
+            "sweep_deleted",
+            "Versions and files retention sweeps deleted since start",
+            sweep_deleted.clone(),
+        );
+        let sweep_progress = Family::<Kind, Gauge>::default();
+        registry.register(
+            "sweep_progress",
+            "Removals of the sweep in progress: done and total (0 and 0 when none runs)",
+            sweep_progress.clone(),
+        );
         Metrics {
+            gc_runs,
+            gc_bytes,
+            gc_packs_deleted,
+            gc_last_run,
+            sweep_runs,
+            sweep_deleted,
+            sweep_progress,
             registry,
             known,
             requests,
@@ -177,9 +229,41 @@ impl Metrics {
             ("unique", s.unique_bytes),
             ("physical", s.physical_bytes),
             ("packs", s.pack_bytes),
+            ("condemned", s.condemned_bytes),
+            ("dead", s.dead_bytes),
         ] {
             self.bytes.get_or_create(&Kind { kind }).set(v as i64);
         }
+        let p = engine.progress();
+        // Counters follow the engine's totals (they only grow).
+        let follow = |c: &Counter, total: u64| {
+            c.inc_by(total.saturating_sub(c.get()));
+        };
+        follow(&self.gc_runs, p.gc_runs);
+        follow(&self.gc_packs_deleted, p.gc_packs_deleted);
+        for (kind, v) in [
+            ("collected", p.gc_bytes_collected),
+            ("copied", p.gc_bytes_copied),
+            ("deleted", p.gc_bytes_deleted),
+        ] {
+            follow(&self.gc_bytes.get_or_create(&Kind { kind }), v);
+        }
+        self.gc_last_run.set(p.gc_last_elapsed_ms as f64 / 1000.0);
+        follow(&self.sweep_runs, p.sweep_runs);
+        follow(
+            &self.sweep_deleted.get_or_create(&Kind { kind: "versions" }),
+            p.sweep_versions_deleted,
+        );
+        follow(
+            &self.sweep_deleted.get_or_create(&Kind { kind: "files" }),
+            p.sweep_files_deleted,
+        );
+        self.sweep_progress
+            .get_or_create(&Kind { kind: "done" })
+            .set(p.sweep_done as i64);
+        self.sweep_progress
+            .get_or_create(&Kind { kind: "total" })
+            .set(p.sweep_total as i64);
         for (kind, v) in [
             ("blobs", s.blobs),
             ("chunks", s.chunks),

@@ -114,6 +114,25 @@ async fn metrics_count_requests_and_report_the_store() {
     );
     assert!(!body.contains("Made"), "{body}");
     assert!(body.trim_end().ends_with("# EOF"), "{body}");
+
+    // GC and sweep progress.
+    assert_eq!(sample(&body, "stowage_gc_runs_total"), Some(0.0), "{body}");
+    let gc = stowage::api::pb::GcRequest { dry_run: false };
+    c.retention.clone().collect_garbage(gc).await.unwrap();
+    let (_, _, body) = scrape(port).await;
+    assert_eq!(sample(&body, "stowage_gc_runs_total"), Some(1.0), "{body}");
+    assert_eq!(
+        sample(&body, "stowage_gc_bytes_total{kind=\"collected\"}"),
+        Some(0.0),
+        "{body}"
+    );
+    assert_eq!(sample(&body, "stowage_store_bytes{kind=\"dead\"}"), Some(0.0), "{body}");
+    assert_eq!(
+        sample(&body, "stowage_sweep_progress{kind=\"total\"}"),
+        Some(0.0),
+        "{body}"
+    );
+    assert_eq!(sample(&body, "stowage_sweep_runs_total"), Some(0.0), "{body}");
 }
 
 #[test]

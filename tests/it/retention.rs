@@ -352,3 +352,91 @@ async fn kill_9_during_compaction_loses_nothing() {
         assert!(c.get_bytes("k9", &crate::harness::b3(data), 0, None).await.unwrap() == data.as_ref());
     }
 }
+
+fn code<T>(r: Result<T, tonic::Status>) -> tonic::Code {
+    match r {
+        Ok(_) => tonic::Code::Ok,
+        Err(e) => e.code(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_rpcs_check_scope_and_namespace() {
+    let token = |id: &str, scopes: &str, ns: &str| {
+        let out = std::process::Command::new(crate::harness::BIN)
+            .args(["token", "create", "--id", id, "--scopes", scopes, "--namespaces", ns])
+            .output()
+            .unwrap();
+        let text = String::from_utf8(out.stdout).unwrap();
+        let t = text.lines().nth(1).unwrap().trim_start_matches("# ").to_string();
+        (t, text)
+    };
+    let (reader, r_entry) = token("reader", "read", "a");
+    let (a_admin, a_entry) = token("a-admin", "read,write,delete,admin", "a");
+    let d = Daemon::start(&format!("{r_entry}\n{a_entry}\n")).await;
+    let policy = |ns: &str| pb::RetentionPolicy {
+        name: format!("p-{ns}"),
+        namespace: ns.into(),
+        versions: Some(pb::RetentionRules {
+            keep_latest: Some(1),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let rc = d.client_with(Some(&reader)).await.retention;
+    let ac = d.client_with(Some(&a_admin)).await.retention;
+    // Setting a policy needs admin on its namespace.
+    assert_eq!(
+        code(rc.clone().set_policy(policy("a")).await),
+        tonic::Code::PermissionDenied
+    );
+    assert_eq!(
+        code(ac.clone().set_policy(policy("b")).await),
+        tonic::Code::PermissionDenied
+    );
+    assert_eq!(code(ac.clone().set_policy(policy("a")).await), tonic::Code::Ok);
+    d.client().await.retention.set_policy(policy("b")).await.unwrap();
+    // A bad policy says what is wrong.
+    let mut bad = policy("a");
+    bad.package_name = "(".into();
+    let e = ac.clone().set_policy(bad).await.unwrap_err();
+    assert!(
+        e.code() == tonic::Code::InvalidArgument && e.message().contains("package_name"),
+        "{e:?}"
+    );
+    // Reading: only policies of granted namespaces.
+    let list = rc
+        .clone()
+        .list_policies(pb::ListPoliciesRequest::default())
+        .await
+        .unwrap();
+    let names: Vec<_> = list.into_inner().policies.into_iter().map(|p| p.name).collect();
+    assert_eq!(names, ["p-a"]);
+    let get = |n: &str| pb::GetPolicyRequest { name: n.into() };
+    assert_eq!(
+        code(rc.clone().get_policy(get("p-b")).await),
+        tonic::Code::PermissionDenied
+    );
+    // Plans read; sweeps delete; "every policy" needs every namespace.
+    let req = |p: &str| pb::PlanRequest {
+        policy: p.into(),
+        namespace: String::new(),
+    };
+    assert_eq!(code(rc.clone().plan(req("p-a")).await), tonic::Code::Ok);
+    assert_eq!(code(rc.clone().plan(req("p-b")).await), tonic::Code::PermissionDenied);
+    assert_eq!(code(rc.clone().plan(req("")).await), tonic::Code::PermissionDenied);
+    assert_eq!(code(rc.clone().sweep(req("p-a")).await), tonic::Code::PermissionDenied);
+    assert_eq!(code(ac.clone().sweep(req("p-a")).await), tonic::Code::Ok);
+    assert_eq!(code(ac.clone().sweep(req("")).await), tonic::Code::PermissionDenied);
+    // GC is store-wide.
+    assert_eq!(
+        code(ac.clone().collect_garbage(pb::GcRequest::default()).await),
+        tonic::Code::PermissionDenied
+    );
+    assert_eq!(
+        code(ac.clone().delete_policy(get("p-b")).await),
+        tonic::Code::PermissionDenied
+    );
+    assert_eq!(code(ac.clone().delete_policy(get("p-a")).await), tonic::Code::Ok);
+    assert_eq!(code(ac.clone().delete_policy(get("p-a")).await), tonic::Code::NotFound);
+}
