@@ -98,16 +98,22 @@ pub struct Collected {
     pub more: bool,
 }
 
+/// Chunk records of a pack by (id, offset).
+pub type Located = Vec<(Hash, u64)>;
+/// Chunk records copied: (id, old offset, new location).
+pub type Moved = Vec<(Hash, u64, ChunkLoc)>;
+/// Other records copied: (pack, end of record).
+pub type Ends = Vec<(u64, u64)>;
+
 /// Live records of one pack, copied; what [`relocate`] commits.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Relocation {
     pub pack: u64,
-    /// Chunk records copied: (id, old offset, new location).
-    pub chunks: Vec<(Hash, u64, ChunkLoc)>,
-    /// Chunk records of the pack not copied (dead when read): (id, offset).
-    pub left: Vec<(Hash, u64)>,
-    /// Manifest and reference copies: (pack, end of record), to fsync.
-    pub others: Vec<(u64, u64)>,
+    pub chunks: Moved,
+    /// Chunk records of the pack not copied (dead when read).
+    pub left: Located,
+    /// Manifest and reference copies, to fsync.
+    pub others: Ends,
 }
 
 /// Committer step 1: collects up to `budget` condemned chunks condemned at
@@ -280,11 +286,7 @@ pub fn candidates(index: &crate::index::Index, threshold: f64, extra: &HashMap<u
 /// Which records of a sealed pack are live now: chunks the index points at
 /// (condemned ones too: they may be revived), manifests of stored blobs,
 /// and references (decided once their record is read).
-pub fn live_entries(
-    index: &crate::index::Index,
-    pack: u64,
-    entries: Vec<Entry>,
-) -> Result<(Vec<Entry>, Vec<(Hash, u64)>)> {
+pub fn live_entries(index: &crate::index::Index, pack: u64, entries: Vec<Entry>) -> Result<(Vec<Entry>, Located)> {
     let mut live = Vec::new();
     let mut left = Vec::new();
     for e in entries {
@@ -324,9 +326,9 @@ pub fn read_runs(live: &[Entry]) -> Vec<std::ops::Range<usize>> {
     runs
 }
 
-/// Copies of one pack's live records, made by the engine.
+/// What compacting one pack copied.
+#[derive(Clone, Copy, Debug, Default)]
 pub struct Copied {
-    pub relocation: Relocation,
     pub bytes: u64,
     pub records: u64,
 }
@@ -459,55 +461,34 @@ impl crate::Engine {
         let (live, left) = tokio::task::spawn_blocking(move || live_entries(&this.index, pack, entries))
             .await
             .map_err(|e| Error::Internal(e.to_string()))??;
-        let mut out = Copied {
-            relocation: Relocation {
-                pack,
-                chunks: Vec::new(),
-                left,
-                others: Vec::new(),
-            },
-            bytes: 0,
-            records: 0,
+        let mut reloc = Relocation {
+            pack,
+            left,
+            ..Default::default()
         };
+        let mut out = Copied::default();
         for run in read_runs(&live) {
             let run = live[run].to_vec();
             let start = run[0].offset;
             let end = run.last().map_or(start, |e| e.offset + e.record_len());
             let bytes = self.store.get_range(pack, start..end).await?;
             let this = self.clone();
-            let (mut chunks, mut others, n) =
-                tokio::task::spawn_blocking(move || this.copy_records(pack, &run, &bytes, start))
-                    .await
-                    .map_err(|e| Error::Internal(e.to_string()))??;
-            out.relocation.chunks.append(&mut chunks);
-            out.relocation.others.append(&mut others);
+            let (chunks, others) = tokio::task::spawn_blocking(move || this.copy_records(pack, &run, &bytes, start))
+                .await
+                .map_err(|e| Error::Internal(e.to_string()))??;
+            out.records += (chunks.len() + others.len()) as u64;
             out.bytes += end - start;
-            out.records += n;
+            reloc.chunks.extend(chunks);
+            reloc.others.extend(others);
         }
-        let r = self
-            .committer
-            .submit(CommitReq::Relocate(Box::new(out.relocation)))
-            .await?;
-        out.relocation = Relocation {
-            pack,
-            chunks: Vec::new(),
-            left: Vec::new(),
-            others: Vec::new(),
-        };
+        let r = self.committer.submit(CommitReq::Relocate(Box::new(reloc))).await?;
         Ok(r.retired.then_some(out))
     }
 
-    /// Verifies and appends one run of records; returns the chunk copies,
-    /// the other copies (pack, end) and the records copied.
-    #[allow(clippy::type_complexity)]
-    fn copy_records(
-        &self,
-        pack: u64,
-        run: &[Entry],
-        bytes: &[u8],
-        start: u64,
-    ) -> Result<(Vec<(Hash, u64, ChunkLoc)>, Vec<(u64, u64)>, u64)> {
-        let (mut chunks, mut others, mut n) = (Vec::new(), Vec::new(), 0);
+    /// Verifies and appends one run of records; returns the chunk copies
+    /// and the other copies (pack, end).
+    fn copy_records(&self, pack: u64, run: &[Entry], bytes: &[u8], start: u64) -> Result<(Moved, Ends)> {
+        let (mut chunks, mut others) = (Vec::new(), Vec::new());
         for e in run {
             let at = (e.offset - start) as usize;
             let rec = &bytes[at..at + e.record_len() as usize];
@@ -520,7 +501,6 @@ impl crate::Engine {
                 }
             }
             let (p, ne) = self.packer.append(e.kind, h.codec, e.id, h.raw_len, data)?;
-            n += 1;
             match e.kind {
                 Kind::Chunk => chunks.push((
                     e.id,
@@ -536,7 +516,7 @@ impl crate::Engine {
                 _ => others.push((p.id, ne.offset + ne.record_len())),
             }
         }
-        Ok((chunks, others, n))
+        Ok((chunks, others))
     }
 
     /// Runs [`Engine::gc`] every `gc.interval` (never if zero).
