@@ -3,8 +3,10 @@
 # versions x 5 files (1,000,000 files by default, see catalog-bench.sh), sets
 # a policy keeping the 5 newest versions of each package, then times the
 # plan (dry run, with the dedup-aware bytes freed), the sweep, the purge and
-# a GC run, sampling the daemon's RSS during the plan. Ends with a GC run on
-# the same store once nothing is dead.
+# a GC run, sampling the daemon's RSS during the plan. ListVersions latency
+# is measured idle and again while the sweep runs (at the default
+# sweep_rate, 2,000 deletions/s). Ends with a GC run on the same store once
+# nothing is dead.
 # Usage: tools/retention-bench.sh [PACKAGES]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,7 +25,7 @@ grace = "0s"
 pack_delete_delay = "0s"
 [retention]
 sweep_interval = "0s"
-sweep_rate = 20000
+sweep_rate = 2000
 TOML
 echo 0 >"$W/clock"
 export STOWAGE_DATA_DIR="$W/data" STOWAGE_ADDR="http://127.0.0.1:$port"
@@ -48,8 +50,17 @@ t1=$(date +%s.%N)
 kill $sampler 2>/dev/null || true
 echo "plan wall time: $(python3 -c "print(round($t1-$t0,2))") s (CLI included); daemon RSS peak during the plan: $(cat "$W/peak") kB"
 timed() { local t0; t0=$(date +%s.%N); "$@"; echo "  ($(python3 -c "print(round($(date +%s.%N)-$t0,2))") s)"; }
-echo "load: $(cut -d' ' -f1-3 /proc/loadavg)   stowage retention sweep --json | tail -1"
-timed bash -c "'$B/stowage' retention sweep --json | tail -1"
+lv() { "$B/stowage-load" --mode list-versions --packages "$PACKAGES" --clients 8 --seconds 10 --page-size 20; }
+echo "load: $(cut -d' ' -f1-3 /proc/loadavg)   ListVersions, idle"
+lv
+echo "load: $(cut -d' ' -f1-3 /proc/loadavg)   stowage retention sweep --json | tail -1, and ListVersions during it"
+t0=$(date +%s.%N)
+"$B/stowage" retention sweep --json | tail -1 >"$W/sweep.json" & sweep=$!
+sleep 1
+lv
+wait $sweep
+cat "$W/sweep.json"
+echo "  sweep: $(python3 -c "print(round($(date +%s.%N)-$t0,2))") s"
 echo $((31 * 24 * 3600 * 1000)) >"$W/clock"
 echo "stowage admin purge"
 timed "$B/stowage" admin purge

@@ -200,6 +200,11 @@ struct S3Daemon {
 
 impl S3Daemon {
     async fn start() -> S3Daemon {
+        Self::start_with("").await
+    }
+
+    /// `tables`: more TOML tables for the daemon's config.
+    async fn start_with(tables: &str) -> S3Daemon {
         let moto = Moto::start();
         moto.create_bucket(BUCKET);
         // [pack_store_options] last: the harness puts data_dir and listen first.
@@ -211,7 +216,7 @@ impl S3Daemon {
              aws_allow_http = \"true\"\n\
              aws_access_key_id = \"test\"\n\
              aws_secret_access_key = \"test\"\n\
-             aws_region = \"us-east-1\"\n",
+             aws_region = \"us-east-1\"\n{tables}",
             moto.endpoint()
         ))
         .await;
@@ -441,4 +446,44 @@ async fn s3_damaged_pack_objects_are_data_loss() {
         }
         s.read_all().await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn s3_gc_compacts_and_deletes_pack_objects() {
+    let s = S3Daemon::start_with(
+        "[gc]\ninterval = \"0s\"\ngrace = \"0s\"\ncompact_threshold = 0.0\npack_delete_delay = \"0s\"\n",
+    )
+    .await;
+    let c = s.d.client().await;
+    // Keep two blobs as files; every other upload goes when its lease ends.
+    let kept = [&s.blobs[2], &s.blobs[3]];
+    for (i, (ns, h, _)) in kept.iter().enumerate() {
+        let v = stowage::api::client::version_ref(ns, "p", pb::PackageType::Generic, "keep", &i.to_string());
+        c.publish_blob(v, "f.bin", h).await.unwrap();
+    }
+    s.d.advance_clock(Duration::from_secs(25 * 3600));
+    c.admin.clone().purge(pb::PurgeRequest {}).await.unwrap();
+    let before = s.objects();
+    let r = c
+        .retention
+        .clone()
+        .collect_garbage(pb::GcRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(r.chunks_collected > 0 && r.packs_compacted > 0, "{r:?}");
+    assert_eq!(r.packs_deleted, r.packs_compacted, "{r:?}");
+    let after = s.objects();
+    let gone = before.iter().filter(|o| !after.contains(o)).count() as u64;
+    assert_eq!(gone, r.packs_deleted, "before {before:?}, after {after:?}");
+    let bytes = |v: &[(String, u64)]| v.iter().map(|o| o.1).sum::<u64>();
+    assert!(bytes(&after) < bytes(&before), "before {before:?}, after {after:?}");
+    for (ns, h, data) in kept {
+        assert!(c.get_bytes(ns, h, 0, None).await.unwrap() == data[..], "{ns}/{h}");
+    }
+    let check = s.d.cli(&["admin", "check", "--json"]);
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stdout));
+    let st = c.stats().await.unwrap();
+    // The open pack is never compacted: its collected chunks stay dead until it is sealed.
+    assert_eq!(st.condemned_bytes, 0, "{st:?}");
 }
