@@ -288,6 +288,15 @@ impl Engine {
     }
 
     /// Upload streams being served now.
+    /// A capacity report (see `crate::report`), with free disk space where the data dir is.
+    pub fn capacity(&self, q: &crate::report::Query) -> Result<crate::report::Report> {
+        let mut r = crate::report::compute(&self.index, q, &self.stats()?)?;
+        r.summary.free_disk_bytes = rustix::fs::statvfs(&self.cfg.data_dir)
+            .ok()
+            .map(|s| s.f_bavail.saturating_mul(s.f_frsize));
+        Ok(r)
+    }
+
     /// Totals of GC runs and sweeps since start.
     pub fn progress(&self) -> Progress {
         self.progress.lock().unwrap_or_else(|p| p.into_inner()).clone()

@@ -13,7 +13,7 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity
 use super::pb::{
     self, admin_service_client::AdminServiceClient, audit_service_client::AuditServiceClient,
     blob_service_client::BlobServiceClient, catalog_service_client::CatalogServiceClient,
-    retention_service_client::RetentionServiceClient,
+    report_service_client::ReportServiceClient, retention_service_client::RetentionServiceClient,
 };
 
 pub use tonic::{Code, Status};
@@ -44,6 +44,7 @@ pub struct Client {
     pub catalog: CatalogServiceClient<Authed>,
     pub audit: AuditServiceClient<Authed>,
     pub retention: RetentionServiceClient<Authed>,
+    pub report: ReportServiceClient<Authed>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -141,7 +142,8 @@ impl Client {
                 .max_decoding_message_size(MAX_MESSAGE)
                 .max_encoding_message_size(MAX_MESSAGE),
             audit: AuditServiceClient::new(ch.clone()).max_decoding_message_size(MAX_MESSAGE),
-            retention: RetentionServiceClient::new(ch).max_decoding_message_size(MAX_MESSAGE),
+            retention: RetentionServiceClient::new(ch.clone()).max_decoding_message_size(MAX_MESSAGE),
+            report: ReportServiceClient::new(ch).max_decoding_message_size(MAX_MESSAGE),
         }
     }
 

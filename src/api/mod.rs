@@ -7,6 +7,7 @@ mod blob;
 mod catalog;
 pub mod client;
 pub mod metrics;
+mod report;
 pub mod retention;
 mod server;
 

@@ -16,8 +16,9 @@ use super::metrics::{Metrics, RpcMetricsLayer};
 use super::pb::{
     self, admin_service_server::AdminServiceServer, audit_service_server::AuditServiceServer,
     blob_service_server::BlobServiceServer, catalog_service_server::CatalogServiceServer,
-    retention_service_server::RetentionServiceServer,
+    report_service_server::ReportServiceServer, retention_service_server::RetentionServiceServer,
 };
+use super::report::ReportApi;
 use super::retention::RetentionApi;
 use crate::auth::Auth;
 use crate::engine::{Engine, GET_FRAME};
@@ -61,6 +62,7 @@ pub async fn serve(engine: Arc<Engine>, listen: SocketAddr, shutdown: impl Futur
     health.set_serving::<CatalogServiceServer<CatalogApi>>().await;
     health.set_serving::<AuditServiceServer<AuditApi>>().await;
     health.set_serving::<RetentionServiceServer<RetentionApi>>().await;
+    health.set_serving::<ReportServiceServer<ReportApi>>().await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -83,10 +85,12 @@ pub async fn serve(engine: Arc<Engine>, listen: SocketAddr, shutdown: impl Futur
     );
     let retention =
         RetentionServiceServer::new(RetentionApi { engine: engine.clone() }).max_encoding_message_size(MAX_MESSAGE);
-    let (catalog, audit, retention) = (
+    let report = ReportServiceServer::new(ReportApi { engine: engine.clone() }).max_encoding_message_size(MAX_MESSAGE);
+    let (catalog, audit, retention, report) = (
         InterceptedService::new(catalog, auth.clone()),
         InterceptedService::new(audit, auth.clone()),
-        InterceptedService::new(retention, auth),
+        InterceptedService::new(retention, auth.clone()),
+        InterceptedService::new(report, auth),
     );
     // The builder's tcp_nodelay does not reach an incoming stream we bring:
     // without it Nagle and delayed ACKs add ~40 ms to small answers.
@@ -130,6 +134,7 @@ pub async fn serve(engine: Arc<Engine>, listen: SocketAddr, shutdown: impl Futur
         .add_service(catalog)
         .add_service(audit)
         .add_service(retention)
+        .add_service(report)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await
         .map_err(|e| Error::Unavailable(format!("server: {e}")));

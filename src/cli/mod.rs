@@ -3,6 +3,7 @@
 
 mod catalog;
 mod client;
+mod report;
 mod retention;
 
 use std::net::SocketAddr;
@@ -53,6 +54,8 @@ pub enum Cmd {
     /// Cleanup policies: set, show, plan (dry run), sweep.
     #[command(subcommand)]
     Retention(retention::RetentionCmd),
+    /// Where the storage goes: capacity per namespace, project, package or type.
+    Report(report::ReportArgs),
     /// Collect unused chunks past their grace period and compact packs.
     Gc {
         #[command(flatten)]
@@ -539,6 +542,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Audit(cmd) => catalog::audit(cmd).await,
         Cmd::Token(TokenCmd::Create { id, scopes, namespaces }) => token_create(id, scopes, namespaces),
         Cmd::Retention(cmd) => retention::run(cmd).await,
+        Cmd::Report(args) => report::run(args).await,
         Cmd::Gc { conn, dry_run, json } => retention::gc(&conn, dry_run, json).await,
         Cmd::Admin(AdminCmd::Stats { conn }) => client::stats(&conn).await,
         Cmd::Admin(AdminCmd::Check { conn, json }) => catalog::check(&conn, json).await,

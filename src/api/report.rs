@@ -1,0 +1,86 @@
+//! `ReportService`: capacity reports.
+
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+
+use super::pb::{self, report_service_server::ReportService};
+use super::{allow, allow_everywhere, status};
+use crate::auth::Scope;
+use crate::engine::Engine;
+use crate::error::Error;
+use crate::report::{self, By, Query};
+
+pub struct ReportApi {
+    pub engine: Arc<Engine>,
+}
+
+#[tonic::async_trait]
+impl ReportService for ReportApi {
+    async fn capacity(&self, req: Request<pb::CapacityRequest>) -> Result<Response<pb::CapacityReport>, Status> {
+        let r = req.get_ref();
+        match r.namespace.as_str() {
+            "" if !r.project.is_empty() => {
+                return Err(status(Error::invalid("a project report needs its namespace")));
+            }
+            "" => allow_everywhere(&req, Scope::Read)?,
+            ns => allow(&req, Scope::Read, ns)?,
+        };
+        let r = req.into_inner();
+        let q = Query {
+            by: r.by.parse::<By>().map_err(status)?,
+            namespace: (!r.namespace.is_empty()).then_some(r.namespace),
+            project: (!r.project.is_empty()).then_some(r.project),
+            top: r.top as usize,
+        };
+        let engine = self.engine.clone();
+        let rep = tokio::task::spawn_blocking(move || engine.capacity(&q))
+            .await
+            .map_err(|e| status(Error::Internal(e.to_string())))?
+            .map_err(status)?;
+        Ok(Response::new(report_to(rep)))
+    }
+}
+
+pub fn report_to(r: report::Report) -> pb::CapacityReport {
+    let s = r.summary;
+    pb::CapacityReport {
+        by: format!("{:?}", r.by).to_lowercase(),
+        summary: Some(pb::CapacitySummary {
+            binaries_count: s.binaries_count,
+            binaries_bytes: s.binaries_bytes,
+            artifacts_count: s.artifacts_count,
+            artifacts_bytes: s.artifacts_bytes,
+            optimization_percent: s.optimization_percent,
+            logical_bytes: s.logical_bytes,
+            physical_bytes: s.physical_bytes,
+            trash_bytes: s.trash_bytes,
+            condemned_bytes: s.condemned_bytes,
+            dead_bytes: s.dead_bytes,
+            packs: s.packs,
+            pack_bytes: s.pack_bytes,
+            fragmentation: s.fragmentation,
+            free_disk_bytes: s.free_disk_bytes,
+        }),
+        groups: r
+            .groups
+            .into_iter()
+            .map(|g| pb::CapacityGroup {
+                key: g.key,
+                packages: g.packages,
+                versions: g.versions,
+                files: g.files,
+                logical_bytes: g.logical_bytes,
+                unique_bytes: g.unique_bytes,
+                physical_bytes: g.physical_bytes,
+                exclusive_bytes: g.exclusive_bytes,
+                shared_bytes: g.shared_bytes,
+                trash_files: g.trash_files,
+                trash_bytes: g.trash_bytes,
+                dedup_ratio: g.dedup_ratio,
+                compression_ratio: g.compression_ratio,
+            })
+            .collect(),
+        elapsed_ms: r.elapsed_ms,
+    }
+}

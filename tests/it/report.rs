@@ -1,0 +1,144 @@
+//! Capacity reports through the daemon, compared with an independent count
+//! of a known dataset: chunk boundaries and stored sizes recomputed here,
+//! exclusive and shared attribution after overlapping uploads and deletes.
+
+use std::collections::{HashMap, HashSet};
+
+use bytes::Bytes;
+use stowage::api::client::version_ref;
+use stowage::api::pb::{self, PackageType as T};
+use stowage::chunker::{ChunkParams, Chunker};
+use stowage::hash::Hash;
+
+use crate::harness::{Daemon, random_bytes};
+
+/// (chunk id, stored length) of each distinct chunk of `data`.
+fn chunks(data: &[u8]) -> HashMap<Hash, u64> {
+    let mut out = HashMap::new();
+    let mut c = Chunker::new(ChunkParams::default()).unwrap();
+    let mut emit = |raw: &[u8]| -> Result<(), ()> {
+        let (_, z) = stowage::pack::format::compress(raw, 3).unwrap();
+        out.insert(Hash::of(raw), z.map_or(raw.len(), |z| z.len()) as u64);
+        Ok(())
+    };
+    c.push(data, &mut emit).unwrap();
+    c.finish(&mut emit).unwrap();
+    out
+}
+
+/// Expected (physical, exclusive) of a group using `mine` when the other
+/// groups use `others`.
+fn expected(mine: &[&Bytes], others: &[&Bytes]) -> (u64, u64) {
+    let mut m: HashMap<Hash, u64> = HashMap::new();
+    for b in mine {
+        m.extend(chunks(b));
+    }
+    let o: HashSet<Hash> = others.iter().flat_map(|b| chunks(b).into_keys()).collect();
+    let physical = m.values().sum();
+    let exclusive = m.iter().filter(|(id, _)| !o.contains(id)).map(|(_, n)| n).sum();
+    (physical, exclusive)
+}
+
+fn group<'a>(r: &'a pb::CapacityReport, key: &str) -> &'a pb::CapacityGroup {
+    r.groups
+        .iter()
+        .find(|g| g.key == key)
+        .unwrap_or_else(|| panic!("no group {key} in {r:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn capacity_matches_an_independent_count() {
+    let d = Daemon::start("").await;
+    let c = d.client().await;
+    let p: Vec<Bytes> = (0..5).map(|i| random_bytes(700 + i, 256 << 10)).collect();
+    let cat = |a: &Bytes, b: &Bytes| Bytes::from([a.as_ref(), b.as_ref()].concat());
+    let (b01, b12) = (cat(&p[0], &p[1]), cat(&p[1], &p[2]));
+    let publish = |ns: &str, project: &str, name: &str, ver: &str, data: Bytes| {
+        let (c, v, file) = (
+            c.clone(),
+            version_ref(ns, project, T::Npm, name, ver),
+            format!("{name}.tgz"),
+        );
+        async move { c.publish_bytes(v, &file, data).await.unwrap() }
+    };
+    publish("a", "web", "x", "1", b01.clone()).await;
+    publish("a", "web", "x", "2", b12.clone()).await;
+    publish("a", "api", "y", "1", p[3].clone()).await;
+    publish("a", "api", "y", "2", p[4].clone()).await;
+    publish("b", "web", "x", "1", b01.clone()).await;
+    // In the trash: still stored, still a's.
+    c.catalog
+        .clone()
+        .delete_version(version_ref("a", "api", T::Npm, "y", "2"))
+        .await
+        .unwrap();
+
+    let report = |by: &str, ns: &str| {
+        let req = pb::CapacityRequest {
+            namespace: ns.into(),
+            by: by.into(),
+            ..Default::default()
+        };
+        let mut r = c.report.clone();
+        async move { r.capacity(req).await.unwrap().into_inner() }
+    };
+    let r = report("namespace", "").await;
+    let a = group(&r, "a");
+    assert_eq!((a.packages, a.versions, a.files), (2, 3, 3));
+    assert_eq!(a.logical_bytes, 1280 << 10);
+    assert_eq!((a.trash_files, a.trash_bytes), (1, 256 << 10));
+    assert_eq!(a.unique_bytes, (512 + 512 + 256 + 256) << 10);
+    let (phys, excl) = expected(&[&b01, &b12, &p[3], &p[4]], &[&b01]);
+    assert_eq!((a.physical_bytes, a.exclusive_bytes), (phys, excl));
+    assert_eq!(a.shared_bytes, phys - excl);
+    let b = group(&r, "b");
+    let (phys, _) = expected(&[&b01], &[]);
+    assert_eq!((b.physical_bytes, b.exclusive_bytes, b.shared_bytes), (phys, 0, phys));
+    assert_eq!(b.dedup_ratio, 1.0);
+    let s = r.summary.unwrap();
+    assert_eq!(s.artifacts_count, 4);
+    assert_eq!(s.artifacts_bytes, (1280 + 512) << 10);
+    assert_eq!(s.trash_bytes, 256 << 10);
+    assert_eq!(s.binaries_count, 4);
+    assert!(s.free_disk_bytes.unwrap() > 0);
+    let all: HashMap<Hash, u64> = [&b01, &b12, &p[3], &p[4]].iter().flat_map(|x| chunks(x)).collect();
+    assert_eq!(s.physical_bytes, all.values().sum::<u64>());
+
+    // By package, within namespace a: b's copy of x still makes chunks shared.
+    let r = report("package", "a").await;
+    assert_eq!(r.groups.len(), 2, "{r:?}");
+    let x = group(&r, "a/web/npm:x");
+    assert_eq!(
+        (x.physical_bytes, x.exclusive_bytes),
+        expected(&[&b01, &b12], &[&b01, &p[3], &p[4]])
+    );
+    let y = group(&r, "a/api/npm:y");
+    assert_eq!(
+        (y.physical_bytes, y.exclusive_bytes),
+        expected(&[&p[3], &p[4]], &[&b01, &b12])
+    );
+    assert_eq!(y.exclusive_bytes, y.physical_bytes);
+
+    // By type and project; --top; formats through the CLI.
+    let r = report("type", "").await;
+    assert_eq!(r.groups.len(), 1);
+    assert_eq!(group(&r, "npm").logical_bytes, (1280 + 512) << 10);
+    let out = d.cli(&["report", "--by", "project", "--top", "1", "--format", "csv"]);
+    let csv = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(csv.lines().count(), 2, "{csv}");
+    assert!(csv.lines().nth(1).unwrap().starts_with("a/web,"), "{csv}");
+    let out = d.cli(&["report", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["groups"][0]["key"], "a");
+    assert_eq!(v["summary"]["artifacts_count"], 4);
+    let out = d.cli(&["report", "--by", "package"]);
+    let table = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        table.contains("b/web/npm:x") && table.contains("optimization"),
+        "{table}"
+    );
+    // A bad grouping is refused with the reason.
+    let out = d.cli(&["report", "--by", "colour"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("expected namespace, project, package or type"));
+}
