@@ -99,7 +99,7 @@ pub async fn run(a: ReportArgs) -> anyhow::Result<()> {
         .await
         .map_err(fail)?
         .into_inner();
-    let s = r.summary.clone().unwrap_or_default();
+    let s = r.summary.unwrap_or_default();
     match a.format {
         Format::Json => {
             let groups: Vec<serde_json::Value> = r
