@@ -43,6 +43,9 @@ pub struct Engine {
     pub(crate) gc_running: tokio::sync::Mutex<()>,
     /// Held by the retention sweep in progress.
     pub(crate) sweep_running: tokio::sync::Mutex<()>,
+    /// Held while a usage snapshot is read and written, so an older one
+    /// never overwrites a newer one.
+    usage_running: tokio::sync::Mutex<()>,
     /// Totals of GC runs and retention sweeps since start, for `/metrics`.
     pub(crate) progress: std::sync::Mutex<Progress>,
     /// One permit per upload being served (`max_concurrent_uploads`).
@@ -220,6 +223,7 @@ impl Engine {
             token_uploads: Default::default(),
             gc_running: Default::default(),
             sweep_running: Default::default(),
+            usage_running: Default::default(),
             progress: Default::default(),
         });
         engine.reconcile(&committer, &in_store).await?;
@@ -228,6 +232,7 @@ impl Engine {
         tokio::spawn(engine.clone().purge_loop());
         tokio::spawn(engine.clone().gc_loop());
         tokio::spawn(engine.clone().sweep_loop());
+        tokio::spawn(engine.clone().usage_loop());
         tracing::info!(
             data_dir = %engine.cfg.data_dir.display(),
             pack_store = engine.store.url(),
@@ -288,13 +293,55 @@ impl Engine {
     }
 
     /// Upload streams being served now.
-    /// A capacity report (see `crate::report`), with free disk space where the data dir is.
-    pub fn capacity(&self, q: &crate::report::Query) -> Result<crate::report::Report> {
-        let mut r = crate::report::compute(&self.index, q, &self.stats()?)?;
-        r.summary.free_disk_bytes = rustix::fs::statvfs(&self.cfg.data_dir)
-            .ok()
-            .map(|s| s.f_bavail.saturating_mul(s.f_frsize));
-        Ok(r)
+    /// A capacity report (see `crate::report`) with trends, refreshing
+    /// today's usage snapshot first.
+    pub async fn capacity(self: &Arc<Self>, q: crate::report::Query) -> Result<crate::report::Report> {
+        let today = self.daily_usage().await?;
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut r = crate::report::compute(&this.index, &q, &this.stats()?)?;
+            r.trends = crate::report::trends(&this.index, &q, today)?;
+            r.summary.free_disk_bytes = rustix::fs::statvfs(&this.cfg.data_dir)
+                .ok()
+                .map(|s| s.f_bavail.saturating_mul(s.f_frsize));
+            Ok(r)
+        })
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))?
+    }
+
+    /// Takes (or refreshes) today's usage snapshot; returns today. A past
+    /// day keeps the last snapshot taken on it.
+    pub async fn daily_usage(self: &Arc<Self>) -> Result<u64> {
+        let _one = self.usage_running.lock().await;
+        let today = crate::report::day_of(crate::now_ms());
+        let this = self.clone();
+        let (usage, packages) =
+            tokio::task::spawn_blocking(move || crate::report::take_snapshot(&this.index, &this.index.stats()?, today))
+                .await
+                .map_err(|e| Error::Internal(e.to_string()))??;
+        let usage = serde_json::to_vec(&usage).map_err(|e| Error::Internal(e.to_string()))?;
+        self.catalog(CatalogOp::DailyUsage {
+            day: today,
+            usage,
+            packages,
+            keep_days: 400,
+        })
+        .await?;
+        Ok(today)
+    }
+
+    /// Refreshes today's usage snapshot every hour.
+    async fn usage_loop(self: Arc<Self>) {
+        loop {
+            if let Err(e) = self.daily_usage().await {
+                tracing::error!(error = %e, "daily usage snapshot failed");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
+                _ = self.stop.cancelled() => return,
+            }
+        }
     }
 
     /// Totals of GC runs and sweeps since start.

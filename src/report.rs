@@ -111,6 +111,7 @@ pub struct Summary {
 pub struct Report {
     pub by: By,
     pub summary: Summary,
+    pub trends: Trends,
     /// Largest physical first.
     pub groups: Vec<Group>,
     pub elapsed_ms: u64,
@@ -240,6 +241,7 @@ pub fn compute(index: &Index, q: &Query, stats: &crate::engine::StoreStats) -> R
     Ok(Report {
         by: q.by,
         summary,
+        trends: Trends::default(),
         groups: out,
         elapsed_ms: started.elapsed().as_millis() as u64,
     })
@@ -282,4 +284,162 @@ fn walk_package(
         }
     }
     Ok(())
+}
+
+// ---- trends ----
+
+pub const DAY_MS: i64 = 24 * 3600 * 1000;
+
+/// The store on one day (UTC), kept in the index (`D` day).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct DayUsage {
+    /// Days since 1970-01-01.
+    pub day: u64,
+    pub logical_bytes: u64,
+    pub unique_bytes: u64,
+    pub physical_bytes: u64,
+    pub pack_bytes: u64,
+    /// Active files and their bytes, and active packages.
+    pub files: u64,
+    pub file_bytes: u64,
+    pub packages: u64,
+}
+
+/// Growth between a day and the oldest snapshot at most `days` before it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Growth {
+    pub days: u64,
+    /// The snapshot compared with (None: no older snapshot).
+    pub since_day: Option<u64>,
+    pub file_bytes: i64,
+    pub physical_bytes: i64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct PackageGrowth {
+    pub package: String,
+    pub bytes: u64,
+    pub growth_30d: i64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Trends {
+    /// The last 90 days' snapshots, oldest first.
+    pub days: Vec<DayUsage>,
+    pub growth_30d: Growth,
+    pub growth_90d: Growth,
+    /// Largest 30-day growth in active bytes first (at most 10).
+    pub fastest_growing: Vec<PackageGrowth>,
+}
+
+pub fn day_of(ms: i64) -> u64 {
+    (ms.max(0) / DAY_MS) as u64
+}
+
+pub fn day_key(day: u64) -> Vec<u8> {
+    let mut k = b"D".to_vec();
+    k.extend_from_slice(&day.to_be_bytes());
+    k
+}
+
+pub fn package_day_key(day: u64, pkg: u64) -> Vec<u8> {
+    let mut k = b"E".to_vec();
+    k.extend_from_slice(&day.to_be_bytes());
+    k.extend_from_slice(&pkg.to_be_bytes());
+    k
+}
+
+/// Today's usage and each active package's bytes, from the package
+/// records' counters (no file is read).
+pub fn take_snapshot(index: &Index, stats: &crate::index::Stats, day: u64) -> Result<(DayUsage, Vec<(u64, u64)>)> {
+    let mut u = DayUsage {
+        day,
+        logical_bytes: stats.logical_bytes,
+        unique_bytes: stats.unique_bytes,
+        physical_bytes: stats.physical_bytes,
+        pack_bytes: stats.sealed_pack_bytes,
+        ..Default::default()
+    };
+    let mut pkgs = Vec::new();
+    for kv in index.scan(Cf::Packages, &[], None, false) {
+        let (_, v) = kv?;
+        let p: PackageRec = decode(&v, "package")?;
+        if p.deleted_ms.is_none() {
+            u.packages += 1;
+            u.files += p.files;
+            u.file_bytes += p.size;
+            pkgs.push((p.id, p.size));
+        }
+    }
+    Ok((u, pkgs))
+}
+
+fn growth(days: &[DayUsage], now: &DayUsage, span: u64) -> Growth {
+    let base = days.iter().find(|d| d.day + span >= now.day && d.day < now.day);
+    Growth {
+        days: span,
+        since_day: base.map(|b| b.day),
+        file_bytes: base.map_or(0, |b| now.file_bytes as i64 - b.file_bytes as i64),
+        physical_bytes: base.map_or(0, |b| now.physical_bytes as i64 - b.physical_bytes as i64),
+    }
+}
+
+/// Trends up to `today` (whose snapshot must exist), packages filtered by `q`.
+pub fn trends(index: &Index, q: &Query, today: u64) -> Result<Trends> {
+    let from = day_key(today.saturating_sub(90));
+    let to = day_key(today + 1);
+    let days: Vec<DayUsage> = index
+        .scan(Cf::CatalogIdx, &from, Some(&to), false)
+        .map(|kv| {
+            let (_, v) = kv?;
+            serde_json::from_slice(&v).map_err(|e| Error::corrupt(format!("daily usage record: {e}")))
+        })
+        .collect::<Result<_>>()?;
+    let Some(now) = days.last().cloned() else {
+        return Ok(Trends::default());
+    };
+    let g30 = growth(&days, &now, 30);
+    let g90 = growth(&days, &now, 90);
+    let mut fastest = Vec::new();
+    if let Some(base) = g30.since_day {
+        let sizes = |day: u64| -> Result<HashMap<u64, u64>> {
+            let p = package_day_key(day, 0);
+            index
+                .scan(Cf::CatalogIdx, &p[..9], Some(&package_day_key(day + 1, 0)[..9]), false)
+                .map(|kv| {
+                    let (k, v) = kv?;
+                    Ok((rec::be_u64(&k[9..])?, rec::be_u64(&v)?))
+                })
+                .collect()
+        };
+        let (then, now_sizes) = (sizes(base)?, sizes(now.day)?);
+        let mut deltas: Vec<(i64, u64, u64)> = now_sizes
+            .iter()
+            .map(|(id, n)| (*n as i64 - then.get(id).copied().unwrap_or(0) as i64, *id, *n))
+            .filter(|d| d.0 > 0)
+            .collect();
+        deltas.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        for (delta, id, bytes) in deltas {
+            if fastest.len() == 10 {
+                break;
+            }
+            let Some(k) = index.get(Cf::CatalogIdx, &rec::pkg_by_id_key(id))? else {
+                continue;
+            };
+            let pkg = rec::parse_package_key(&k)?;
+            if q.wants(&pkg) {
+                fastest.push(PackageGrowth {
+                    package: By::Package.key(&pkg),
+                    bytes,
+                    growth_30d: delta,
+                });
+            }
+        }
+    }
+    Ok(Trends {
+        days,
+        growth_30d: g30,
+        growth_90d: g90,
+        fastest_growing: fastest,
+    })
 }

@@ -33,11 +33,7 @@ impl ReportService for ReportApi {
             project: (!r.project.is_empty()).then_some(r.project),
             top: r.top as usize,
         };
-        let engine = self.engine.clone();
-        let rep = tokio::task::spawn_blocking(move || engine.capacity(&q))
-            .await
-            .map_err(|e| status(Error::Internal(e.to_string())))?
-            .map_err(status)?;
+        let rep = self.engine.capacity(q).await.map_err(status)?;
         Ok(Response::new(report_to(rep)))
     }
 }
@@ -82,5 +78,40 @@ pub fn report_to(r: report::Report) -> pb::CapacityReport {
             })
             .collect(),
         elapsed_ms: r.elapsed_ms,
+        days: r.trends.days.iter().map(day_to).collect(),
+        growth_30d: Some(growth_to(&r.trends.growth_30d)),
+        growth_90d: Some(growth_to(&r.trends.growth_90d)),
+        fastest_growing: r
+            .trends
+            .fastest_growing
+            .into_iter()
+            .map(|p| pb::PackageGrowth {
+                package: p.package,
+                bytes: p.bytes,
+                growth_30d: p.growth_30d,
+            })
+            .collect(),
+    }
+}
+
+fn day_to(d: &report::DayUsage) -> pb::DayUsage {
+    pb::DayUsage {
+        day: d.day,
+        logical_bytes: d.logical_bytes,
+        unique_bytes: d.unique_bytes,
+        physical_bytes: d.physical_bytes,
+        pack_bytes: d.pack_bytes,
+        files: d.files,
+        file_bytes: d.file_bytes,
+        packages: d.packages,
+    }
+}
+
+fn growth_to(g: &report::Growth) -> pb::Growth {
+    pb::Growth {
+        days: g.days,
+        since_day: g.since_day,
+        file_bytes: g.file_bytes,
+        physical_bytes: g.physical_bytes,
     }
 }

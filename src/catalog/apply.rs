@@ -70,6 +70,14 @@ pub enum CatalogOp {
     },
     /// Records (Some) or clears (None) the retention sweep in progress.
     SweepState(Option<Vec<u8>>),
+    /// Keeps a day's usage (`D` day) and each package's bytes that day
+    /// (`E` day pkg), for trends; drops days older than `keep_days`.
+    DailyUsage {
+        day: u64,
+        usage: Vec<u8>,
+        packages: Vec<(u64, u64)>,
+        keep_days: u64,
+    },
 }
 
 impl CatalogOp {
@@ -266,6 +274,39 @@ impl Ctx<'_, '_> {
                     name: name.clone(),
                     ..Default::default()
                 });
+                Ok(CatalogOutcome::Done)
+            }
+            CatalogOp::DailyUsage {
+                day,
+                usage,
+                packages,
+                keep_days,
+            } => {
+                self.txn
+                    .put(Cf::CatalogIdx, crate::report::day_key(*day), usage.clone());
+                for (pkg, bytes) in packages {
+                    self.txn.put(
+                        Cf::CatalogIdx,
+                        crate::report::package_day_key(*day, *pkg),
+                        bytes.to_be_bytes().to_vec(),
+                    );
+                }
+                // Expire the oldest day, if any is due (one a day keeps up).
+                let old = day.saturating_sub(*keep_days);
+                let index = self.txn.index();
+                let from = crate::report::package_day_key(0, 0);
+                let to = crate::report::package_day_key(old, 0);
+                for kv in index.scan(Cf::CatalogIdx, &from, Some(&to), false).take(100_000) {
+                    self.txn.delete(Cf::CatalogIdx, kv?.0.to_vec());
+                }
+                for kv in index.scan(
+                    Cf::CatalogIdx,
+                    &crate::report::day_key(0),
+                    Some(&crate::report::day_key(old)),
+                    false,
+                ) {
+                    self.txn.delete(Cf::CatalogIdx, kv?.0.to_vec());
+                }
                 Ok(CatalogOutcome::Done)
             }
             CatalogOp::SweepState(state) => {

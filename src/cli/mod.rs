@@ -3,6 +3,7 @@
 
 mod catalog;
 mod client;
+mod html;
 mod report;
 mod retention;
 

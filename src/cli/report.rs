@@ -12,6 +12,8 @@ pub enum Format {
     Table,
     Json,
     Csv,
+    /// One self-contained HTML page with SVG charts.
+    Html,
 }
 
 #[derive(Args)]
@@ -30,6 +32,9 @@ pub struct ReportArgs {
     pub top: Option<u32>,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
+    /// html: write to this file instead of stdout.
+    #[arg(long, short)]
+    pub output: Option<std::path::PathBuf>,
 }
 
 const COLUMNS: [&str; 14] = [
@@ -86,19 +91,18 @@ fn human(n: u64) -> String {
 }
 
 pub async fn run(a: ReportArgs) -> anyhow::Result<()> {
-    let req = pb::CapacityRequest {
-        namespace: a.namespace.clone().unwrap_or_default(),
-        project: a.project.clone().unwrap_or_default(),
-        by: a.by.clone(),
-        top: a.top.unwrap_or(0),
+    let client = connect(&a.conn).await?;
+    let ask = |by: &str, top: u32| {
+        let req = pb::CapacityRequest {
+            namespace: a.namespace.clone().unwrap_or_default(),
+            project: a.project.clone().unwrap_or_default(),
+            by: by.into(),
+            top,
+        };
+        let mut c = client.report.clone();
+        async move { Ok::<_, anyhow::Error>(c.capacity(req).await.map_err(fail)?.into_inner()) }
     };
-    let r = connect(&a.conn)
-        .await?
-        .report
-        .capacity(req)
-        .await
-        .map_err(fail)?
-        .into_inner();
+    let r = ask(&a.by, a.top.unwrap_or(0)).await?;
     let s = r.summary.unwrap_or_default();
     match a.format {
         Format::Json => {
@@ -141,6 +145,29 @@ pub async fn run(a: ReportArgs) -> anyhow::Result<()> {
                 "elapsed_ms": r.elapsed_ms,
             });
             emit(|w| writeln!(w, "{v}"))
+        }
+        Format::Html => {
+            let (ns, ty, pkgs) = (
+                ask("namespace", 0).await?,
+                ask("type", 0).await?,
+                ask("package", 10).await?,
+            );
+            let scope = match (&a.namespace, &a.project) {
+                (Some(n), Some(p)) => format!(" of {n}/{p}"),
+                (Some(n), None) => format!(" of {n}"),
+                _ => String::new(),
+            };
+            let page = super::html::render(&super::html::Page {
+                title: &format!("Stowage capacity report{scope}"),
+                report: &r,
+                by_namespace: &ns.groups,
+                by_type: &ty.groups,
+                largest: &pkgs.groups,
+            });
+            return match &a.output {
+                Some(path) => Ok(std::fs::write(path, page)?),
+                None => emit(|w| w.write_all(page.as_bytes())),
+            };
         }
         Format::Csv => emit(|w| {
             writeln!(w, "{}", COLUMNS.join(","))?;

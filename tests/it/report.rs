@@ -142,3 +142,65 @@ async fn capacity_matches_an_independent_count() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("expected namespace, project, package or type"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daily_snapshots_give_trends_and_a_self_contained_html_report() {
+    let d = Daemon::start("").await;
+    let c = d.client().await;
+    let day = std::time::Duration::from_secs(24 * 3600);
+    let report = |ns: &str| {
+        let req = pb::CapacityRequest {
+            namespace: ns.into(),
+            ..Default::default()
+        };
+        let mut r = c.report.clone();
+        async move { r.capacity(req).await.unwrap().into_inner() }
+    };
+    // Day 0: one package; then 10 days later "fast" grows by 1 MiB, "slow" by 64 KiB.
+    let publish = |name: &str, ver: &str, seed: u64, len: usize| {
+        let (c, v, f) = (
+            c.clone(),
+            version_ref("t", "p", T::Generic, name, ver),
+            format!("{name}.bin"),
+        );
+        async move { c.publish_bytes(v, &f, random_bytes(seed, len)).await.unwrap() }
+    };
+    publish("slow", "1", 1, 64 << 10).await;
+    let r0 = report("").await;
+    assert_eq!(r0.days.len(), 1);
+    assert_eq!(r0.growth_30d.unwrap().since_day, None);
+    d.advance_clock(10 * day);
+    publish("slow", "2", 2, 64 << 10).await;
+    publish("fast", "1", 3, 1 << 20).await;
+    let r1 = report("t").await;
+    assert_eq!(r1.days.len(), 2, "{:?}", r1.days);
+    assert_eq!(r1.days[1].day - r1.days[0].day, 10);
+    let g = r1.growth_30d.unwrap();
+    assert_eq!(g.since_day, Some(r1.days[0].day));
+    assert_eq!(g.file_bytes, (1 << 20) + (64 << 10), "{:?} then {:?}", r0.days, r1.days);
+    let fastest: Vec<_> = r1
+        .fastest_growing
+        .iter()
+        .map(|p| (p.package.as_str(), p.growth_30d))
+        .collect();
+    assert_eq!(fastest, [("t/p/generic:fast", 1 << 20), ("t/p/generic:slow", 64 << 10)]);
+    // Another namespace's report names none of t's packages.
+    assert!(report("other").await.fastest_growing.is_empty());
+
+    let path = d.dir.path().join("report.html");
+    let out = d.cli(&["report", "--format", "html", "--output", path.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let html = std::fs::read_to_string(&path).unwrap();
+    assert!(html.starts_with("<!doctype html>") && html.trim_end().ends_with("</html>"));
+    assert!(
+        html.matches("<svg").count() >= 4,
+        "charts: usage, savings, namespaces, types"
+    );
+    for external in ["src=", "href=", "url(", "<script", "@import"] {
+        assert!(
+            !html.contains(external),
+            "the page refers to something outside it: {external}"
+        );
+    }
+    assert!(html.contains("t/p/generic:fast") && html.contains("Fastest-growing"));
+}
