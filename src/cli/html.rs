@@ -84,7 +84,10 @@ fn truncate(s: &str, n: usize) -> String {
 }
 
 /// Lines over days: one per series.
-fn lines(days: &[pb::DayUsage], series: &[(&str, fn(&pb::DayUsage) -> u64)]) -> String {
+/// A named series of a line chart: how to read its value off a day.
+type Series<'a> = (&'a str, fn(&pb::DayUsage) -> u64);
+
+fn lines(days: &[pb::DayUsage], series: &[Series<'_>]) -> String {
     let h = 220.0;
     let (left, bottom) = (70.0, 30.0);
     let mut s = format!(r#"<svg width="{W}" height="{h}" role="img">"#);
@@ -274,9 +277,9 @@ td:first-child,th:first-child{{text-align:left}} .cards{{display:flex;flex-wrap:
             signed(f.growth_30d)
         );
     }
-    let _ = write!(
+    let _ = writeln!(
         h,
-        "</table><p><small>Computed in {} ms.</small></p></body></html>\n",
+        "</table><p><small>Computed in {} ms.</small></p></body></html>",
         r.elapsed_ms
     );
     h

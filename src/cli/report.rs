@@ -164,10 +164,10 @@ pub async fn run(a: ReportArgs) -> anyhow::Result<()> {
                 by_type: &ty.groups,
                 largest: &pkgs.groups,
             });
-            return match &a.output {
+            match &a.output {
                 Some(path) => Ok(std::fs::write(path, page)?),
                 None => emit(|w| w.write_all(page.as_bytes())),
-            };
+            }
         }
         Format::Csv => emit(|w| {
             writeln!(w, "{}", COLUMNS.join(","))?;
