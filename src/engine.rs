@@ -247,6 +247,33 @@ impl Engine {
         self.stop.cancel();
     }
 
+    /// Stops background work, waits (up to `wait`) for it to let go of the
+    /// engine, then closes the index: the committer thread ends once every
+    /// sender is dropped, and its hold on RocksDB is the last. If something
+    /// still holds the engine (a client connection kept open, a long GC
+    /// run), RocksDB's background threads are stopped instead. A process
+    /// that exits while they run can abort in its teardown; every
+    /// acknowledged write is in the fsynced WAL either way.
+    pub async fn close(self: Arc<Self>, wait: Duration) {
+        self.stop.cancel();
+        let deadline = tokio::time::Instant::now() + wait;
+        while Arc::strong_count(&self) > 1 {
+            if tokio::time::Instant::now() >= deadline {
+                let index = self.index.clone();
+                let _ = tokio::task::spawn_blocking(move || index.quiesce()).await;
+                tracing::info!("index quiesced (still in use; closed by the exit)");
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let thread = self.committer.take_thread();
+        drop(self);
+        if let Some(t) = thread {
+            let _ = tokio::task::spawn_blocking(move || t.join()).await;
+            tracing::info!("index closed");
+        }
+    }
+
     pub async fn put<S>(&self, spec: PutSpec, frames: S) -> Result<PutOutcome>
     where
         S: Stream<Item = Result<Bytes>> + Unpin,
@@ -624,7 +651,15 @@ impl Engine {
 
     /// Seals, uploads and records full packs, retrying until it works.
     async fn seal_loop(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<Arc<OpenPack>>, committer: Committer) {
-        while let Some(pack) = rx.recv().await {
+        loop {
+            // A pack waiting to be sealed is sealed at the next start.
+            let pack = tokio::select! {
+                p = rx.recv() => match p {
+                    Some(p) => p,
+                    None => return,
+                },
+                _ = self.stop.cancelled() => return,
+            };
             let mut delay = Duration::from_millis(200);
             loop {
                 match self.seal_one(&pack, &committer).await {

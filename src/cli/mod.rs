@@ -580,7 +580,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         Ok(r) => r??,
         Err(_) => tracing::warn!("requests still running after {DRAIN:?}; exiting anyway"),
     }
-    engine.shutdown();
+    engine.close(std::time::Duration::from_secs(1)).await;
     Ok(())
 }
 

@@ -383,6 +383,12 @@ impl Index {
         }
     }
 
+    /// Stops RocksDB's own flush and compaction threads (waiting for the
+    /// running ones), for a process about to exit with the index still open.
+    pub fn quiesce(&self) {
+        self.db.cancel_all_background_work(true);
+    }
+
     /// Applies a transaction atomically; returns once the WAL is fsynced.
     pub fn commit(&self, txn: Txn<'_>) -> Result<()> {
         let mut wb = rocksdb::WriteBatch::default();

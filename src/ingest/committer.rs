@@ -66,6 +66,7 @@ type Job = (CommitReq, oneshot::Sender<Result<CommitOutcome>>);
 #[derive(Clone)]
 pub struct Committer {
     tx: mpsc::Sender<Job>,
+    thread: Arc<std::sync::Mutex<Option<std::thread::JoinHandle<()>>>>,
 }
 
 /// Catalog settings the committer applies.
@@ -96,7 +97,7 @@ impl Committer {
         };
         let catalog = CatalogState::new(ids, settings.trash_window_ms, settings.lease_ms, settings.quotas);
         let (tx, rx) = mpsc::channel(1024);
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("stowage-committer".into())
             .spawn(move || {
                 Worker {
@@ -108,7 +109,16 @@ impl Committer {
                 }
                 .run(rx)
             })?;
-        Ok(Committer { tx })
+        Ok(Committer {
+            tx,
+            thread: Arc::new(std::sync::Mutex::new(Some(thread))),
+        })
+    }
+
+    /// The committer thread, to join once every sender is gone (it ends
+    /// then, closing its hold on the index). Taken once.
+    pub fn take_thread(&self) -> Option<std::thread::JoinHandle<()>> {
+        self.thread.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
 
     pub async fn submit(&self, req: CommitReq) -> Result<CommitOutcome> {

@@ -92,3 +92,16 @@ async fn kill_9_during_concurrent_uploads_loses_no_acknowledged_blob() {
     let c = d.client().await;
     assert!(c.get_bytes("k", &r.digests.unwrap().blake3, 0, None).await.unwrap() == random_bytes(99, 300_000));
 }
+
+#[tokio::test]
+async fn sigterm_closes_or_quiesces_the_index_before_exit() {
+    let mut d = Daemon::start("").await;
+    let c = d.client().await;
+    put(&c, "ns", random_bytes(1, 100_000)).await;
+    d.stop();
+    // Closed when nothing holds the engine any more; quiesced (RocksDB's
+    // background threads stopped) while a client keeps its connection.
+    let log = d.log();
+    assert!(log.contains("index closed") || log.contains("index quiesced"), "{log}");
+    drop(c);
+}
