@@ -131,7 +131,7 @@ pub fn collect(txn: &mut Txn<'_>, stats: &mut Stats, cutoff_ms: i64, budget: usi
     };
     let mut dead: BTreeMap<u64, u64> = BTreeMap::new();
     for (k, _) in due.into_iter().take(budget) {
-        let (at, id) = parse_condemned(&k)?;
+        let (at, id) = rec::parse_condemned_key(&k)?;
         txn.delete(Cf::CatalogIdx, k.to_vec());
         match txn.chunk_rec(&id)? {
             Some(c) if c.refs == 0 && c.condemned_ms == at => {
@@ -162,12 +162,6 @@ fn add_dead(txn: &mut Txn<'_>, stats: &mut Stats, pack: u64, bytes: u64) -> Resu
     Ok(())
 }
 
-fn parse_condemned(k: &[u8]) -> Result<(i64, Hash)> {
-    let bad = || Error::corrupt("bad condemned-chunk key");
-    let at = be_u64(k.get(1..9).ok_or_else(bad)?)? as i64;
-    Ok((at, Hash::from_slice(k.get(9..).ok_or_else(bad)?).ok_or_else(bad)?))
-}
-
 /// Committer step 2: switches the index to the copies and retires the
 /// pack, or abandons the relocation if the pack gained a live record.
 /// `pending_in_pack` says whether an uncommitted upload holds a record of
@@ -192,30 +186,25 @@ pub fn relocate(
         Some(v) => PackInfo::decode(&v)?,
         None => return Err(Error::corrupt(format!("compacted pack {:016x} is not indexed", r.pack))),
     };
-    if changed || info.state != PackState::Sealed {
-        let wasted: BTreeMap<u64, u64> = r.chunks.iter().fold(BTreeMap::new(), |mut m, (_, _, to)| {
-            *m.entry(to.pack).or_default() += to.record_len();
-            m
-        });
-        for (pack, bytes) in wasted {
-            add_dead(txn, stats, pack, bytes)?;
-        }
-        return Ok(false);
-    }
+    // Copies the index does not point at (all of them, if the relocation
+    // is abandoned) are dead where they were written.
+    let abandon = changed || info.state != PackState::Sealed;
     let mut wasted: BTreeMap<u64, u64> = BTreeMap::new();
     for (id, off, to) in &r.chunks {
         match txn.chunk_rec(id)? {
-            Some(mut c) if here(&c.loc, *off) => {
+            Some(mut c) if !abandon && here(&c.loc, *off) => {
                 c.loc = *to;
                 txn.put_chunk_rec(id, &c);
                 need(to.pack, to.offset + to.record_len());
             }
-            // Collected since it was copied: the copy is dead.
             _ => *wasted.entry(to.pack).or_default() += to.record_len(),
         }
     }
     for (pack, bytes) in wasted {
         add_dead(txn, stats, pack, bytes)?;
+    }
+    if abandon {
+        return Ok(false);
     }
     for &(pack, end) in &r.others {
         need(pack, end);
@@ -350,7 +339,7 @@ impl crate::Engine {
             let to = rec::condemned_key(cutoff.saturating_add(1), &Hash([0; 32]));
             for kv in self.index.scan(Cf::CatalogIdx, b"k", Some(&to), false) {
                 let (k, _) = kv?;
-                let (at, id) = parse_condemned(&k)?;
+                let (at, id) = rec::parse_condemned_key(&k)?;
                 if let Some(c) = self
                     .index
                     .chunk_rec(&id)?

@@ -15,7 +15,7 @@
 //! and per chunk the files use: the exact count, and what `--recompute`
 //! compares the counters with.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::time::Instant;
 
 use serde::Serialize;
@@ -257,14 +257,10 @@ fn walk_package(
     summary: &mut Summary,
     mut uses: impl FnMut(Hash, u64),
 ) -> Result<()> {
-    let versions: BTreeMap<u64, VersionRec> = snap
-        .scan(Cf::Versions, &pkg.to_be_bytes(), Some(&(pkg + 1).to_be_bytes()))
-        .map(|kv| {
-            let (k, v) = kv?;
-            Ok((rec::split_u64s(&k)?.1, decode(&v, "version")?))
-        })
-        .collect::<Result<_>>()?;
-    for (id, v) in versions {
+    for kv in snap.scan(Cf::Versions, &pkg.to_be_bytes(), Some(&(pkg + 1).to_be_bytes())) {
+        let (k, v) = kv?;
+        let id = rec::split_u64s(&k)?.1;
+        let v: VersionRec = decode(&v, "version")?;
         let ver_active = !pkg_deleted && v.deleted_ms.is_none();
         g.versions += ver_active as u64;
         for kv in snap.scan(Cf::Files, &id.to_be_bytes(), Some(&(id + 1).to_be_bytes())) {

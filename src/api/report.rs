@@ -24,7 +24,10 @@ impl ReportService for ReportApi {
                 return Err(status(Error::invalid("a project report needs its namespace")));
             }
             "" => allow_everywhere(&req, Scope::Read)?,
-            ns => allow(&req, Scope::Read, ns)?,
+            ns => {
+                crate::engine::validate_namespace(ns).map_err(status)?;
+                allow(&req, Scope::Read, ns)?
+            }
         };
         let r = req.into_inner();
         let q = Query {

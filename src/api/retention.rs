@@ -139,23 +139,22 @@ fn summary_to(s: retention::PlanSummary) -> pb::PlanSummary {
     }
 }
 
-/// The policies a plan or sweep request names, each checked against the
-/// caller's grant for `scope`. "Every policy" with no namespace means every
-/// namespace, so it needs a grant over all of them.
-fn selected(
-    engine: &Engine,
-    p: &Principal,
-    scope: Scope,
-    req: &pb::PlanRequest,
-) -> Result<(Option<String>, Option<String>), Status> {
+/// A plan or sweep request's (policy, namespace) and the policies it
+/// names, each checked against the caller's grant for `scope`. "Every
+/// policy" with no namespace means every namespace, so it needs a grant
+/// over all of them.
+type Selection = (Option<String>, Option<String>, Vec<retention::Compiled>);
+
+fn selected(engine: &Engine, p: &Principal, scope: Scope, req: &pb::PlanRequest) -> Result<Selection, Status> {
     let (policy, ns) = (opt(req.policy.clone()), opt(req.namespace.clone()));
     if policy.is_none() && ns.is_none() {
         p.require_everywhere(scope).map_err(status)?;
     }
-    for c in plan::select(engine.index(), policy.as_deref(), ns.as_deref()).map_err(status)? {
+    let policies = plan::select(engine.index(), policy.as_deref(), ns.as_deref()).map_err(status)?;
+    for c in &policies {
         p.require(scope, &c.policy.namespace).map_err(status)?;
     }
-    Ok((policy, ns))
+    Ok((policy, ns, policies))
 }
 
 #[tonic::async_trait]
@@ -223,8 +222,7 @@ impl RetentionService for RetentionApi {
 
     async fn plan(&self, req: Request<pb::PlanRequest>) -> Result<Response<PlanStream>, Status> {
         let p = principal(&req)?;
-        let (policy, ns) = selected(&self.engine, &p, Scope::Read, req.get_ref())?;
-        let policies = plan::select(self.engine.index(), policy.as_deref(), ns.as_deref()).map_err(status)?;
+        let (_, _, policies) = selected(&self.engine, &p, Scope::Read, req.get_ref())?;
         let (tx, rx) = mpsc::channel::<Result<pb::PlanResponse, Status>>(4);
         let engine = self.engine.clone();
         tokio::task::spawn_blocking(move || {
@@ -251,7 +249,8 @@ impl RetentionService for RetentionApi {
 
     async fn sweep(&self, req: Request<pb::PlanRequest>) -> Result<Response<SweepStream>, Status> {
         let p = principal(&req)?;
-        let (policy, ns) = selected(&self.engine, &p, Scope::Delete, req.get_ref())?;
+        // The sweep selects again itself: a resumed one has only the names.
+        let (policy, ns, _) = selected(&self.engine, &p, Scope::Delete, req.get_ref())?;
         let (ptx, mut prx) = mpsc::channel(16);
         let (tx, rx) = mpsc::channel::<Result<pb::SweepProgress, Status>>(16);
         let engine = self.engine.clone();

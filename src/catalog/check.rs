@@ -325,8 +325,7 @@ pub fn check(index: &Index) -> Result<CheckReport> {
     }
     for kv in s.scan(Cf::CatalogIdx, b"k", Some(b"l")) {
         let (k, _) = kv?;
-        let at = rec::be_u64(k.get(1..9).unwrap_or_default())? as i64;
-        let id = Hash::from_slice(k.get(9..).unwrap_or_default()).ok_or_else(|| Error::corrupt("bad condemned key"))?;
+        let (at, id) = rec::parse_condemned_key(&k)?;
         match s.get(Cf::Chunks, &id.0)? {
             Some(v) if ChunkRec::decode(&v)?.condemned_ms == at => {}
             _ => r.drift(format!("condemned entry of chunk {id} matches no condemned chunk")),

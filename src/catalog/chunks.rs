@@ -145,7 +145,7 @@ pub fn derive(index: &crate::index::Index) -> Result<()> {
             }
             c.condemned_ms = 0;
         }
-        if c != old || v[0] != 2 {
+        if c != old {
             txn.put_chunk_rec(&id, &c);
         }
         if txn.len() >= BATCH {

@@ -262,6 +262,13 @@ pub fn condemned_key(since_ms: i64, chunk: &Hash) -> Vec<u8> {
     tagged(b'k', &[&ms_key(since_ms), &chunk.0])
 }
 
+/// (condemned since, chunk) of a [`condemned_key`].
+pub fn parse_condemned_key(k: &[u8]) -> Result<(i64, Hash)> {
+    let bad = || Error::corrupt("bad condemned-chunk key");
+    let at = be_u64(k.get(1..9).ok_or_else(bad)?)? as i64;
+    Ok((at, Hash::from_slice(k.get(9..).ok_or_else(bad)?).ok_or_else(bad)?))
+}
+
 pub fn dead_key(pack: u64) -> Vec<u8> {
     tagged(b'd', &[&pack.to_be_bytes()])
 }

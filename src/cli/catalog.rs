@@ -491,6 +491,13 @@ const NUMERIC: &[&str] = &[
     "REFERENCES",
     "BLOBS",
     "DRIFT",
+    "LOGICAL",
+    "UNIQUE",
+    "PHYSICAL",
+    "EXCLUSIVE",
+    "SHARED",
+    "TRASH",
+    "DEDUP",
 ];
 
 fn print<T: Render>(items: &[T], json: bool) -> anyhow::Result<()> {
@@ -512,7 +519,7 @@ pub(super) fn emit(f: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> anyhow::
     }
 }
 
-fn table(w: &mut dyn Write, header: &[&str], rows: impl IntoIterator<Item = Vec<String>>) -> io::Result<()> {
+pub(super) fn table(w: &mut dyn Write, header: &[&str], rows: impl IntoIterator<Item = Vec<String>>) -> io::Result<()> {
     let rows: Vec<Vec<String>> = std::iter::once(header.iter().map(|h| h.to_string()).collect())
         .chain(rows)
         .collect();
@@ -543,8 +550,17 @@ fn time(ms: i64) -> String {
     }
 }
 
-fn size(n: u64) -> String {
+pub(super) fn size(n: u64) -> String {
     bytesize::ByteSize(n).to_string()
+}
+
+/// A CSV field, quoted when it holds a comma, a quote or a line break.
+pub(super) fn csv_cell(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
 }
 
 fn or_dash(s: &str) -> String {

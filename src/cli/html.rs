@@ -21,9 +21,7 @@ fn esc(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-fn human(n: u64) -> String {
-    bytesize::ByteSize::b(n).display().iec().to_string()
-}
+use super::catalog::size as human;
 
 fn signed(n: i64) -> String {
     match n {

@@ -4,7 +4,7 @@ use clap::{Args, ValueEnum};
 use serde_json::json;
 
 use super::Conn;
-use super::catalog::{connect, emit, fail};
+use super::catalog::{connect, csv_cell, emit, fail, size, table};
 use crate::api::pb;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -37,57 +37,28 @@ pub struct ReportArgs {
     pub output: Option<std::path::PathBuf>,
 }
 
-const COLUMNS: [&str; 14] = [
-    "key",
-    "packages",
-    "versions",
-    "files",
-    "logical_bytes",
-    "unique_bytes",
-    "physical_bytes",
-    "exclusive_bytes",
-    "shared_bytes",
-    "trash_files",
-    "trash_bytes",
-    "dedup_ratio",
-    "compression_ratio",
-    "share_of_physical",
-];
-
-fn row(g: &pb::CapacityGroup, total_physical: u64) -> Vec<String> {
-    let share = if total_physical == 0 {
-        0.0
-    } else {
-        g.physical_bytes as f64 / total_physical as f64
+/// One group's figures, in column order: the JSON object and the CSV row.
+fn fields(g: &pb::CapacityGroup, total_physical: u64) -> [(&'static str, serde_json::Value); 14] {
+    let share = match total_physical {
+        0 => 0.0,
+        t => g.physical_bytes as f64 / t as f64,
     };
-    vec![
-        g.key.clone(),
-        g.packages.to_string(),
-        g.versions.to_string(),
-        g.files.to_string(),
-        g.logical_bytes.to_string(),
-        g.unique_bytes.to_string(),
-        g.physical_bytes.to_string(),
-        g.exclusive_bytes.to_string(),
-        g.shared_bytes.to_string(),
-        g.trash_files.to_string(),
-        g.trash_bytes.to_string(),
-        format!("{:.2}", g.dedup_ratio),
-        format!("{:.2}", g.compression_ratio),
-        format!("{:.4}", share),
+    [
+        ("key", json!(g.key)),
+        ("packages", json!(g.packages)),
+        ("versions", json!(g.versions)),
+        ("files", json!(g.files)),
+        ("logical_bytes", json!(g.logical_bytes)),
+        ("unique_bytes", json!(g.unique_bytes)),
+        ("physical_bytes", json!(g.physical_bytes)),
+        ("exclusive_bytes", json!(g.exclusive_bytes)),
+        ("shared_bytes", json!(g.shared_bytes)),
+        ("trash_files", json!(g.trash_files)),
+        ("trash_bytes", json!(g.trash_bytes)),
+        ("dedup_ratio", json!(g.dedup_ratio)),
+        ("compression_ratio", json!(g.compression_ratio)),
+        ("share_of_physical", json!(share)),
     ]
-}
-
-fn csv_cell(s: &str) -> String {
-    if s.contains([',', '"', '\n']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
-}
-
-fn human(n: u64) -> String {
-    bytesize::ByteSize::b(n).display().iec().to_string()
 }
 
 pub async fn run(a: ReportArgs) -> anyhow::Result<()> {
@@ -110,17 +81,12 @@ pub async fn run(a: ReportArgs) -> anyhow::Result<()> {
                 .groups
                 .iter()
                 .map(|g| {
-                    let cells = row(g, s.physical_bytes);
-                    let mut o = serde_json::Map::new();
-                    o.insert("key".into(), json!(g.key));
-                    for (c, v) in COLUMNS.iter().zip(cells).skip(1) {
-                        let n: serde_json::Value = v
-                            .parse::<u64>()
-                            .map(|n| json!(n))
-                            .unwrap_or_else(|_| v.parse::<f64>().map(|f| json!(f)).unwrap_or(json!(v)));
-                        o.insert((*c).into(), n);
-                    }
-                    serde_json::Value::Object(o)
+                    serde_json::Value::Object(
+                        fields(g, s.physical_bytes)
+                            .into_iter()
+                            .map(|(k, v)| (k.into(), v))
+                            .collect(),
+                    )
                 })
                 .collect();
             let v = json!({
@@ -170,9 +136,16 @@ pub async fn run(a: ReportArgs) -> anyhow::Result<()> {
             }
         }
         Format::Csv => emit(|w| {
-            writeln!(w, "{}", COLUMNS.join(","))?;
+            let header: Vec<&str> = fields(&Default::default(), 0).iter().map(|f| f.0).collect();
+            writeln!(w, "{}", header.join(","))?;
             for g in &r.groups {
-                let cells: Vec<String> = row(g, s.physical_bytes).iter().map(|c| csv_cell(c)).collect();
+                let cells: Vec<String> = fields(g, s.physical_bytes)
+                    .iter()
+                    .map(|(_, v)| match v {
+                        serde_json::Value::String(t) => csv_cell(t),
+                        v => v.to_string(),
+                    })
+                    .collect();
                 writeln!(w, "{}", cells.join(","))?;
             }
             Ok(())
@@ -183,26 +156,25 @@ pub async fn run(a: ReportArgs) -> anyhow::Result<()> {
                 "binaries: {} ({}); artifacts: {} ({}); optimization {:.1}%; physical {}; packs {} ({}), \
                  fragmentation {:.1}%; trash {}; condemned {}; dead {}{}",
                 s.binaries_count,
-                human(s.binaries_bytes),
+                size(s.binaries_bytes),
                 s.artifacts_count,
-                human(s.artifacts_bytes),
+                size(s.artifacts_bytes),
                 s.optimization_percent,
-                human(s.physical_bytes),
+                size(s.physical_bytes),
                 s.packs,
-                human(s.pack_bytes),
+                size(s.pack_bytes),
                 s.fragmentation * 100.0,
-                human(s.trash_bytes),
-                human(s.condemned_bytes),
-                human(s.dead_bytes),
+                size(s.trash_bytes),
+                size(s.condemned_bytes),
+                size(s.dead_bytes),
                 s.free_disk_bytes
-                    .map(|f| format!("; free disk {}", human(f)))
+                    .map(|f| format!("; free disk {}", size(f)))
                     .unwrap_or_default()
             )?;
-            writeln!(
-                w,
-                "{:<40} {:>8} {:>8} {:>12} {:>12} {:>12} {:>12} {:>12} {:>10} {:>6}",
-                r.by.to_uppercase(),
-                "PKGS",
+            let by = r.by.to_uppercase();
+            let header = [
+                by.as_str(),
+                "PACKAGES",
                 "FILES",
                 "LOGICAL",
                 "UNIQUE",
@@ -210,25 +182,25 @@ pub async fn run(a: ReportArgs) -> anyhow::Result<()> {
                 "EXCLUSIVE",
                 "SHARED",
                 "TRASH",
-                "DEDUP"
-            )?;
-            for g in &r.groups {
-                writeln!(
-                    w,
-                    "{:<40} {:>8} {:>8} {:>12} {:>12} {:>12} {:>12} {:>12} {:>10} {:>6.2}",
-                    g.key,
-                    g.packages,
-                    g.files,
-                    human(g.logical_bytes),
-                    human(g.unique_bytes),
-                    human(g.physical_bytes),
-                    human(g.exclusive_bytes),
-                    human(g.shared_bytes),
-                    human(g.trash_bytes),
-                    g.dedup_ratio
-                )?;
-            }
-            Ok(())
+                "DEDUP",
+            ];
+            let rows = r.groups.iter().map(|g| {
+                let mut row = vec![g.key.clone(), g.packages.to_string(), g.files.to_string()];
+                row.extend(
+                    [
+                        g.logical_bytes,
+                        g.unique_bytes,
+                        g.physical_bytes,
+                        g.exclusive_bytes,
+                        g.shared_bytes,
+                        g.trash_bytes,
+                    ]
+                    .map(size),
+                );
+                row.push(format!("{:.2}", g.dedup_ratio));
+                row
+            });
+            table(w, &header, rows)
         }),
     }
 }

@@ -9,7 +9,7 @@ use futures::StreamExt;
 use serde_json::json;
 
 use super::Conn;
-use super::catalog::{connect, emit, fail};
+use super::catalog::{connect, csv_cell, emit, fail};
 use crate::api::pb;
 use crate::api::retention::{policy_from, policy_to};
 use crate::retention::Policy;
@@ -173,7 +173,7 @@ async fn plan(conn: &Conn, which: &Which, json: bool, csv: bool) -> anyhow::Resu
         .map_err(fail)?
         .into_inner();
     if csv {
-        emit(|w| writeln!(w, "{}", crate::retention::PlanItem::CSV_HEADER))?;
+        emit(|w| writeln!(w, "{CSV_HEADER}"))?;
     } else if !json {
         emit(|w| {
             writeln!(
@@ -189,7 +189,7 @@ async fn plan(conn: &Conn, which: &Which, json: bool, csv: bool) -> anyhow::Resu
             for it in &msg.items {
                 let item = item_from(it);
                 if csv {
-                    writeln!(w, "{}", item.csv_row())?;
+                    writeln!(w, "{}", csv_row(&item))?;
                 } else if json {
                     writeln!(w, "{}", serde_json::to_string(&item).unwrap_or_default())?;
                 } else {
@@ -247,6 +247,28 @@ async fn plan(conn: &Conn, which: &Which, json: bool, csv: bool) -> anyhow::Resu
         }
     }
     Ok(())
+}
+
+const CSV_HEADER: &str =
+    "policy,action,namespace,project,package_type,package,version,file_id,file_name,files,logical_bytes,reason";
+
+fn csv_row(i: &crate::retention::PlanItem) -> String {
+    let f = |s: &str| csv_cell(s);
+    format!(
+        "{},{},{},{},{},{},{},{},{},{},{},{}",
+        f(&i.policy),
+        i.action,
+        f(&i.namespace),
+        f(&i.project),
+        i.package_type,
+        f(&i.package),
+        f(&i.version),
+        i.file_id,
+        f(&i.file_name),
+        i.files,
+        i.logical_bytes,
+        f(&i.reason)
+    )
 }
 
 fn item_from(it: &pb::PlanItem) -> crate::retention::PlanItem {

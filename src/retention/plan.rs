@@ -20,7 +20,6 @@ use std::time::Instant;
 use serde::Serialize;
 
 use super::policy::{Compiled, Removal, Version};
-use crate::catalog::PackageType;
 use crate::catalog::records::{self as rec, FileRec, PackageRec, VersionRec, decode};
 use crate::error::{Error, Result};
 use crate::hash::Hash;
@@ -44,36 +43,6 @@ pub struct PlanItem {
     pub files: u64,
     pub logical_bytes: u64,
     pub reason: String,
-}
-
-impl PlanItem {
-    pub const CSV_HEADER: &'static str =
-        "policy,action,namespace,project,package_type,package,version,file_id,file_name,files,logical_bytes,reason";
-
-    pub fn csv_row(&self) -> String {
-        let f = |s: &str| {
-            if s.contains([',', '"', '\n', '\r']) {
-                format!("\"{}\"", s.replace('"', "\"\""))
-            } else {
-                s.to_string()
-            }
-        };
-        format!(
-            "{},{},{},{},{},{},{},{},{},{},{},{}",
-            f(&self.policy),
-            self.action,
-            f(&self.namespace),
-            f(&self.project),
-            self.package_type,
-            f(&self.package),
-            f(&self.version),
-            self.file_id,
-            f(&self.file_name),
-            self.files,
-            self.logical_bytes,
-            f(&self.reason)
-        )
-    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -271,9 +240,4 @@ pub fn select(index: &Index, name: Option<&str>, namespace: Option<&str>) -> Res
         .filter(|p| namespace.is_none_or(|ns| p.namespace == ns))
         .map(|p| p.compile())
         .collect()
-}
-
-/// A package type by name, for plan items read back.
-pub fn package_type(s: &str) -> Result<PackageType> {
-    s.parse()
 }

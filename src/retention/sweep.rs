@@ -51,7 +51,7 @@ fn target(it: &PlanItem) -> Result<Target> {
         pkg: PkgRef {
             namespace: it.namespace.clone(),
             project: it.project.clone(),
-            ty: plan::package_type(&it.package_type)?,
+            ty: it.package_type.parse()?,
             name: it.package.clone(),
         },
         version: it.version.clone(),
