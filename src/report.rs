@@ -21,11 +21,10 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::catalog::model::PkgRef;
-use crate::catalog::records::{self as rec, FileRec, PackageRec, VersionRec, decode};
+use crate::catalog::records::{self as rec, PackageRec, decode};
+use crate::catalog::usage::{self, Counters, Drift, Groups, Level};
 use crate::error::{Error, Result};
-use crate::hash::Hash;
-use crate::index::{Cf, ChunkRec, Index, Snapshot};
-use crate::manifest::Manifest;
+use crate::index::{Cf, Index};
 
 /// How files are grouped.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
@@ -54,13 +53,19 @@ impl std::str::FromStr for By {
 }
 
 impl By {
-    fn key(self, p: &PkgRef) -> String {
+    /// The counters' level for this grouping, inside `namespace` or not.
+    fn level(self, namespace: bool) -> Level {
         match self {
-            By::Namespace => p.namespace.clone(),
-            By::Project => format!("{}/{}", p.namespace, p.project),
-            By::Package => format!("{}/{}/{}:{}", p.namespace, p.project, p.ty, p.name),
-            By::Type => p.ty.as_str().to_string(),
+            By::Namespace => Level::Namespace,
+            By::Project => Level::Project,
+            By::Package => Level::Package,
+            By::Type if namespace => Level::NamespaceType,
+            By::Type => Level::Type,
         }
+    }
+
+    pub fn key(self, p: &PkgRef) -> String {
+        usage::display(self.level(false), Groups::of(p).key(self.level(false)))
     }
 }
 
@@ -114,6 +119,10 @@ pub struct Report {
     pub trends: Trends,
     /// Largest physical first.
     pub groups: Vec<Group>,
+    /// Computed from the catalog rather than read from the counters.
+    pub recomputed: bool,
+    /// With `recomputed`: where the counters disagree (empty when exact).
+    pub drift: Vec<Drift>,
     pub elapsed_ms: u64,
 }
 
@@ -125,6 +134,8 @@ pub struct Query {
     pub project: Option<String>,
     /// Largest groups kept (0: all).
     pub top: usize,
+    /// Recompute from the catalog and report the counters' drift.
+    pub recompute: bool,
 }
 
 impl Query {
@@ -134,152 +145,141 @@ impl Query {
     }
 }
 
-/// Group ids using a blob or chunk (almost always one).
-type Users = Vec<u32>;
-/// The "group" of files outside the report's namespace or project.
-const FOREIGN: u32 = u32::MAX;
+impl Query {
+    fn level(&self) -> Level {
+        self.by.level(self.namespace.is_some())
+    }
 
-fn add_user(u: &mut Users, g: u32) {
-    if !u.contains(&g) {
-        u.push(g);
+    /// The key prefix of the groups wanted at [`Self::level`].
+    fn prefix(&self) -> Vec<u8> {
+        match (&self.namespace, &self.project, self.level()) {
+            (None, _, _) => Vec::new(),
+            (Some(ns), _, Level::Namespace) => ns.as_bytes().to_vec(),
+            (Some(ns), Some(pr), Level::Project) => [ns.as_bytes(), &[0], pr.as_bytes()].concat(),
+            (Some(ns), _, _) => [ns.as_bytes(), &[0]].concat(),
+        }
+    }
+
+    /// Whether the group `key` at `level` lies inside the query's scope.
+    fn keeps(&self, level: Level, key: &[u8]) -> bool {
+        let Some(ns) = &self.namespace else {
+            return true;
+        };
+        let in_ns = match level {
+            Level::Type => return false,
+            Level::Namespace => key == ns.as_bytes(),
+            _ => key.strip_prefix(ns.as_bytes()).is_some_and(|r| r.first() == Some(&0)),
+        };
+        let Some(pr) = &self.project else { return in_ns };
+        match level {
+            Level::Project => in_ns && key.len() == ns.len() + 1 + pr.len() && key.ends_with(pr.as_bytes()),
+            Level::Package => rec::parse_package_key(key).is_ok_and(|p| self.wants(&p)),
+            _ => false,
+        }
+    }
+
+    /// Groupings the counters do not keep.
+    fn check(&self) -> Result<()> {
+        match (self.by, &self.project) {
+            (By::Namespace | By::Type, Some(_)) => Err(Error::invalid(format!(
+                "a report on one project cannot be by {}: use --by project or --by package",
+                format!("{:?}", self.by).to_lowercase()
+            ))),
+            _ => Ok(()),
+        }
     }
 }
 
-/// Computes the report from the records on one snapshot.
+fn group(key: String, c: &Counters) -> Group {
+    let u = |v: i64| v.max(0) as u64;
+    let ratio = |a: i64, b: i64| if b <= 0 { 1.0 } else { a as f64 / b as f64 };
+    Group {
+        key,
+        packages: u(c.packages),
+        versions: u(c.versions),
+        files: u(c.files),
+        logical_bytes: u(c.logical_bytes),
+        unique_bytes: u(c.unique_bytes),
+        physical_bytes: u(c.physical_bytes),
+        exclusive_bytes: u(c.exclusive_bytes),
+        shared_bytes: u(c.physical_bytes - c.exclusive_bytes),
+        trash_files: u(c.trash_files),
+        trash_bytes: u(c.trash_bytes),
+        dedup_ratio: ratio(c.logical_bytes + c.trash_bytes, c.unique_bytes),
+        compression_ratio: ratio(c.unique_bytes, c.physical_bytes),
+    }
+}
+
+/// The report from the counters kept at write time, or (`q.recompute`)
+/// from the catalog itself, with the counters' drift from it. Either way
+/// from one snapshot.
 pub fn compute(index: &Index, q: &Query, stats: &crate::engine::StoreStats) -> Result<Report> {
     let started = Instant::now();
+    q.check()?;
     let snap = index.snapshot();
-    let mut ids: HashMap<String, u32> = HashMap::new();
-    let mut groups: Vec<Group> = Vec::new();
-    // Per blob: its size and the groups whose files (active or trash) use it.
-    let mut blobs: HashMap<Hash, (u64, Users)> = HashMap::new();
-    let mut summary = Summary::default();
-    for kv in snap.scan(Cf::Packages, &[], None) {
-        let (k, v) = kv?;
-        let pkg = rec::parse_package_key(&k)?;
-        let p: PackageRec = decode(&v, "package")?;
-        let mut scratch = Group::default();
-        let (g, grp) = if q.wants(&pkg) {
-            let key = q.by.key(&pkg);
-            let g = *ids.entry(key.clone()).or_insert_with(|| {
-                groups.push(Group {
-                    key,
-                    ..Default::default()
-                });
-                (groups.len() - 1) as u32
-            });
-            (g, &mut groups[g as usize])
-        } else {
-            // Outside the report: its files only make what they use shared.
-            (FOREIGN, &mut scratch)
-        };
-        grp.packages += p.deleted_ms.is_none() as u64;
-        walk_package(&snap, p.id, p.deleted_ms.is_some(), grp, &mut summary, |blob, size| {
-            let e = blobs.entry(blob).or_insert_with(|| (size, Users::new()));
-            add_user(&mut e.1, g);
-        })?;
-    }
-    // Chunks: the groups using each, through its blobs.
-    let mut chunks: HashMap<Hash, Users> = HashMap::new();
-    for (blob, (size, users)) in &blobs {
-        for &g in users.iter().filter(|&&g| g != FOREIGN) {
-            groups[g as usize].unique_bytes += size;
-        }
-        let m = match snap.get(Cf::Blobs, &blob.0)? {
-            Some(m) => Manifest::decode(&m)?,
-            None => return Err(Error::corrupt(format!("file blob {blob} has no manifest"))),
-        };
-        for c in &m.chunks {
-            let u = chunks.entry(c.id).or_default();
-            for &g in users {
-                add_user(u, g);
-            }
-        }
-    }
-    for (id, users) in &chunks {
-        let c = match snap.get(Cf::Chunks, &id.0)? {
-            Some(v) => ChunkRec::decode(&v)?,
-            None => return Err(Error::corrupt(format!("chunk {id} of a file blob is not indexed"))),
-        };
-        let len = c.loc.stored_len as u64;
-        for &g in users.iter().filter(|&&g| g != FOREIGN) {
-            let grp = &mut groups[g as usize];
-            grp.physical_bytes += len;
-            if users.len() == 1 {
-                grp.exclusive_bytes += len;
-            }
-        }
-    }
-    let ratio = |a: u64, b: u64| if b == 0 { 1.0 } else { a as f64 / b as f64 };
-    let mut out: Vec<Group> = groups
-        .into_iter()
-        .map(|mut g| {
-            g.shared_bytes = g.physical_bytes - g.exclusive_bytes;
-            g.dedup_ratio = ratio(g.logical_bytes, g.unique_bytes);
-            g.compression_ratio = ratio(g.unique_bytes, g.physical_bytes);
-            g
-        })
-        .collect();
+    let level = q.level();
+    let (mut groups, totals, drift) = if q.recompute {
+        let d = usage::derive(&snap)?;
+        let drift = usage::group_drift(&snap, &d, |l, k| q.keeps(l, k))?;
+        let pick = |l: Level| d.groups.iter().filter(move |((gl, _), _)| *gl == l);
+        let groups: Vec<_> = pick(level)
+            .filter(|((_, k), _)| q.keeps(level, k))
+            .map(|((_, k), c)| (k.clone(), *c))
+            .collect();
+        let totals = sum(pick(Level::Namespace).map(|(_, c)| c));
+        (groups, totals, Some(drift))
+    } else {
+        let groups: Vec<_> = usage::stored_groups(&snap, level, &q.prefix())?
+            .into_iter()
+            .filter(|(k, _)| q.keeps(level, k))
+            .collect();
+        let totals = sum(usage::stored_groups(&snap, Level::Namespace, &[])?
+            .iter()
+            .map(|(_, c)| c));
+        (groups, totals, None)
+    };
+    // Only groups with something in them (counters of an emptied group are deleted).
+    groups.retain(|(_, c)| c.packages > 0 || c.files + c.trash_files > 0);
+    let mut out: Vec<Group> = groups.iter().map(|(k, c)| group(usage::display(level, k), c)).collect();
     out.sort_by(|a, b| b.physical_bytes.cmp(&a.physical_bytes).then(a.key.cmp(&b.key)));
     if q.top > 0 {
         out.truncate(q.top);
     }
-    summary.binaries_count = stats.blobs;
-    summary.binaries_bytes = stats.unique_bytes;
-    summary.logical_bytes = stats.logical_bytes;
-    summary.physical_bytes = stats.physical_bytes;
-    summary.condemned_bytes = stats.condemned_bytes;
-    summary.dead_bytes = stats.dead_bytes;
-    summary.packs = stats.packs;
-    summary.pack_bytes = stats.pack_bytes;
-    summary.optimization_percent = if summary.artifacts_bytes == 0 {
-        0.0
-    } else {
-        100.0 * (1.0 - stats.physical_bytes as f64 / summary.artifacts_bytes as f64)
+    let summary = Summary {
+        binaries_count: stats.blobs,
+        binaries_bytes: stats.unique_bytes,
+        artifacts_count: totals.files.max(0) as u64,
+        artifacts_bytes: totals.logical_bytes.max(0) as u64,
+        optimization_percent: if totals.logical_bytes <= 0 {
+            0.0
+        } else {
+            100.0 * (1.0 - stats.physical_bytes as f64 / totals.logical_bytes as f64)
+        },
+        logical_bytes: stats.logical_bytes,
+        physical_bytes: stats.physical_bytes,
+        trash_bytes: totals.trash_bytes.max(0) as u64,
+        condemned_bytes: stats.condemned_bytes,
+        dead_bytes: stats.dead_bytes,
+        packs: stats.packs,
+        pack_bytes: stats.pack_bytes,
+        fragmentation: (stats.dead_bytes as f64 / stats.pack_bytes.max(1) as f64).min(1.0),
+        free_disk_bytes: None,
     };
-    summary.fragmentation = ratio(stats.dead_bytes, stats.pack_bytes.max(1)).min(1.0);
     Ok(Report {
         by: q.by,
         summary,
         trends: Trends::default(),
         groups: out,
+        recomputed: q.recompute,
+        drift: drift.unwrap_or_default(),
         elapsed_ms: started.elapsed().as_millis() as u64,
     })
 }
 
-/// Adds one package's versions and files to its group; calls `uses` for
-/// every file (active or in the trash) with its blob and size.
-fn walk_package(
-    snap: &Snapshot<'_>,
-    pkg: u64,
-    pkg_deleted: bool,
-    g: &mut Group,
-    summary: &mut Summary,
-    mut uses: impl FnMut(Hash, u64),
-) -> Result<()> {
-    for kv in snap.scan(Cf::Versions, &pkg.to_be_bytes(), Some(&(pkg + 1).to_be_bytes())) {
-        let (k, v) = kv?;
-        let id = rec::split_u64s(&k)?.1;
-        let v: VersionRec = decode(&v, "version")?;
-        let ver_active = !pkg_deleted && v.deleted_ms.is_none();
-        g.versions += ver_active as u64;
-        for kv in snap.scan(Cf::Files, &id.to_be_bytes(), Some(&(id + 1).to_be_bytes())) {
-            let (_, fv) = kv?;
-            let f: FileRec = decode(&fv, "file")?;
-            if ver_active && f.deleted_ms.is_none() {
-                g.files += 1;
-                g.logical_bytes += f.size;
-                summary.artifacts_count += 1;
-                summary.artifacts_bytes += f.size;
-            } else {
-                g.trash_files += 1;
-                g.trash_bytes += f.size;
-                summary.trash_bytes += f.size;
-            }
-            uses(f.blob(), f.size);
-        }
-    }
-    Ok(())
+fn sum<'a>(cs: impl Iterator<Item = &'a Counters>) -> Counters {
+    let mut t = Counters::default();
+    cs.for_each(|c| t.add(c));
+    t
 }
 
 // ---- trends ----

@@ -35,6 +35,7 @@ impl ReportService for ReportApi {
             namespace: (!r.namespace.is_empty()).then_some(r.namespace),
             project: (!r.project.is_empty()).then_some(r.project),
             top: r.top as usize,
+            recompute: r.recompute,
         };
         let rep = self.engine.capacity(q).await.map_err(status)?;
         Ok(Response::new(report_to(rep)))
@@ -81,6 +82,17 @@ pub fn report_to(r: report::Report) -> pb::CapacityReport {
             })
             .collect(),
         elapsed_ms: r.elapsed_ms,
+        recomputed: r.recomputed,
+        drift: r
+            .drift
+            .into_iter()
+            .map(|d| pb::Drift {
+                record: d.record,
+                field: d.field,
+                stored: d.stored,
+                recomputed: d.recomputed,
+            })
+            .collect(),
         days: r.trends.days.iter().map(day_to).collect(),
         growth_30d: Some(growth_to(&r.trends.growth_30d)),
         growth_90d: Some(growth_to(&r.trends.growth_90d)),

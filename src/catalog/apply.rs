@@ -11,6 +11,7 @@ use regex::Regex;
 use super::model::{FileRef, PackageType, PkgRef, VerRef, validate_file_name};
 use super::read::FileView;
 use super::records::{self as rec, DupPolicy, EventRec, FileRec, Ids, PackageRec, VersionRec, decode, encode};
+use super::usage::{self, Counters, Deltas, Groups};
 use crate::error::{Error, Result};
 use crate::hash::{FileDigests, Hash};
 use crate::index::{Cf, RefInfo, Stats, Txn, ref_key};
@@ -531,6 +532,20 @@ impl Ctx<'_, '_> {
         pkg.size += f.size;
         self.put_version(pkg.id, ver_id, &ver);
         self.put_package(pkey, &pkg);
+        let g = Groups::of(&at.pkg);
+        let mut d = Deltas::default();
+        d.package(
+            &g,
+            &Counters {
+                packages: package_created as i64,
+                versions: version_created as i64,
+                files: 1,
+                logical_bytes: f.size as i64,
+                ..Default::default()
+            },
+        );
+        usage::file_uses(self.txn, &mut d, &g, &m, 1)?;
+        d.write(self.txn)?;
         let mut e = self.event_for(actor, "publish", "file", at, f.size);
         e.file_name = file_name.to_string();
         e.file_id = file_id;
@@ -558,6 +573,10 @@ impl Ctx<'_, '_> {
                     key.clone(),
                 );
                 let e = self.event_for(actor, "delete", "package", &pkg_only(p), pkg.size);
+                self.move_usage(
+                    p,
+                    Counters::to_trash(1, pkg.versions as i64, pkg.files as i64, pkg.size as i64),
+                )?;
                 self.put_package(key, &pkg);
                 self.event(e);
             }
@@ -573,6 +592,9 @@ impl Ctx<'_, '_> {
                     )));
                 }
                 ver.deleted_ms = Some(now);
+                if pkg.deleted_ms.is_none() {
+                    self.move_usage(&v.pkg, Counters::to_trash(0, 1, ver.files as i64, ver.size as i64))?;
+                }
                 sub(&mut pkg.versions, 1, "package versions")?;
                 sub(&mut pkg.files, ver.files, "package files")?;
                 sub(&mut pkg.size, ver.size, "package bytes")?;
@@ -606,6 +628,9 @@ impl Ctx<'_, '_> {
                 if ver.deleted_ms.is_none() {
                     sub(&mut pkg.files, 1, "package files")?;
                     sub(&mut pkg.size, file.size, "package bytes")?;
+                    if pkg.deleted_ms.is_none() {
+                        self.move_usage(&f.ver.pkg, Counters::to_trash(0, 0, 1, file.size as i64))?;
+                    }
                 }
                 self.txn.put(
                     Cf::CatalogIdx,
@@ -636,6 +661,10 @@ impl Ctx<'_, '_> {
                 self.txn
                     .delete(Cf::CatalogIdx, rec::trash_key(at, rec::TRASH_PACKAGE, pkg.id));
                 let e = self.event_for(actor, "restore", "package", &pkg_only(p), pkg.size);
+                self.move_usage(
+                    p,
+                    Counters::to_trash(1, pkg.versions as i64, pkg.files as i64, pkg.size as i64).neg(),
+                )?;
                 self.put_package(key, &pkg);
                 self.event(e);
             }
@@ -647,6 +676,12 @@ impl Ctx<'_, '_> {
                 let at = ver.deleted_ms.ok_or_else(|| not_deleted(what.clone()))?;
                 self.in_window(at, &what)?;
                 ver.deleted_ms = None;
+                if pkg.deleted_ms.is_none() {
+                    self.move_usage(
+                        &v.pkg,
+                        Counters::to_trash(0, 1, ver.files as i64, ver.size as i64).neg(),
+                    )?;
+                }
                 pkg.versions += 1;
                 pkg.files += ver.files;
                 pkg.size += ver.size;
@@ -675,6 +710,9 @@ impl Ctx<'_, '_> {
                 if ver.deleted_ms.is_none() {
                     pkg.files += 1;
                     pkg.size += file.size;
+                    if pkg.deleted_ms.is_none() {
+                        self.move_usage(&f.ver.pkg, Counters::to_trash(0, 0, 1, file.size as i64).neg())?;
+                    }
                 }
                 self.txn
                     .delete(Cf::CatalogIdx, rec::trash_key(at, rec::TRASH_FILE, f.file_id));
@@ -887,6 +925,33 @@ impl Ctx<'_, '_> {
         }
     }
 
+    /// Files of `p` moved between active and the trash (`d`).
+    fn move_usage(&mut self, p: &PkgRef, d: Counters) -> Result<()> {
+        let mut deltas = Deltas::default();
+        deltas.package(&Groups::of(p), &d);
+        deltas.write(self.txn)
+    }
+
+    /// A file of `p`, in the trash, is purged: it no longer uses its blob.
+    fn purge_usage(&mut self, p: &PkgRef, f: &FileRec) -> Result<()> {
+        let m = match self.txn.get(Cf::Blobs, &f.blake3)? {
+            Some(m) => Manifest::decode(&m)?,
+            None => return Err(Error::corrupt(format!("file blob {} has no manifest", f.blob()))),
+        };
+        let g = Groups::of(p);
+        let mut d = Deltas::default();
+        d.package(
+            &g,
+            &Counters {
+                trash_files: -1,
+                trash_bytes: -(f.size as i64),
+                ..Default::default()
+            },
+        );
+        usage::file_uses(self.txn, &mut d, &g, &m, -1)?;
+        d.write(self.txn)
+    }
+
     fn package_by_id(&self, pkg_id: u64) -> Result<(Vec<u8>, PkgRef)> {
         let key = self
             .txn
@@ -1017,6 +1082,7 @@ impl Ctx<'_, '_> {
             }
         }
         self.txn.delete(Cf::Files, fkey.to_vec());
+        self.purge_usage(&v.pkg, &f)?;
         self.release_file(&v.pkg.namespace, &f.blob(), file_id, c)?;
         c.files += 1;
         if let Some(actor) = actor {

@@ -3,7 +3,8 @@
 //! reference count per blob, the namespaces holding each blob, the store's
 //! reference counters) from the records themselves, on one snapshot, and
 //! reports each disagreement; also each chunk's reference count from the
-//! manifests, and the store counters. Counts are compared as the walk goes,
+//! manifests, the store counters, and the capacity counters of
+//! [`super::usage`]. Counts are compared as the walk goes,
 //! except the chunk uses: one counter per chunk (~40 bytes) is held.
 
 use std::collections::HashMap;
@@ -346,5 +347,14 @@ pub fn check(index: &Index) -> Result<CheckReport> {
         stored.logical_bytes,
         stats.logical_bytes,
     );
+    // 5. The capacity counters, blob and chunk user lists (`usage`).
+    let d = super::usage::derive(&s)?;
+    super::usage::record_drift(&s, &d, |m| r.drift(m))?;
+    for x in super::usage::group_drift(&s, &d, |_, _| true)? {
+        r.drift(format!(
+            "usage of {}: {} stored {}, recomputed {}",
+            x.record, x.field, x.stored, x.recomputed
+        ));
+    }
     Ok(r)
 }

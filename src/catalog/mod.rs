@@ -15,6 +15,7 @@ pub mod chunks;
 pub mod model;
 pub mod read;
 pub mod records;
+pub mod usage;
 
 pub use apply::{CatalogOp, CatalogOutcome, PurgeCounts, Target};
 pub use check::CheckReport;
@@ -31,8 +32,9 @@ use crate::index::{Cf, Index, RefInfo, decode_ref_key};
 /// Index layout this code writes. 1: blob store only (references without
 /// leases or file counts); 2: catalog, leases, holder counts and lists;
 /// 3: bytes held per namespace (quotas); 4: chunk reference counts,
-/// condemned chunks, no garbage blobs (a blob nobody holds is deleted).
-pub const SCHEMA: u32 = 4;
+/// condemned chunks, no garbage blobs (a blob nobody holds is deleted);
+/// 5: capacity counters ([`usage`]).
+pub const SCHEMA: u32 = 5;
 pub const SCHEMA_KEY: &[u8] = b"schema";
 const MIGRATE_BATCH: usize = 10_000;
 
@@ -57,6 +59,7 @@ pub fn migrate(index: &Index) -> Result<()> {
 pub fn derive_all(index: &Index) -> Result<()> {
     derive_reference_entries(index)?;
     chunks::derive(index)?;
+    usage::rewrite(index)?;
     let mut txn = index.txn();
     txn.put(Cf::Meta, SCHEMA_KEY, SCHEMA.to_be_bytes().to_vec());
     index.commit(txn)

@@ -21,6 +21,8 @@
 //!   - `t` deleted_ms kind:u8 id -> primary key (the trash, oldest first)
 //!   - `l` lease_until_ms ref_key -> () (upload leases, soonest first)
 //!   - `p` ns 0 type:u8 -> [`DupPolicy`]
+//!   - `G`, `a`, `o`, `O`, `J`: capacity counters (see [`super::usage`])
+//!   - `D` day, `E` day pkg: daily usage (see `crate::report`)
 //!
 //! Integers are big-endian; times are Unix ms (non-negative in keys).
 
