@@ -343,15 +343,20 @@ impl Engine {
         let _one = self.usage_running.lock().await;
         let today = crate::report::day_of(crate::now_ms());
         let this = self.clone();
-        let (usage, packages) =
+        let snap =
             tokio::task::spawn_blocking(move || crate::report::take_snapshot(&this.index, &this.index.stats()?, today))
                 .await
                 .map_err(|e| Error::Internal(e.to_string()))??;
-        let usage = serde_json::to_vec(&usage).map_err(|e| Error::Internal(e.to_string()))?;
+        let json = |u: &crate::report::DayUsage| serde_json::to_vec(u).map_err(|e| Error::Internal(e.to_string()));
         self.catalog(CatalogOp::DailyUsage {
             day: today,
-            usage,
-            packages,
+            usage: json(&snap.store)?,
+            namespaces: snap
+                .namespaces
+                .iter()
+                .map(|(ns, u)| Ok((ns.clone(), json(u)?)))
+                .collect::<Result<_>>()?,
+            packages: snap.packages,
             keep_days: 400,
         })
         .await?;

@@ -338,6 +338,11 @@ pub fn day_key(day: u64) -> Vec<u8> {
     k
 }
 
+/// A namespace's usage on a day: `N` ns 0 day.
+pub fn namespace_day_key(ns: &str, day: u64) -> Vec<u8> {
+    [b"N", ns.as_bytes(), &[0], &day.to_be_bytes()].concat()
+}
+
 pub fn package_day_key(day: u64, pkg: u64) -> Vec<u8> {
     let mut k = b"E".to_vec();
     k.extend_from_slice(&day.to_be_bytes());
@@ -345,9 +350,17 @@ pub fn package_day_key(day: u64, pkg: u64) -> Vec<u8> {
     k
 }
 
-/// Today's usage and each active package's bytes, from the package
-/// records' counters (no file is read).
-pub fn take_snapshot(index: &Index, stats: &crate::index::Stats, day: u64) -> Result<(DayUsage, Vec<(u64, u64)>)> {
+/// One day's usage: the store's, each namespace's and each active
+/// package's bytes.
+pub struct Snapshot {
+    pub store: DayUsage,
+    pub namespaces: Vec<(String, DayUsage)>,
+    pub packages: Vec<(u64, u64)>,
+}
+
+/// Today's usage, from the package records and the namespaces' counters
+/// (no file is read).
+pub fn take_snapshot(index: &Index, stats: &crate::index::Stats, day: u64) -> Result<Snapshot> {
     let mut u = DayUsage {
         day,
         logical_bytes: stats.logical_bytes,
@@ -367,7 +380,28 @@ pub fn take_snapshot(index: &Index, stats: &crate::index::Stats, day: u64) -> Re
             pkgs.push((p.id, p.size));
         }
     }
-    Ok((u, pkgs))
+    let namespaces = usage::stored_groups(&index.snapshot(), Level::Namespace, &[])?
+        .into_iter()
+        .map(|(ns, c)| {
+            let n = |v: i64| v.max(0) as u64;
+            let d = DayUsage {
+                day,
+                logical_bytes: n(c.logical_bytes),
+                unique_bytes: n(c.unique_bytes),
+                physical_bytes: n(c.physical_bytes),
+                pack_bytes: 0,
+                files: n(c.files),
+                file_bytes: n(c.logical_bytes),
+                packages: n(c.packages),
+            };
+            (String::from_utf8_lossy(&ns).into_owned(), d)
+        })
+        .collect();
+    Ok(Snapshot {
+        store: u,
+        namespaces,
+        packages: pkgs,
+    })
 }
 
 fn growth(days: &[DayUsage], now: &DayUsage, span: u64) -> Growth {
@@ -380,10 +414,16 @@ fn growth(days: &[DayUsage], now: &DayUsage, span: u64) -> Growth {
     }
 }
 
-/// Trends up to `today` (whose snapshot must exist), packages filtered by `q`.
+/// Trends up to `today` (whose snapshot must exist): the namespace's when
+/// `q` names one, else the store's; packages filtered by `q`.
 pub fn trends(index: &Index, q: &Query, today: u64) -> Result<Trends> {
-    let from = day_key(today.saturating_sub(90));
-    let to = day_key(today + 1);
+    let (from, to) = match &q.namespace {
+        Some(ns) => (
+            namespace_day_key(ns, today.saturating_sub(90)),
+            namespace_day_key(ns, today + 1),
+        ),
+        None => (day_key(today.saturating_sub(90)), day_key(today + 1)),
+    };
     let days: Vec<DayUsage> = index
         .scan(Cf::CatalogIdx, &from, Some(&to), false)
         .map(|kv| {

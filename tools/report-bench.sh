@@ -28,13 +28,13 @@ run --mode catalog-fill --packages "$PACKAGES" --clients 64
 run --mode publish-existing --packages "$PACKAGES" --clients 64 --seconds 15
 sleep 5
 report() {
-    local t0 t1 out
+    local t0 t1
     t0=$(date +%s.%N)
-    out=$("$B/stowage" report --format json "$@")
+    "$B/stowage" report --format json "$@" >"$W/report.json"
     t1=$(date +%s.%N)
-    python3 - "$t0" "$t1" "$out" "$*" <<'PY'
+    python3 - "$t0" "$t1" "$W/report.json" "$*" <<'PY'
 import json, sys
-t0, t1, out, args = float(sys.argv[1]), float(sys.argv[2]), json.loads(sys.argv[3]), sys.argv[4]
+t0, t1, out, args = float(sys.argv[1]), float(sys.argv[2]), json.load(open(sys.argv[3])), sys.argv[4]
 files = sum(g["files"] + g["trash_files"] for g in out["groups"])
 print(f"report {args}: {out['elapsed_ms']} ms in the daemon, {t1 - t0:.2f} s wall; "
       f"{len(out['groups'])} groups, {files} files in them, drift entries {len(out['drift'])}")

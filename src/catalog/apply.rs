@@ -76,6 +76,8 @@ pub enum CatalogOp {
     DailyUsage {
         day: u64,
         usage: Vec<u8>,
+        /// Each namespace's usage that day (`N` ns 0 day).
+        namespaces: Vec<(String, Vec<u8>)>,
         packages: Vec<(u64, u64)>,
         keep_days: u64,
     },
@@ -280,11 +282,21 @@ impl Ctx<'_, '_> {
             CatalogOp::DailyUsage {
                 day,
                 usage,
+                namespaces,
                 packages,
                 keep_days,
             } => {
                 self.txn
                     .put(Cf::CatalogIdx, crate::report::day_key(*day), usage.clone());
+                let old = day.saturating_sub(*keep_days);
+                let index = self.txn.index();
+                for (ns, u) in namespaces {
+                    use crate::report::namespace_day_key as key;
+                    self.txn.put(Cf::CatalogIdx, key(ns, *day), u.clone());
+                    for kv in index.scan(Cf::CatalogIdx, &key(ns, 0), Some(&key(ns, old)), false) {
+                        self.txn.delete(Cf::CatalogIdx, kv?.0.to_vec());
+                    }
+                }
                 for (pkg, bytes) in packages {
                     self.txn.put(
                         Cf::CatalogIdx,
@@ -293,8 +305,6 @@ impl Ctx<'_, '_> {
                     );
                 }
                 // Expire the oldest day, if any is due (one a day keeps up).
-                let old = day.saturating_sub(*keep_days);
-                let index = self.txn.index();
                 let from = crate::report::package_day_key(0, 0);
                 let to = crate::report::package_day_key(old, 0);
                 for kv in index.scan(Cf::CatalogIdx, &from, Some(&to), false).take(100_000) {

@@ -5,23 +5,27 @@
 //! Records in `catalog_idx` (a group id, [`gid`], is 64 bits of BLAKE3
 //! over the level and the group key):
 //! - `G` level:u8 group -> [`Counters`], for every group at every [`Level`];
-//! - `a` blob level gid -> files of the group using the blob (active or in
-//!   the trash);
-//! - `o` chunk level gid -> (package, blob) pairs of the group where the
-//!   package uses the blob and the blob the chunk;
-//! - `O` chunk -> [`Share`]: its stored length, and per level how many
-//!   groups use it and the XOR of their ids (the one user's id when there
-//!   is one, so it can be credited the chunk when the last other leaves);
+//! - `a` blob level gid -> the package's files using the blob (active or
+//!   in the trash), at the package level only;
+//! - `A` blob -> [`Edges`]: above the package level, each group's packages
+//!   using the blob (few groups: one record, one read and write);
+//! - `o` chunk level gid -> the package's blobs using the chunk;
+//! - `O` chunk -> [`Share`]: its stored length; per level how many groups
+//!   use it and the XOR of their ids (the one user's id when there is one,
+//!   so it can be credited the chunk when the last other leaves); and the
+//!   edges above the package level, as in `A`;
 //! - `J` gid -> level group (while the group has counters).
 //!
-//! A file publish or purge moves one `a` edge per level; a group joins or
+//! A file publish or purge moves the package's `a` edge; a group joins or
 //! leaves a blob (unique bytes) when its edge becomes or stops being zero.
-//! Only when the package level's edge does are the blob's chunks visited:
-//! one `o` edge per level, and a group joins or leaves the chunk (physical
-//! bytes) the same way. A chunk's bytes are exclusive to a group while it
+//! Only when the package's edge does are the other levels' edges and the
+//! blob's chunks visited (the package's `o` edge, and only if that joins
+//! or leaves, the other levels'); a group joins or leaves the chunk
+//! (physical bytes) the same way. A chunk's bytes are exclusive to a group while it
 //! is the only group at its level using the chunk, other namespaces
 //! included. Every update is a point read and write: a blob or chunk used
-//! by many packages costs no more than one used by a single package.
+//! by many packages costs no more than one used by a single package (the
+//! inline edges grow with the namespaces, projects and types using it).
 //! [`derive`] recomputes it all from the catalog, for migration,
 //! `rebuild-index`, `admin check` and `stowage report --recompute`.
 
@@ -186,11 +190,48 @@ impl Counters {
 pub type Users = Vec<(u64, u64)>;
 
 /// Who uses a chunk, per level: how many distinct groups, and the XOR of
-/// their [`gid`]s (the one group's id when there is one).
+/// their [`gid`]s (the one group's id when there is one); and the edge
+/// counts of the levels above the package.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Share {
     pub stored_len: u32,
     pub levels: [(u64, u64); 5],
+    pub edges: Edges,
+}
+
+/// Edge counts of the levels above the package, in one record:
+/// (level, gid, packages of the group), sorted.
+pub type Edges = Vec<(u8, u64, u64)>;
+
+/// `A` blob -> [`Edges`] of the blob.
+pub fn blob_edges_key(blob: &Hash) -> Vec<u8> {
+    [b"A".as_slice(), &blob.0].concat()
+}
+
+/// Adds `sign` to a level's edge in `edges`; true if the group joined or left.
+fn inline_edge(edges: &mut Edges, level: Level, gid: u64, sign: i64) -> Result<bool> {
+    let k = (level as u8, gid);
+    match edges.binary_search_by(|e| (e.0, e.1).cmp(&k)) {
+        Ok(i) if sign > 0 => {
+            edges[i].2 += 1;
+            Ok(false)
+        }
+        Ok(i) if edges[i].2 > 1 => {
+            edges[i].2 -= 1;
+            Ok(false)
+        }
+        Ok(i) => {
+            edges.remove(i);
+            Ok(true)
+        }
+        Err(i) if sign > 0 => {
+            edges.insert(i, (k.0, k.1, 1));
+            Ok(true)
+        }
+        Err(_) => Err(Error::corrupt(format!(
+            "usage edge of {level:?} group {gid:016x} would drop below zero"
+        ))),
+    }
 }
 
 /// A group's id in edge keys: 64 bits of BLAKE3 over level and key.
@@ -201,7 +242,7 @@ pub fn gid(level: Level, key: &[u8]) -> u64 {
     u64::from_be_bytes(h.finalize().as_bytes()[..8].try_into().expect("8 bytes"))
 }
 
-/// `a` blob level gid -> files (`o` chunk ...: (package, blob) pairs) of the group.
+/// `a` blob level gid (`o` chunk level gid): a package-level edge count.
 pub fn edge_key(tag: u8, id: &Hash, level: Level, gid: u64) -> Vec<u8> {
     let mut k = Vec::with_capacity(42);
     k.push(tag);
@@ -293,9 +334,17 @@ fn edge(txn: &mut Txn<'_>, key: Vec<u8>, sign: i64) -> Result<bool> {
 /// `m`. Records the bytes its groups start or stop using and sharing.
 pub fn file_uses(txn: &mut Txn<'_>, d: &mut Deltas, g: &Groups, m: &Manifest, sign: i64) -> Result<()> {
     let blob = m.digests.blake3;
-    let mut package_changed = false;
+    let pkg = Level::Package;
+    if !edge(txn, edge_key(b'a', &blob, pkg, gid(pkg, g.key(pkg))), sign)? {
+        return Ok(());
+    }
+    let ek = blob_edges_key(&blob);
+    let mut edges: Edges = match txn.get(Cf::CatalogIdx, &ek)? {
+        Some(v) => decode(&v, "blob edges")?,
+        None => Vec::new(),
+    };
     for (level, key) in LEVELS.iter().zip(&g.0) {
-        if edge(txn, edge_key(b'a', &blob, *level, gid(*level, key)), sign)? {
+        if *level == pkg || inline_edge(&mut edges, *level, gid(*level, key), sign)? {
             d.group(
                 *level,
                 key,
@@ -304,32 +353,37 @@ pub fn file_uses(txn: &mut Txn<'_>, d: &mut Deltas, g: &Groups, m: &Manifest, si
                     ..Default::default()
                 },
             );
-            package_changed |= *level == Level::Package;
         }
     }
-    if package_changed {
-        let mut seen = HashSet::with_capacity(m.chunks.len());
-        for c in m.chunks.iter().filter(|c| seen.insert(c.id)) {
-            chunk_uses(txn, d, g, &c.id, sign)?;
-        }
+    match edges.is_empty() {
+        true => txn.delete(Cf::CatalogIdx, ek),
+        false => txn.put(Cf::CatalogIdx, ek, encode(&edges)),
+    }
+    let mut seen = HashSet::with_capacity(m.chunks.len());
+    for c in m.chunks.iter().filter(|c| seen.insert(c.id)) {
+        chunk_uses(txn, d, g, &c.id, sign)?;
     }
     Ok(())
 }
 
 /// One more (or one fewer) blob of package groups `g` uses `chunk`.
 fn chunk_uses(txn: &mut Txn<'_>, d: &mut Deltas, g: &Groups, chunk: &Hash, sign: i64) -> Result<()> {
+    let pkg = Level::Package;
+    if !edge(txn, edge_key(b'o', chunk, pkg, gid(pkg, g.key(pkg))), sign)? {
+        return Ok(());
+    }
     let sk = share_key(chunk);
     let mut s: Share = match txn.get(Cf::CatalogIdx, &sk)? {
         Some(v) => decode(&v, "chunk share")?,
         None => Share {
             stored_len: stored_len(txn.chunk_rec(chunk)?, chunk)?,
-            levels: Default::default(),
+            ..Default::default()
         },
     };
     let len = s.stored_len as i64;
     for (i, (level, key)) in LEVELS.iter().zip(&g.0).enumerate() {
         let id = gid(*level, key);
-        if !edge(txn, edge_key(b'o', chunk, *level, id), sign)? {
+        if *level != pkg && !inline_edge(&mut s.edges, *level, id, sign)? {
             continue;
         }
         let (n, x) = s.levels[i];
@@ -398,13 +452,15 @@ pub struct Derived {
 /// One level's groups among some users: (gid, key, summed count).
 type LevelEdges<'a> = Vec<(u64, &'a [u8], u64)>;
 
-/// The groups of `users` at each level, with their summed counts.
+/// The groups of `users` at each level with their edge counts: at the
+/// package level the user's own count, above it the group's packages.
 fn edges<'a>(pkgs: &'a HashMap<u64, Groups>, users: &Users) -> [LevelEdges<'a>; 5] {
     std::array::from_fn(|i| {
         let mut e: LevelEdges<'a> = Vec::with_capacity(users.len());
         for (pkg, n) in users {
             let Some(g) = pkgs.get(pkg) else { continue };
             let key = g.0[i].as_slice();
+            let n = if LEVELS[i] == Level::Package { n } else { &1 };
             match e.iter_mut().find(|x| x.1 == key) {
                 Some(x) => x.2 += n,
                 None => e.push((gid(LEVELS[i], key), key, *n)),
@@ -418,23 +474,35 @@ impl Derived {
     /// Every record [`rewrite`] writes, in no particular order.
     fn records(&self, mut f: impl FnMut(Vec<u8>, Vec<u8>) -> Result<()>) -> Result<()> {
         for (blob, users) in &self.blobs {
+            let mut above = Edges::new();
             for (i, e) in edges(&self.pkgs, users).iter().enumerate() {
                 for (id, _, n) in e {
-                    f(edge_key(b'a', blob, LEVELS[i], *id), n.to_be_bytes().to_vec())?;
+                    match LEVELS[i] {
+                        Level::Package => f(edge_key(b'a', blob, LEVELS[i], *id), n.to_be_bytes().to_vec())?,
+                        l => above.push((l as u8, *id, *n)),
+                    }
                 }
+            }
+            if !above.is_empty() {
+                above.sort_unstable();
+                f(blob_edges_key(blob), encode(&above))?;
             }
         }
         for (chunk, (len, users)) in &self.chunks {
             let mut s = Share {
                 stored_len: *len,
-                levels: Default::default(),
+                ..Default::default()
             };
             for (i, e) in edges(&self.pkgs, users).iter().enumerate() {
                 for (id, _, n) in e {
-                    f(edge_key(b'o', chunk, LEVELS[i], *id), n.to_be_bytes().to_vec())?;
+                    match LEVELS[i] {
+                        Level::Package => f(edge_key(b'o', chunk, LEVELS[i], *id), n.to_be_bytes().to_vec())?,
+                        l => s.edges.push((l as u8, *id, *n)),
+                    }
                     s.levels[i] = (s.levels[i].0 + 1, s.levels[i].1 ^ id);
                 }
             }
+            s.edges.sort_unstable();
             f(share_key(chunk), encode(&s))?;
         }
         for ((level, key), c) in &self.groups {
@@ -539,7 +607,7 @@ pub fn stored_groups(s: &Snapshot<'_>, level: Level, prefix: &[u8]) -> Result<Ve
         .collect()
 }
 
-const TAGS: [&[u8]; 5] = [b"a", b"o", b"O", b"J", b"G"];
+const TAGS: [&[u8]; 6] = [b"a", b"A", b"o", b"O", b"J", b"G"];
 
 /// Replaces every usage record with ones derived from the catalog (for
 /// migration and `rebuild-index`, before the committer runs).
@@ -630,7 +698,7 @@ pub fn record_drift(s: &Snapshot<'_>, d: &Derived, mut report: impl FnMut(String
         }
         Ok(())
     })?;
-    for tag in [b'a', b'o', b'O', b'J'] {
+    for tag in [b'a', b'A', b'o', b'O', b'J'] {
         let n = s.scan(Cf::CatalogIdx, &[tag], Some(&[tag + 1])).count() as u64;
         let want = expected.get(&tag).copied().unwrap_or(0);
         if n != want {

@@ -247,6 +247,11 @@ impl Index {
             b.set_pin_top_level_index_and_filter(true);
             b.set_pin_l0_filter_and_index_blocks_in_cache(true);
             o.set_block_based_table_factory(&b);
+            // Most point lookups in the memtable are for absent keys (new
+            // chunks, new usage edges): a whole-key bloom filter answers
+            // them without walking the skip list.
+            o.set_memtable_whole_key_filtering(true);
+            o.set_memtable_prefix_bloom_ratio(0.05);
             ColumnFamilyDescriptor::new(cf.name(), o)
         });
         let db = DB::open_cf_descriptors(&opts, path, cfs)

@@ -172,6 +172,14 @@ async fn daily_snapshots_give_trends_and_a_self_contained_html_report() {
     d.advance_clock(10 * day);
     publish("slow", "2", 2, 64 << 10).await;
     publish("fast", "1", 3, 1 << 20).await;
+    // Another namespace's growth is not t's: a namespace's report has its own series.
+    c.publish_bytes(
+        version_ref("u", "p", T::Generic, "big", "1"),
+        "big.bin",
+        random_bytes(4, 2 << 20),
+    )
+    .await
+    .unwrap();
     let r1 = report("t").await;
     assert_eq!(r1.days.len(), 2, "{:?}", r1.days);
     assert_eq!(r1.days[1].day - r1.days[0].day, 10);
