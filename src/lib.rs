@@ -9,9 +9,11 @@
 
 pub mod api;
 pub mod auth;
+pub mod background;
 pub mod catalog;
 pub mod chunker;
 pub mod cli;
+pub mod committer;
 pub mod config;
 pub mod engine;
 pub mod error;

@@ -9,13 +9,11 @@ use std::collections::{HashMap, HashSet};
 
 use crate::catalog::records as rec;
 use crate::config::Config;
-use crate::engine::list_staged;
 use crate::error::{Error, Result};
 use crate::hash::Hash;
 use crate::index::{Cf, ChunkLoc, Index, PackInfo, PackState, RefInfo, Stats, Txn, ref_key};
-use crate::ingest::decode_ref_record;
 use crate::manifest::Manifest;
-use crate::pack::OpenPack;
+use crate::pack::{OpenPack, list_staged};
 use crate::pack::format::{self, Kind};
 use crate::store::PackStore;
 
@@ -106,7 +104,12 @@ pub async fn rebuild_index(cfg: &Config) -> Result<RebuildReport> {
                             blobs.entry(e.id).or_insert(m);
                         } else {
                             // Earliest creation; the latest upload starts the lease.
-                            let (ns, r) = decode_ref_record(data)?;
+                            let (ns, created_ms) = format::decode_ref(data)?;
+                            let r = RefInfo {
+                                created_ms,
+                                lease_until_ms: created_ms,
+                                files: 0,
+                            };
                             refs.entry((ns, e.id))
                                 .and_modify(|old| {
                                     old.created_ms = old.created_ms.min(r.created_ms);
@@ -267,7 +270,7 @@ fn copy_catalog(old: &Index, w: &mut Writer<'_>) -> Result<u64> {
     for cf in [Cf::Packages, Cf::Versions, Cf::Files, Cf::Audit, Cf::CatalogIdx] {
         for kv in old.scan(cf, &[], None, false) {
             let (k, v) = kv?;
-            if cf == Cf::CatalogIdx && matches!(k.first(), Some(b'r' | b'h' | b'g' | b'l' | b'u')) {
+            if cf == Cf::CatalogIdx && matches!(k.first().copied(), Some(rec::tag::HOLDERS | rec::tag::HOLDER | rec::tag::GARBAGE | rec::tag::LEASE | rec::tag::NS_BYTES)) {
                 continue;
             }
             w.batch.put(cf, k.to_vec(), v.to_vec());

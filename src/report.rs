@@ -21,7 +21,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::catalog::model::PkgRef;
-use crate::catalog::records::{self as rec, PackageRec, decode};
+use crate::catalog::records::{self as rec, PackageRec, day_key, decode, namespace_day_key, package_day_key};
 use crate::catalog::usage::{self, Counters, Drift, Groups, Level};
 use crate::error::{Error, Result};
 use crate::index::{Cf, Index};
@@ -210,10 +210,27 @@ fn group(key: String, c: &Counters) -> Group {
     }
 }
 
+/// Store-wide figures for `admin stats`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct StoreStats {
+    pub logical_bytes: u64,
+    pub unique_bytes: u64,
+    pub physical_bytes: u64,
+    pub chunks: u64,
+    pub packs: u64,
+    pub blobs: u64,
+    pub references: u64,
+    pub pack_bytes: u64,
+    /// Stored bytes of chunks no blob uses, awaiting their grace period.
+    pub condemned_bytes: u64,
+    /// Bytes of collected chunks still inside packs, awaiting compaction.
+    pub dead_bytes: u64,
+}
+
 /// The report from the counters kept at write time, or (`q.recompute`)
 /// from the catalog itself, with the counters' drift from it. Either way
 /// from one snapshot.
-pub fn compute(index: &Index, q: &Query, stats: &crate::engine::StoreStats) -> Result<Report> {
+pub fn compute(index: &Index, q: &Query, stats: &StoreStats) -> Result<Report> {
     let started = Instant::now();
     q.check()?;
     let snap = index.snapshot();
@@ -330,24 +347,6 @@ pub struct Trends {
 
 pub fn day_of(ms: i64) -> u64 {
     (ms.max(0) / DAY_MS) as u64
-}
-
-pub fn day_key(day: u64) -> Vec<u8> {
-    let mut k = b"D".to_vec();
-    k.extend_from_slice(&day.to_be_bytes());
-    k
-}
-
-/// A namespace's usage on a day: `N` ns 0 day.
-pub fn namespace_day_key(ns: &str, day: u64) -> Vec<u8> {
-    [b"N", ns.as_bytes(), &[0], &day.to_be_bytes()].concat()
-}
-
-pub fn package_day_key(day: u64, pkg: u64) -> Vec<u8> {
-    let mut k = b"E".to_vec();
-    k.extend_from_slice(&day.to_be_bytes());
-    k.extend_from_slice(&pkg.to_be_bytes());
-    k
 }
 
 /// One day's usage: the store's, each namespace's and each active

@@ -156,10 +156,10 @@ fn pb_digests(d: &FileDigests) -> pb::Digests {
 /// decoding and checks its handler makes before touching the store.
 #[doc(hidden)]
 pub fn fuzz_request(data: &[u8]) {
-    use crate::catalog::{apply, model, read, records};
+    use crate::catalog::{model, read, records, rules};
     use prost::Message;
     let Some((&which, b)) = data.split_first() else { return };
-    let ns_ok = |ns: &str| crate::engine::validate_namespace(ns).is_ok();
+    let ns_ok = |ns: &str| crate::catalog::model::validate_namespace(ns).is_ok();
     match which % 7 {
         0 => {
             if let Ok(h) = pb::PutHeader::decode(b)
@@ -200,7 +200,7 @@ pub fn fuzz_request(data: &[u8]) {
         5 => {
             if let Ok(p) = pb::DuplicatePolicy::decode(b) {
                 let _ = catalog::package_type(p.r#type);
-                if let Ok(re) = apply::compile(&p.exception_regex) {
+                if let Ok(re) = rules::compile(&p.exception_regex) {
                     let _ = re.is_match(&p.namespace);
                 }
             }

@@ -25,7 +25,7 @@ impl ReportService for ReportApi {
             }
             "" => allow_everywhere(&req, Scope::Read)?,
             ns => {
-                crate::engine::validate_namespace(ns).map_err(status)?;
+                crate::catalog::model::validate_namespace(ns).map_err(status)?;
                 allow(&req, Scope::Read, ns)?
             }
         };

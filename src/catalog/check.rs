@@ -151,7 +151,7 @@ pub fn check(index: &Index) -> Result<CheckReport> {
         r.expect(|| format!("package {pname}: active files"), pkg.files, files);
         r.expect(|| format!("package {pname}: active bytes"), pkg.size, size);
     }
-    let trash_entries = s.scan(Cf::CatalogIdx, b"t", Some(b"u")).count() as u64;
+    let trash_entries = s.scan(Cf::CatalogIdx, &[rec::tag::TRASH], Some(&[rec::tag::TRASH + 1])).count() as u64;
     r.expect(|| "trash index entries".into(), trash_entries, trashed);
 
     // 2. References: each one's file count against the files behind it.
@@ -220,10 +220,10 @@ pub fn check(index: &Index) -> Result<CheckReport> {
         }
     }
     namespaces += close_ns(&mut r, held.take())?;
-    let usage_entries = s.scan(Cf::CatalogIdx, b"u", Some(b"v")).count() as u64;
+    let usage_entries = s.scan(Cf::CatalogIdx, &[rec::tag::NS_BYTES], Some(&[rec::tag::NS_BYTES + 1])).count() as u64;
     r.expect(|| "namespaces with bytes held".into(), usage_entries, namespaces);
     // Leases: every entry matches its reference.
-    for kv in s.scan(Cf::CatalogIdx, b"l", Some(b"m")) {
+    for kv in s.scan(Cf::CatalogIdx, &[rec::tag::LEASE], Some(&[rec::tag::LEASE + 1])) {
         let (k, _) = kv?;
         let until = rec::be_u64(&k[1..9])? as i64;
         let (ns, blob) = decode_ref_key(&k[9..])?;
@@ -247,7 +247,7 @@ pub fn check(index: &Index) -> Result<CheckReport> {
         }
         Ok(())
     };
-    for kv in s.scan(Cf::CatalogIdx, b"h", Some(b"i")) {
+    for kv in s.scan(Cf::CatalogIdx, &[rec::tag::HOLDER], Some(&[rec::tag::HOLDER + 1])) {
         let (hk, _) = kv?;
         let blob =
             Hash::from_slice(hk.get(1..33).unwrap_or_default()).ok_or_else(|| Error::corrupt("bad holder key"))?;
@@ -264,7 +264,7 @@ pub fn check(index: &Index) -> Result<CheckReport> {
         }
     }
     close(&mut r, group.take())?;
-    for kv in s.scan(Cf::CatalogIdx, b"r", Some(b"s")) {
+    for kv in s.scan(Cf::CatalogIdx, &[rec::tag::HOLDERS], Some(&[rec::tag::HOLDERS + 1])) {
         let (k, _) = kv?;
         let blob = Hash::from_slice(&k[1..]).ok_or_else(|| Error::corrupt("bad holder count key"))?;
         r.blobs += 1;
@@ -324,7 +324,7 @@ pub fn check(index: &Index) -> Result<CheckReport> {
             uses.len()
         ));
     }
-    for kv in s.scan(Cf::CatalogIdx, b"k", Some(b"l")) {
+    for kv in s.scan(Cf::CatalogIdx, &[rec::tag::CONDEMNED], Some(&[rec::tag::CONDEMNED + 1])) {
         let (k, _) = kv?;
         let (at, id) = rec::parse_condemned_key(&k)?;
         match s.get(Cf::Chunks, &id.0)? {

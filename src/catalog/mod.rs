@@ -4,8 +4,12 @@
 //!
 //! - [`model`]: coordinates, package types, name validation. Pure.
 //! - [`records`]: stored values and key layouts. Pure.
+//! - [`ops`]: the changes (`CatalogOp`) and their outcomes. Plain data.
+//! - [`rules`]: refusals shared by the pre-upload check and the commit.
 //! - [`apply`]: every catalog change, run by the committer (the one index
-//!   writer) so reference counts change in the same batch as the catalog.
+//!   writer) so reference counts change in the same batch as the catalog;
+//!   with `trash` (delete, restore), `refs` (references, quotas), `purge`
+//!   and `settings` (policies, daily usage, the sweep record).
 //! - [`read`]: listings and lookups, straight from the index.
 //! - [`check`]: recomputes every count from the catalog on a snapshot.
 
@@ -13,11 +17,17 @@ pub mod apply;
 pub mod check;
 pub mod chunks;
 pub mod model;
+pub mod ops;
+mod purge;
 pub mod read;
 pub mod records;
+mod refs;
+pub mod rules;
+mod settings;
+mod trash;
 pub mod usage;
 
-pub use apply::{CatalogOp, CatalogOutcome, PurgeCounts, Target};
+pub use ops::{CatalogOp, CatalogOutcome, PurgeCounts, Target};
 pub use check::CheckReport;
 pub use model::{FileRef, PackageType, PkgRef, State, VerRef};
 pub use read::{FileView, PackageSort, PackageView, Page, VersionView};

@@ -3,7 +3,6 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::engine::validate_namespace;
 use crate::error::{Error, Result};
 
 /// Package ecosystems. The numbers are stored in keys: never renumber.
@@ -327,6 +326,35 @@ pub fn validate_file_name(f: &str) -> Result<()> {
         return Err(Error::invalid(format!(
             "file name {f:?} must be a single path segment (no /, \\, '.' or '..')"
         )));
+    }
+    Ok(())
+}
+
+/// Checks a namespace name: 1-128 bytes of `[A-Za-z0-9._-]` segments joined by `/`.
+pub fn validate_namespace(ns: &str) -> Result<()> {
+    if ns.is_empty() {
+        return Err(Error::invalid("namespace is required"));
+    }
+    if ns.len() > 128 {
+        return Err(Error::invalid(format!(
+            "namespace is {} bytes, the limit is 128",
+            ns.len()
+        )));
+    }
+    for seg in ns.split('/') {
+        if seg.is_empty() || seg == "." || seg == ".." {
+            return Err(Error::invalid(format!(
+                "namespace {ns:?} has an empty, '.' or '..' segment"
+            )));
+        }
+        if let Some(c) = seg
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+        {
+            return Err(Error::invalid(format!(
+                "namespace {ns:?} contains {c:?}; allowed: A-Z a-z 0-9 . _ - /"
+            )));
+        }
     }
     Ok(())
 }

@@ -4,6 +4,7 @@
 //! which orders one namespace's packages in memory).
 
 use super::model::{FileRef, PackageType, PkgRef, State, VerRef};
+pub use super::ops::FileView;
 use super::records::{self as rec, DupPolicy, EventRec, FileRec, PackageRec, VersionRec, decode};
 use crate::error::{Error, Result};
 use crate::index::{Cf, Index};
@@ -28,12 +29,6 @@ pub struct VersionView {
     pub rec: VersionRec,
     /// Filled by [`get_version`] only.
     pub files: Vec<FileView>,
-}
-
-#[derive(Clone, Debug)]
-pub struct FileView {
-    pub id: u64,
-    pub rec: FileRec,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -144,7 +139,7 @@ impl PackageFilter {
 }
 
 pub fn list_packages(index: &Index, f: &PackageFilter, size: usize, token: &str) -> Result<Page<PackageView>> {
-    crate::engine::validate_namespace(&f.namespace)?;
+    super::model::validate_namespace(&f.namespace)?;
     if f.sort == PackageSort::Size {
         return list_packages_by_size(index, f, size, token);
     }
@@ -345,7 +340,7 @@ pub fn get_file(index: &Index, f: &FileRef) -> Result<FileView> {
 }
 
 pub fn duplicate_policy(index: &Index, ns: &str, ty: PackageType) -> Result<DupPolicy> {
-    crate::engine::validate_namespace(ns)?;
+    super::model::validate_namespace(ns)?;
     match index.get(Cf::CatalogIdx, &rec::policy_key(ns, ty))? {
         Some(v) => decode(&v, "policy"),
         None => Ok(DupPolicy::default_allow()),
@@ -362,7 +357,7 @@ pub fn precheck_publish(index: &Index, v: &VerRef, file_name: &str) -> Result<()
         Err(e) => return Err(e),
     };
     if pkg.deleted_ms.is_some() {
-        return Err(super::apply::deleted_error(v, true));
+        return Err(super::rules::deleted_error(v, true));
     }
     let ver_id = match version_id(index, pkg.id, v) {
         Ok(id) => id,
@@ -373,7 +368,7 @@ pub fn precheck_publish(index: &Index, v: &VerRef, file_name: &str) -> Result<()
         return Ok(()); // purged just now; the commit decides
     };
     if decode::<VersionRec>(&ver, "version")?.deleted_ms.is_some() {
-        return Err(super::apply::deleted_error(v, false));
+        return Err(super::rules::deleted_error(v, false));
     }
     if index
         .get(Cf::CatalogIdx, &rec::file_name_key(ver_id, file_name))?
@@ -383,10 +378,10 @@ pub fn precheck_publish(index: &Index, v: &VerRef, file_name: &str) -> Result<()
     }
     let p = duplicate_policy(index, &v.pkg.namespace, v.pkg.ty)?;
     let allowed = p.allow_duplicates
-        || (!p.exception_regex.is_empty() && super::apply::compile(&p.exception_regex)?.is_match(file_name));
+        || (!p.exception_regex.is_empty() && super::rules::compile(&p.exception_regex)?.is_match(file_name));
     match allowed {
         true => Ok(()),
-        false => Err(super::apply::duplicate_error(v, file_name)),
+        false => Err(super::rules::duplicate_error(v, file_name)),
     }
 }
 

@@ -7,22 +7,7 @@
 //! - `versions`: pkg:u64 ver:u64 -> [`VersionRec`]
 //! - `files`:    ver:u64 file:u64 -> [`FileRec`]
 //! - `audit`:    event:u64 -> [`EventRec`]
-//! - `catalog_idx`, by tag:
-//!   - `i` pkg -> packages key;  `c` ns 0 pkg -> packages key (creation order)
-//!   - `n` pkg version -> ver;   `f` ver file_name -> active files of that name:u64
-//!   - `b` ref_key(ns, blob) file -> ver (the files behind a namespace's reference)
-//!   - `r` blob -> namespaces referencing it:u64; `h` blob ns -> () (those namespaces)
-//!   - `g` blob -> unreferenced since ms (schema 2 only; `migrate` retires those blobs)
-//!   - `k` condemned_ms chunk -> () (chunks no manifest uses, oldest first: the collector's input)
-//!   - `d` pack:u64 -> record bytes of collected chunks in that pack:u64 (compaction's input)
-//!   - `x` retired_ms pack:u64 -> () (compacted packs awaiting deletion from the store)
-//!   - `P` policy name -> retention policy (JSON); `S` -> the sweep in progress (JSON)
-//!   - `u` ns -> bytes the namespace holds:u64 (quota accounting)
-//!   - `t` deleted_ms kind:u8 id -> primary key (the trash, oldest first)
-//!   - `l` lease_until_ms ref_key -> () (upload leases, soonest first)
-//!   - `p` ns 0 type:u8 -> [`DupPolicy`]
-//!   - `G`, `a`, `o`, `O`, `J`: capacity counters (see [`super::usage`])
-//!   - `D` day, `E` day pkg: daily usage (see `crate::report`)
+//! - `catalog_idx`: one layout per tag, listed once in [`tag`].
 //!
 //! Integers are big-endian; times are Unix ms (non-negative in keys).
 
@@ -130,6 +115,99 @@ pub struct Ids {
     pub event: u64,
 }
 
+/// The tag registry: every key layout in `catalog_idx`, by its first byte.
+/// A new layout takes a tag here and nowhere else; `tags_are_distinct`
+/// keeps them apart.
+pub mod tag {
+    /// `i` pkg:u64 -> packages key
+    pub const PKG_BY_ID: u8 = b'i';
+    /// `c` ns 0 pkg:u64 -> packages key (creation order)
+    pub const PKG_CREATED: u8 = b'c';
+    /// `n` pkg:u64 version -> ver:u64
+    pub const VERSION_NAME: u8 = b'n';
+    /// `f` ver:u64 file_name -> active files of that name:u64
+    pub const FILE_NAME: u8 = b'f';
+    /// `b` ref_key(ns, blob) file:u64 -> ver:u64 (the files behind a reference)
+    pub const BLOB_FILES: u8 = b'b';
+    /// `r` blob -> namespaces referencing it:u64
+    pub const HOLDERS: u8 = b'r';
+    /// `h` blob ns -> () (those namespaces)
+    pub const HOLDER: u8 = b'h';
+    /// `g` blob -> unreferenced since ms (schema 2 only; `migrate` retires them)
+    pub const GARBAGE: u8 = b'g';
+    /// `k` condemned_ms chunk -> () (chunks no manifest uses, oldest first)
+    pub const CONDEMNED: u8 = b'k';
+    /// `d` pack:u64 -> record bytes of collected chunks in the pack:u64
+    pub const DEAD: u8 = b'd';
+    /// `x` retired_ms pack:u64 -> () (compacted packs awaiting deletion)
+    pub const RETIRED: u8 = b'x';
+    /// `P` policy name -> retention policy (JSON)
+    pub const RETENTION_POLICY: u8 = b'P';
+    /// `S` -> the retention sweep in progress (JSON)
+    pub const SWEEP: u8 = b'S';
+    /// `u` ns -> bytes the namespace holds:u64 (quotas)
+    pub const NS_BYTES: u8 = b'u';
+    /// `t` deleted_ms kind:u8 id:u64 -> primary key (the trash, oldest first)
+    pub const TRASH: u8 = b't';
+    /// `l` lease_until_ms ref_key -> () (upload leases, soonest first)
+    pub const LEASE: u8 = b'l';
+    /// `p` ns 0 type:u8 -> DupPolicy
+    pub const DUP_POLICY: u8 = b'p';
+    /// `G` level:u8 group -> usage Counters
+    pub const GROUP: u8 = b'G';
+    /// `a` blob level:u8 gid:u64 -> a package's files using the blob
+    pub const BLOB_EDGE: u8 = b'a';
+    /// `A` blob -> usage Edges above the package level
+    pub const BLOB_EDGES: u8 = b'A';
+    /// `o` chunk level:u8 gid:u64 -> a package's blobs using the chunk
+    pub const CHUNK_EDGE: u8 = b'o';
+    /// `O` chunk -> usage Share
+    pub const CHUNK_SHARE: u8 = b'O';
+    /// `J` gid:u64 -> level:u8 group
+    pub const GROUP_ID: u8 = b'J';
+    /// `D` day:u64 -> the store's usage that day (JSON)
+    pub const DAY: u8 = b'D';
+    /// `N` ns 0 day:u64 -> a namespace's usage that day (JSON)
+    pub const NS_DAY: u8 = b'N';
+    /// `E` day:u64 pkg:u64 -> a package's bytes that day:u64
+    pub const PKG_DAY: u8 = b'E';
+
+    /// Every tag, with its name.
+    pub const ALL: [(u8, &str); 26] = [
+        (PKG_BY_ID, "pkg_by_id"),
+        (PKG_CREATED, "pkg_created"),
+        (VERSION_NAME, "version_name"),
+        (FILE_NAME, "file_name"),
+        (BLOB_FILES, "blob_files"),
+        (HOLDERS, "holders"),
+        (HOLDER, "holder"),
+        (GARBAGE, "garbage"),
+        (CONDEMNED, "condemned"),
+        (DEAD, "dead"),
+        (RETIRED, "retired"),
+        (RETENTION_POLICY, "retention_policy"),
+        (SWEEP, "sweep"),
+        (NS_BYTES, "ns_bytes"),
+        (TRASH, "trash"),
+        (LEASE, "lease"),
+        (DUP_POLICY, "dup_policy"),
+        (GROUP, "group"),
+        (BLOB_EDGE, "blob_edge"),
+        (BLOB_EDGES, "blob_edges"),
+        (CHUNK_EDGE, "chunk_edge"),
+        (CHUNK_SHARE, "chunk_share"),
+        (GROUP_ID, "group_id"),
+        (DAY, "day"),
+        (NS_DAY, "ns_day"),
+        (PKG_DAY, "pkg_day"),
+    ];
+
+    /// The key range holding every key of `tag`.
+    pub fn range(tag: u8) -> ([u8; 1], [u8; 1]) {
+        ([tag], [tag + 1])
+    }
+}
+
 pub const IDS_KEY: &[u8] = b"ids";
 
 /// Trash item kinds, in `t` keys.
@@ -137,7 +215,7 @@ pub const TRASH_PACKAGE: u8 = 1;
 pub const TRASH_VERSION: u8 = 2;
 pub const TRASH_FILE: u8 = 3;
 
-fn tagged(tag: u8, parts: &[&[u8]]) -> Vec<u8> {
+pub fn tagged(tag: u8, parts: &[&[u8]]) -> Vec<u8> {
     let mut k = Vec::with_capacity(1 + parts.iter().map(|p| p.len()).sum::<usize>());
     k.push(tag);
     for p in parts {
@@ -211,57 +289,57 @@ pub fn be_u64(b: &[u8]) -> Result<u64> {
 }
 
 pub fn pkg_by_id_key(pkg: u64) -> Vec<u8> {
-    tagged(b'i', &[&pkg.to_be_bytes()])
+    tagged(tag::PKG_BY_ID, &[&pkg.to_be_bytes()])
 }
 
 pub fn pkg_created_prefix(ns: &str) -> Vec<u8> {
-    tagged(b'c', &[ns.as_bytes(), &[0]])
+    tagged(tag::PKG_CREATED, &[ns.as_bytes(), &[0]])
 }
 
 pub fn pkg_created_key(ns: &str, pkg: u64) -> Vec<u8> {
-    tagged(b'c', &[ns.as_bytes(), &[0], &pkg.to_be_bytes()])
+    tagged(tag::PKG_CREATED, &[ns.as_bytes(), &[0], &pkg.to_be_bytes()])
 }
 
 pub fn version_name_key(pkg: u64, version: &str) -> Vec<u8> {
-    tagged(b'n', &[&pkg.to_be_bytes(), version.as_bytes()])
+    tagged(tag::VERSION_NAME, &[&pkg.to_be_bytes(), version.as_bytes()])
 }
 
 pub fn file_name_key(ver: u64, name: &str) -> Vec<u8> {
-    tagged(b'f', &[&ver.to_be_bytes(), name.as_bytes()])
+    tagged(tag::FILE_NAME, &[&ver.to_be_bytes(), name.as_bytes()])
 }
 
 pub fn blob_files_prefix(ref_key: &[u8]) -> Vec<u8> {
-    tagged(b'b', &[ref_key])
+    tagged(tag::BLOB_FILES, &[ref_key])
 }
 
 pub fn blob_file_key(ref_key: &[u8], file: u64) -> Vec<u8> {
-    tagged(b'b', &[ref_key, &file.to_be_bytes()])
+    tagged(tag::BLOB_FILES, &[ref_key, &file.to_be_bytes()])
 }
 
 pub fn holders_key(blob: &Hash) -> Vec<u8> {
-    tagged(b'r', &[&blob.0])
+    tagged(tag::HOLDERS, &[&blob.0])
 }
 
 /// One namespace holding a blob (the `r` count is the number of these).
 pub fn holder_key(blob: &Hash, ns: &str) -> Vec<u8> {
-    tagged(b'h', &[&blob.0, ns.as_bytes()])
+    tagged(tag::HOLDER, &[&blob.0, ns.as_bytes()])
 }
 
 pub fn holder_prefix(blob: &Hash) -> Vec<u8> {
-    tagged(b'h', &[&blob.0])
+    tagged(tag::HOLDER, &[&blob.0])
 }
 
 /// Bytes a namespace holds: the sizes of the blobs it references.
 pub fn usage_key(ns: &str) -> Vec<u8> {
-    tagged(b'u', &[ns.as_bytes()])
+    tagged(tag::NS_BYTES, &[ns.as_bytes()])
 }
 
 pub fn garbage_key(blob: &Hash) -> Vec<u8> {
-    tagged(b'g', &[&blob.0])
+    tagged(tag::GARBAGE, &[&blob.0])
 }
 
 pub fn condemned_key(since_ms: i64, chunk: &Hash) -> Vec<u8> {
-    tagged(b'k', &[&ms_key(since_ms), &chunk.0])
+    tagged(tag::CONDEMNED, &[&ms_key(since_ms), &chunk.0])
 }
 
 /// (condemned since, chunk) of a [`condemned_key`].
@@ -272,29 +350,44 @@ pub fn parse_condemned_key(k: &[u8]) -> Result<(i64, Hash)> {
 }
 
 pub fn dead_key(pack: u64) -> Vec<u8> {
-    tagged(b'd', &[&pack.to_be_bytes()])
+    tagged(tag::DEAD, &[&pack.to_be_bytes()])
 }
 
 pub fn retired_key(since_ms: i64, pack: u64) -> Vec<u8> {
-    tagged(b'x', &[&ms_key(since_ms), &pack.to_be_bytes()])
+    tagged(tag::RETIRED, &[&ms_key(since_ms), &pack.to_be_bytes()])
 }
 
 pub fn retention_policy_key(name: &str) -> Vec<u8> {
-    tagged(b'P', &[name.as_bytes()])
+    tagged(tag::RETENTION_POLICY, &[name.as_bytes()])
 }
 
-pub const SWEEP_KEY: &[u8] = b"S";
+pub const SWEEP_KEY: &[u8] = &[tag::SWEEP];
 
 pub fn trash_key(deleted_ms: i64, kind: u8, id: u64) -> Vec<u8> {
-    tagged(b't', &[&ms_key(deleted_ms), &[kind], &id.to_be_bytes()])
+    tagged(tag::TRASH, &[&ms_key(deleted_ms), &[kind], &id.to_be_bytes()])
 }
 
 pub fn lease_key(until_ms: i64, ref_key: &[u8]) -> Vec<u8> {
-    tagged(b'l', &[&ms_key(until_ms), ref_key])
+    tagged(tag::LEASE, &[&ms_key(until_ms), ref_key])
 }
 
 pub fn policy_key(ns: &str, ty: PackageType) -> Vec<u8> {
-    tagged(b'p', &[ns.as_bytes(), &[0, ty as u8]])
+    tagged(tag::DUP_POLICY, &[ns.as_bytes(), &[0, ty as u8]])
+}
+
+/// The store's usage on a day: `D` day.
+pub fn day_key(day: u64) -> Vec<u8> {
+    tagged(tag::DAY, &[&day.to_be_bytes()])
+}
+
+/// A namespace's usage on a day: `N` ns 0 day.
+pub fn namespace_day_key(ns: &str, day: u64) -> Vec<u8> {
+    tagged(tag::NS_DAY, &[ns.as_bytes(), &[0], &day.to_be_bytes()])
+}
+
+/// A package's bytes on a day: `E` day pkg.
+pub fn package_day_key(day: u64, pkg: u64) -> Vec<u8> {
+    tagged(tag::PKG_DAY, &[&day.to_be_bytes(), &pkg.to_be_bytes()])
 }
 
 /// The smallest key greater than every key starting with `prefix`.
@@ -311,6 +404,14 @@ pub fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn tags_are_distinct() {
+        let mut seen = std::collections::HashSet::new();
+        for (t, name) in super::tag::ALL {
+            assert!(seen.insert(t), "tag {:?} ({name}) is used twice", t as char);
+        }
+    }
+
     use super::*;
 
     #[test]

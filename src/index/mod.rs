@@ -8,7 +8,11 @@
 //! - `packs`:  pack id:u64 -> [`PackInfo`]
 //! - `meta`:   "stats" -> [`Stats`]
 //!
-//! Everything here can be rebuilt from the packs (`admin rebuild-index`).
+//! The catalog's column families are described in `catalog::records`, and
+//! every `catalog_idx` layout in its tag registry (`catalog::records::tag`).
+//! The blob side (`chunks`, `blobs`, `sha256`, `refs`, `packs`) can be
+//! rebuilt from the packs (`admin rebuild-index`); the catalog cannot: it
+//! lives only here.
 
 mod codec;
 
@@ -27,7 +31,7 @@ use crate::hash::Hash;
 use crate::manifest::Manifest;
 
 /// Column families. The catalog's small secondary indexes share
-/// `catalog_idx`, each under its own one-byte tag (see `catalog::keys`).
+/// `catalog_idx`, each under its own one-byte tag (see `catalog::records::tag`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Cf {
     Chunks,

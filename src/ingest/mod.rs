@@ -1,18 +1,18 @@
 //! Write path: stream -> FastCDC chunks -> BLAKE3 ids -> dedup lookup ->
 //! zstd -> open pack; whole-file digests in the same pass on another core;
-//! then one commit through the [`Committer`].
+//! then one commit through the [`Committer`]. Chunks written but not yet
+//! committed are shared through [`Pending`], so concurrent uploads of the same
+//! bytes write one record.
 
-mod committer;
-
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::collections::HashSet;
+use std::sync::Arc;
 
 use bytes::Bytes;
-pub use committer::{CatalogSettings, CommitOutcome, CommitReq, Committer, decode_ref_record, encode_ref_record};
 use futures::{Stream, StreamExt};
 use tokio::sync::mpsc;
 
 use crate::chunker::{ChunkParams, Chunker};
+use crate::committer::{CommitReq, Committer, Pending};
 use crate::error::{Error, Result};
 use crate::hash::{Computed, ExtraDigests, FileDigests, FileHasher, Hash};
 use crate::index::{ChunkLoc, Index};
@@ -50,42 +50,6 @@ pub struct PutOutcome {
     pub added_bytes: u64,
     /// The namespace did not hold the blob before.
     pub new_to_namespace: bool,
-}
-
-/// Chunks written to packs but not yet committed: a concurrent put of the
-/// same bytes reuses the record instead of writing another copy.
-#[derive(Default)]
-pub struct Pending(Mutex<HashMap<Hash, ChunkLoc>>);
-
-impl Pending {
-    fn get(&self, id: &Hash) -> Option<ChunkLoc> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).get(id).copied()
-    }
-    /// Offers a location; returns the one that won.
-    fn offer(&self, id: Hash, loc: ChunkLoc) -> ChunkLoc {
-        *self
-            .0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(id)
-            .or_insert(loc)
-    }
-    /// Whether an uncommitted upload holds a record of this pack.
-    pub fn points_into(&self, pack: u64) -> bool {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .any(|l| l.pack == pack)
-    }
-    fn release(&self, owned: &[(Hash, ChunkLoc)]) {
-        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        for (id, loc) in owned {
-            if m.get(id) == Some(loc) {
-                m.remove(id);
-            }
-        }
-    }
 }
 
 pub struct Ingest {

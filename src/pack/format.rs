@@ -273,6 +273,23 @@ thread_local! {
     static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { std::cell::RefCell::new(None) };
 }
 
+/// A `Ref` record's data: created_ms:i64 then the namespace bytes.
+pub fn encode_ref(ns: &str, created_ms: i64) -> Vec<u8> {
+    let mut v = created_ms.to_be_bytes().to_vec();
+    v.extend_from_slice(ns.as_bytes());
+    v
+}
+
+/// Decodes a `Ref` record's data into (namespace, created_ms).
+pub fn decode_ref(b: &[u8]) -> Result<(String, i64)> {
+    if b.len() < 8 {
+        return Err(Error::corrupt("reference record is truncated"));
+    }
+    let created_ms = i64::from_be_bytes(b[..8].try_into().expect("8 bytes"));
+    let ns = std::str::from_utf8(&b[8..]).map_err(|_| Error::corrupt("reference record namespace is not UTF-8"))?;
+    Ok((ns.to_string(), created_ms))
+}
+
 /// Compresses a chunk with zstd; keeps it raw when that does not shrink it.
 pub fn compress(raw: &[u8], level: i32) -> Result<(Codec, Option<Vec<u8>>)> {
     let z = COMPRESSOR.with(|c| -> Result<Vec<u8>> {

@@ -4,4 +4,4 @@
 pub mod format;
 mod writer;
 
-pub use writer::{OpenPack, Packer, staging_file_id};
+pub use writer::{OpenPack, Packer, list_staged, staging_file_id};

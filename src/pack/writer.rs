@@ -46,6 +46,16 @@ pub fn staging_file_id(path: &Path) -> Option<u64> {
     u64::from_str_radix(name.strip_suffix(".pack")?, 16).ok()
 }
 
+/// Staged pack files, oldest first.
+pub fn list_staged(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| staging_file_id(p).is_some())
+        .collect();
+    files.sort_by_key(|p| staging_file_id(p));
+    Ok(files)
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }

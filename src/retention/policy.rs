@@ -132,7 +132,7 @@ impl Policy {
                 self.name
             )));
         }
-        crate::engine::validate_namespace(&self.namespace)?;
+        crate::catalog::model::validate_namespace(&self.namespace)?;
         if let Some(p) = &self.project {
             crate::catalog::model::validate_project(p)?;
         }

@@ -8,22 +8,18 @@
 //! start runs the sweep again. Replanning is idempotent: what was deleted
 //! is no longer active, so it is neither planned nor counted again, and the
 //! versions kept by `keep_latest` are the same.
+//!
+//! This module holds the sweep's records and its plan-item targets; the
+//! driver is `Engine::sweep` in `engine/sweep.rs`.
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-use futures::future::join_all;
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
 
-use super::plan::{self, PlanItem};
-use crate::catalog::records::SWEEP_KEY;
-use crate::catalog::{CatalogOp, FileRef, PkgRef, Target, VerRef};
-use crate::error::{Error, Result};
-use crate::index::Cf;
+use super::plan::PlanItem;
+use crate::catalog::{FileRef, PkgRef, Target, VerRef};
+use crate::error::Result;
 
 /// Deletions submitted together (the committer folds them into one batch).
-const GROUP: usize = 32;
+pub(crate) const GROUP: usize = 32;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct SweepProgress {
@@ -46,7 +42,7 @@ pub struct SweepRecord {
     pub started_ms: i64,
 }
 
-fn target(it: &PlanItem) -> Result<Target> {
+pub(crate) fn target(it: &PlanItem) -> Result<Target> {
     let ver = VerRef {
         pkg: PkgRef {
             namespace: it.namespace.clone(),
@@ -63,160 +59,4 @@ fn target(it: &PlanItem) -> Result<Target> {
             file_id: it.file_id,
         }),
     })
-}
-
-impl crate::Engine {
-    /// Runs a sweep of one policy or of all (optionally one namespace's),
-    /// reporting progress on `progress` if given. One sweep at a time.
-    pub async fn sweep(
-        self: &Arc<Self>,
-        policy: Option<String>,
-        namespace: Option<String>,
-        progress: Option<mpsc::Sender<SweepProgress>>,
-    ) -> Result<SweepProgress> {
-        let _one = self.sweep_running.lock().await;
-        let policies = plan::select(&self.index, policy.as_deref(), namespace.as_deref())?;
-        let record = SweepRecord {
-            policy,
-            namespace,
-            started_ms: crate::now_ms(),
-        };
-        let rec = serde_json::to_vec(&record).map_err(|e| Error::Internal(e.to_string()))?;
-        self.catalog(CatalogOp::SweepState(Some(rec))).await?;
-        let now = crate::now_ms();
-        // First pass: how much there is (for progress); second: do it.
-        let this = self.clone();
-        let ps = policies.clone();
-        let total = tokio::task::spawn_blocking(move || {
-            let mut n = 0u64;
-            plan::plan(&this.index, &ps, now, false, &mut |_| {
-                n += 1;
-                Ok(())
-            })
-            .map(|_| n)
-        })
-        .await
-        .map_err(|e| Error::Internal(e.to_string()))??;
-        let mut st = SweepProgress {
-            total,
-            ..Default::default()
-        };
-        self.set_sweep_progress(&st);
-        let (tx, mut rx) = mpsc::channel::<PlanItem>(4 * GROUP);
-        let this = self.clone();
-        let walker = tokio::task::spawn_blocking(move || {
-            plan::plan(&this.index, &policies, now, false, &mut |it| {
-                tx.blocking_send(it)
-                    .map_err(|_| Error::Unavailable("sweep stopped".into()))
-            })
-        });
-        let rate = self.cfg.retention.sweep_rate.max(1) as f64;
-        let started = Instant::now();
-        let mut last_report = Instant::now();
-        let mut group = Vec::with_capacity(GROUP);
-        loop {
-            group.clear();
-            match rx.recv().await {
-                Some(it) => group.push(it),
-                None => break,
-            }
-            while group.len() < GROUP {
-                match rx.try_recv() {
-                    Ok(it) => group.push(it),
-                    Err(_) => break,
-                }
-            }
-            // Throttle: never ahead of `rate` removals per second.
-            let due = Duration::from_secs_f64((st.done + group.len() as u64) as f64 / rate);
-            if let Some(wait) = due.checked_sub(started.elapsed()) {
-                tokio::time::sleep(wait).await;
-            }
-            if self.stop.is_cancelled() {
-                return Err(Error::Unavailable(
-                    "shutting down; the sweep resumes at the next start".into(),
-                ));
-            }
-            let ops = group.iter().map(|it| async move {
-                let op = CatalogOp::Delete {
-                    target: target(it)?,
-                    actor: super::ACTOR.into(),
-                };
-                self.catalog(op).await
-            });
-            for (it, r) in group.iter().zip(join_all(ops).await) {
-                st.done += 1;
-                match r {
-                    Ok(_) if it.action == "delete-version" => {
-                        st.versions_deleted += 1;
-                        st.files_deleted += it.files;
-                        st.logical_bytes += it.logical_bytes;
-                    }
-                    Ok(_) => {
-                        st.files_deleted += 1;
-                        st.logical_bytes += it.logical_bytes;
-                    }
-                    Err(Error::NotFound(_) | Error::FailedPrecondition(_)) => st.skipped += 1,
-                    Err(e) => return Err(e),
-                }
-            }
-            if last_report.elapsed() > Duration::from_millis(200) {
-                last_report = Instant::now();
-                self.set_sweep_progress(&st);
-                if let Some(p) = &progress {
-                    let _ = p.try_send(st);
-                }
-            }
-        }
-        walker.await.map_err(|e| Error::Internal(e.to_string()))??;
-        self.catalog(CatalogOp::SweepState(None)).await?;
-        st.finished = true;
-        {
-            let mut p = self.progress.lock().unwrap_or_else(|p| p.into_inner());
-            p.sweep_runs += 1;
-            p.sweep_versions_deleted += st.versions_deleted;
-            p.sweep_files_deleted += st.files_deleted;
-            p.sweep_done = 0;
-            p.sweep_total = 0;
-        }
-        if let Some(p) = &progress {
-            let _ = p.send(st).await;
-        }
-        tracing::info!(?st, "retention sweep finished");
-        Ok(st)
-    }
-
-    fn set_sweep_progress(&self, st: &SweepProgress) {
-        let mut p = self.progress.lock().unwrap_or_else(|p| p.into_inner());
-        p.sweep_done = st.done;
-        p.sweep_total = st.total;
-    }
-
-    /// Resumes a sweep a restart interrupted, then sweeps every policy each
-    /// `retention.sweep_interval` (never if zero).
-    pub(crate) async fn sweep_loop(self: Arc<Self>) {
-        if let Ok(Some(v)) = self.index.get(Cf::CatalogIdx, SWEEP_KEY) {
-            match serde_json::from_slice::<SweepRecord>(&v) {
-                Ok(r) => {
-                    tracing::info!(policy = ?r.policy, "resuming an interrupted retention sweep");
-                    if let Err(e) = self.sweep(r.policy, r.namespace, None).await {
-                        tracing::error!(error = %e, "resumed sweep failed");
-                    }
-                }
-                Err(e) => tracing::error!(error = %e, "unreadable sweep record; ignored"),
-            }
-        }
-        let every = self.cfg.retention.sweep_interval;
-        if every.is_zero() {
-            return;
-        }
-        loop {
-            tokio::select! {
-                _ = tokio::time::sleep(every) => {}
-                _ = self.stop.cancelled() => return,
-            }
-            if let Err(e) = self.sweep(None, None, None).await {
-                tracing::error!(error = %e, "scheduled sweep failed");
-            }
-        }
-    }
 }

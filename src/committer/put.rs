@@ -1,0 +1,80 @@
+//! A put's commit: the chunks it made new, the hold its manifest takes on
+//! them, and the manifest and reference records appended to the open pack.
+
+use std::collections::HashMap;
+
+use super::CommitOutcome;
+use crate::catalog::apply::Ctx;
+use crate::error::{Error, Result};
+use crate::hash::Hash;
+use crate::index::{Cf, ChunkLoc, ChunkRec, PackInfo, PackState};
+use crate::manifest::Manifest;
+use crate::pack::Packer;
+use crate::pack::format::{self, Codec, Kind};
+
+pub(super) fn put(
+    ctx: &mut Ctx<'_, '_>,
+    packer: &Packer,
+    syncs: &mut HashMap<u64, u64>,
+    namespace: &str,
+    manifest: &Manifest,
+    candidates: &[(Hash, ChunkLoc)],
+) -> Result<CommitOutcome> {
+    let mut need = |loc_pack: u64, end: u64| {
+        let e = syncs.entry(loc_pack).or_default();
+        *e = (*e).max(end);
+    };
+    let mut out = CommitOutcome::default();
+    let id = manifest.digests.blake3;
+    if !ctx.txn.has_blob(&id)? {
+        // Only a new blob brings chunks: a known blob (stored under other
+        // chunk settings, say) has its own already.
+        let mut live_packs: HashMap<u64, bool> = HashMap::new();
+        for (cid, loc) in candidates {
+            if ctx.txn.chunk_rec(cid)?.is_some() {
+                continue;
+            }
+            // A record in a pack compaction retired was not copied.
+            let live = match live_packs.get(&loc.pack) {
+                Some(&l) => l,
+                None => {
+                    let info = ctx.txn.get(Cf::Packs, &loc.pack.to_be_bytes())?;
+                    let info = info.map(|v| PackInfo::decode(&v)).transpose()?;
+                    let l = info.is_none_or(|i| i.state != PackState::Retired);
+                    *live_packs.entry(loc.pack).or_insert(l)
+                }
+            };
+            if !live {
+                return Err(Error::Unavailable(format!(
+                    "chunk {cid} was written to a pack that was compacted before the upload finished; retry the upload"
+                )));
+            }
+            need(loc.pack, loc.offset + loc.record_len());
+            ctx.txn.put_chunk_rec(
+                cid,
+                &ChunkRec {
+                    loc: *loc,
+                    refs: 0,
+                    condemned_ms: 0,
+                },
+            );
+            ctx.stats.chunks += 1;
+            ctx.stats.physical_bytes += loc.stored_len as u64;
+            out.added_bytes += loc.stored_len as u64;
+        }
+        crate::catalog::chunks::hold(ctx.txn, ctx.stats, manifest)?;
+        let enc = manifest.encode();
+        let (pack, e) = packer.append(Kind::Blob, Codec::Raw, id, enc.len() as u32, &enc)?;
+        need(pack.id, e.offset + e.record_len());
+        out.new = true;
+    }
+    if let Some(r) = ctx.upload_ref(namespace, &id, manifest.size)? {
+        let rec = format::encode_ref(namespace, r.created_ms);
+        let (pack, e) = packer.append(Kind::Ref, Codec::Raw, id, rec.len() as u32, &rec)?;
+        need(pack.id, e.offset + e.record_len());
+        ctx.stats.references += 1;
+        ctx.stats.logical_bytes += manifest.size;
+        out.new_to_namespace = true;
+    }
+    Ok(out)
+}

@@ -1,0 +1,87 @@
+//! Capacity figures: store stats, reports with trends, and the daily usage
+//! snapshots they are drawn from.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::Engine;
+use crate::background::{Periodic, Worker};
+use crate::catalog::CatalogOp;
+use crate::error::{Error, Result};
+use crate::index::Stats;
+use crate::report::StoreStats;
+
+impl Engine {
+    pub fn stats(&self) -> Result<StoreStats> {
+        let s: Stats = self.index.stats()?;
+        let (staged, staged_bytes) = self.packer.staged_totals();
+        Ok(StoreStats {
+            logical_bytes: s.logical_bytes,
+            unique_bytes: s.unique_bytes,
+            physical_bytes: s.physical_bytes,
+            chunks: s.chunks,
+            packs: s.packs + staged,
+            blobs: s.blobs,
+            references: s.references,
+            pack_bytes: s.sealed_pack_bytes + staged_bytes,
+            condemned_bytes: s.condemned_bytes,
+            dead_bytes: s.dead_bytes,
+        })
+    }
+
+    /// A capacity report (see `crate::report`) with trends, refreshing
+    /// today's usage snapshot first.
+    pub async fn capacity(self: &Arc<Self>, q: crate::report::Query) -> Result<crate::report::Report> {
+        let today = self.daily_usage().await?;
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut r = crate::report::compute(&this.index, &q, &this.stats()?)?;
+            r.trends = crate::report::trends(&this.index, &q, today)?;
+            r.summary.free_disk_bytes = rustix::fs::statvfs(&this.cfg.data_dir)
+                .ok()
+                .map(|s| s.f_bavail.saturating_mul(s.f_frsize));
+            Ok(r)
+        })
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))?
+    }
+
+    /// Takes (or refreshes) today's usage snapshot; returns today. A past
+    /// day keeps the last snapshot taken on it.
+    pub async fn daily_usage(self: &Arc<Self>) -> Result<u64> {
+        let _one = self.usage_running.lock().await;
+        let today = crate::report::day_of(crate::now_ms());
+        let this = self.clone();
+        let snap =
+            tokio::task::spawn_blocking(move || crate::report::take_snapshot(&this.index, &this.index.stats()?, today))
+                .await
+                .map_err(|e| Error::Internal(e.to_string()))??;
+        let json = |u: &crate::report::DayUsage| serde_json::to_vec(u).map_err(|e| Error::Internal(e.to_string()));
+        self.catalog(CatalogOp::DailyUsage {
+            day: today,
+            usage: json(&snap.store)?,
+            namespaces: snap
+                .namespaces
+                .iter()
+                .map(|(ns, u)| Ok((ns.clone(), json(u)?)))
+                .collect::<Result<_>>()?,
+            packages: snap.packages,
+            keep_days: 400,
+        })
+        .await?;
+        Ok(today)
+    }
+}
+
+/// Refreshes today's usage snapshot now and every hour.
+pub(super) fn usage_worker(engine: Arc<Engine>) -> impl Worker {
+    Periodic {
+        name: "daily-usage",
+        first: None,
+        period: Duration::from_secs(3600),
+        f: move || {
+            let engine = engine.clone();
+            async move { engine.daily_usage().await.map(drop) }
+        },
+    }
+}

@@ -1,0 +1,211 @@
+//! The read path: Stat, FindMissing and Get. A Get resolves the manifest's
+//! chunks, groups adjacent records into bounded extents, reads ahead a few,
+//! verifies every record (CRC and BLAKE3) before any byte of it is sent, and
+//! follows chunks that compaction moved during the read.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use tokio::sync::mpsc;
+
+use super::Engine;
+use crate::catalog::model::validate_namespace;
+use crate::error::{Error, Result};
+use crate::hash::Hash;
+use crate::index::{ChunkLoc, PackState, RefInfo};
+use crate::manifest::Manifest;
+use crate::pack::format::{self, Kind};
+
+/// Largest read issued for a run of adjacent records.
+const MAX_EXTENT: u64 = 8 << 20;
+/// Extents read ahead of the one being sent.
+const READ_AHEAD: usize = 4;
+/// Largest data frame a Get sends: one chunk at most.
+pub const GET_FRAME: usize = crate::chunker::MAX_CHUNK;
+
+impl Engine {
+    /// The manifest of a blob the namespace stored, with its reference.
+    pub fn stat(&self, ns: &str, id: &Hash) -> Result<(Manifest, RefInfo)> {
+        validate_namespace(ns)?;
+        let not_found = || Error::NotFound(format!("blob {id} in namespace {ns}"));
+        let r = self.index.reference(ns, id)?.ok_or_else(not_found)?;
+        let m = self
+            .index
+            .blob(id)?
+            .ok_or_else(|| Error::corrupt(format!("blob {id} is referenced but has no manifest")))?;
+        Ok((m, r))
+    }
+
+    pub fn find_missing(&self, ns: &str, ids: &[Hash]) -> Result<Vec<Hash>> {
+        validate_namespace(ns)?;
+        let mut missing = Vec::new();
+        for id in ids {
+            if self.index.reference(ns, id)?.is_none() {
+                missing.push(*id);
+            }
+        }
+        Ok(missing)
+    }
+
+    /// Streams `[offset, offset+length)` of a blob, verifying every chunk.
+    /// Returns the blob size and the stream; a failed check ends the stream
+    /// with `Error::Corrupt` before any byte of that chunk is sent.
+    pub fn get(
+        self: &Arc<Self>,
+        ns: &str,
+        id: &Hash,
+        offset: u64,
+        length: Option<u64>,
+    ) -> Result<(u64, mpsc::Receiver<Result<Bytes>>)> {
+        let (m, _) = self.stat(ns, id)?;
+        if offset > m.size {
+            return Err(Error::OutOfRange(format!(
+                "offset {offset} is past the end of a {}-byte blob",
+                m.size
+            )));
+        }
+        let end = match length {
+            Some(l) => offset.checked_add(l).filter(|&e| e <= m.size).ok_or_else(|| {
+                Error::OutOfRange(format!("range {offset}+{l} is past the end of a {}-byte blob", m.size))
+            })?,
+            None => m.size,
+        };
+        // Chunks overlapping the range, with the slice of each to send.
+        let mut parts = Vec::new();
+        let mut pos = 0u64;
+        for c in &m.chunks {
+            let (s, e) = (pos, pos + c.len as u64);
+            pos = e;
+            if e <= offset || s >= end {
+                continue;
+            }
+            parts.push((c.id, (offset.max(s) - s) as usize, (end.min(e) - s) as usize));
+        }
+        let ids: Vec<Hash> = parts.iter().map(|p| p.0).collect();
+        let locs = self.index.chunks(&ids)?;
+        let mut extents: Vec<Extent> = Vec::new();
+        for ((id, from, to), loc) in parts.into_iter().zip(locs) {
+            let loc = loc
+                .ok_or_else(|| Error::corrupt(format!("chunk {id} of blob {} has no index entry", m.digests.blake3)))?;
+            let part = Part { id, loc, from, to };
+            match extents.last_mut() {
+                // Bounded in stored and in decoded bytes: compressible
+                // chunks must not make one extent inflate to gigabytes.
+                Some(x)
+                    if x.pack == loc.pack
+                        && x.end == loc.offset
+                        && x.end - x.start < MAX_EXTENT
+                        && x.raw < MAX_EXTENT =>
+                {
+                    x.end += loc.record_len();
+                    x.raw += loc.raw_len as u64;
+                    x.parts.push(part);
+                }
+                _ => extents.push(Extent {
+                    pack: loc.pack,
+                    start: loc.offset,
+                    end: loc.offset + loc.record_len(),
+                    raw: loc.raw_len as u64,
+                    parts: vec![part],
+                }),
+            }
+        }
+        let (tx, rx) = mpsc::channel(16);
+        let this = self.clone();
+        tokio::spawn(async move {
+            let mut reads = futures::stream::iter(extents)
+                .map(|x| this.read_extent(x))
+                .buffered(READ_AHEAD);
+            while let Some(r) = reads.next().await {
+                match r {
+                    Ok(pieces) => {
+                        for p in pieces {
+                            if tx.send(Ok(p)).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "read failed verification");
+                        let _ = tx.send(Err(e)).await;
+                        return;
+                    }
+                }
+            }
+        });
+        Ok((m.size, rx))
+    }
+
+    /// Reads a run of adjacent records and returns the verified slices. If
+    /// compaction moved them meanwhile (their pack is retired or gone), each
+    /// chunk is looked up again and read where it is now.
+    async fn read_extent(self: &Arc<Self>, x: Extent) -> Result<Vec<Bytes>> {
+        let pack = x.pack;
+        let parts: Vec<(Hash, usize, usize)> = x.parts.iter().map(|p| (p.id, p.from, p.to)).collect();
+        match self.read_extent_at(x).await {
+            Err(e) if !self.index.pack(pack)?.is_some_and(|i| i.state != PackState::Retired) => {
+                tracing::debug!(pack = %format!("{pack:016x}"), error = %e, "pack was compacted during a read; following the move");
+                let mut out = Vec::with_capacity(parts.len());
+                for (id, from, to) in parts {
+                    let loc = self
+                        .index
+                        .chunk(&id)?
+                        .ok_or_else(|| Error::NotFound(format!("chunk {id} was collected during the read")))?;
+                    let one = Extent {
+                        pack: loc.pack,
+                        start: loc.offset,
+                        end: loc.offset + loc.record_len(),
+                        raw: loc.raw_len as u64,
+                        parts: vec![Part { id, loc, from, to }],
+                    };
+                    out.extend(self.read_extent_at(one).await?);
+                }
+                Ok(out)
+            }
+            r => r,
+        }
+    }
+
+    async fn read_extent_at(self: &Arc<Self>, x: Extent) -> Result<Vec<Bytes>> {
+        let len = x.end - x.start;
+        let bytes = match self.packer.staged(x.pack) {
+            Some(p) => tokio::task::spawn_blocking(move || p.read_at(x.start, len).map(Bytes::from))
+                .await
+                .map_err(|e| Error::Internal(e.to_string()))??,
+            None => self.store.get_range(x.pack, x.start..x.end).await?,
+        };
+        tokio::task::spawn_blocking(move || {
+            x.parts
+                .iter()
+                .map(|p| {
+                    let at = (p.loc.offset - x.start) as usize;
+                    let rec = bytes.slice(at..at + p.loc.record_len() as usize);
+                    let (e, _) = format::open_record(&rec, p.loc.offset, Kind::Chunk, &p.id)
+                        .map_err(|e| Error::corrupt(format!("pack {:016x}: {e}", x.pack)))?;
+                    let raw = format::decode_chunk(&e, rec.slice(format::RECORD_HEADER_LEN..))?;
+                    Ok(raw.slice(p.from..p.to))
+                })
+                .collect()
+        })
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))?
+    }
+}
+
+
+struct Part {
+    id: Hash,
+    loc: ChunkLoc,
+    from: usize,
+    to: usize,
+}
+
+struct Extent {
+    pack: u64,
+    start: u64,
+    end: u64,
+    /// Decoded bytes of its chunks.
+    raw: u64,
+    parts: Vec<Part>,
+}
