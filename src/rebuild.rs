@@ -13,8 +13,8 @@ use crate::error::{Error, Result};
 use crate::hash::Hash;
 use crate::index::{Cf, ChunkLoc, Index, PackInfo, PackState, RefInfo, Stats, Txn, ref_key};
 use crate::manifest::Manifest;
-use crate::pack::{OpenPack, list_staged};
 use crate::pack::format::{self, Kind};
+use crate::pack::{OpenPack, list_staged};
 use crate::store::PackStore;
 
 const BATCH_OPS: usize = 10_000;
@@ -270,7 +270,14 @@ fn copy_catalog(old: &Index, w: &mut Writer<'_>) -> Result<u64> {
     for cf in [Cf::Packages, Cf::Versions, Cf::Files, Cf::Audit, Cf::CatalogIdx] {
         for kv in old.scan(cf, &[], None, false) {
             let (k, v) = kv?;
-            if cf == Cf::CatalogIdx && matches!(k.first().copied(), Some(rec::tag::HOLDERS | rec::tag::HOLDER | rec::tag::GARBAGE | rec::tag::LEASE | rec::tag::NS_BYTES)) {
+            if cf == Cf::CatalogIdx
+                && matches!(
+                    k.first().copied(),
+                    Some(
+                        rec::tag::HOLDERS | rec::tag::HOLDER | rec::tag::GARBAGE | rec::tag::LEASE | rec::tag::NS_BYTES
+                    )
+                )
+            {
                 continue;
             }
             w.batch.put(cf, k.to_vec(), v.to_vec());

@@ -105,7 +105,6 @@ impl Ctx<'_, '_> {
         }
     }
 
-
     pub(super) fn package(&self, p: &PkgRef) -> Result<(Vec<u8>, PackageRec)> {
         let key = rec::package_key(p);
         match self.txn.get(Cf::Packages, &key)? {
@@ -215,7 +214,6 @@ impl Ctx<'_, '_> {
         }
         Ok(())
     }
-
 
     fn publish(
         &mut self,

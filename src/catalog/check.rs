@@ -151,7 +151,9 @@ pub fn check(index: &Index) -> Result<CheckReport> {
         r.expect(|| format!("package {pname}: active files"), pkg.files, files);
         r.expect(|| format!("package {pname}: active bytes"), pkg.size, size);
     }
-    let trash_entries = s.scan(Cf::CatalogIdx, &[rec::tag::TRASH], Some(&[rec::tag::TRASH + 1])).count() as u64;
+    let trash_entries = s
+        .scan(Cf::CatalogIdx, &[rec::tag::TRASH], Some(&[rec::tag::TRASH + 1]))
+        .count() as u64;
     r.expect(|| "trash index entries".into(), trash_entries, trashed);
 
     // 2. References: each one's file count against the files behind it.
@@ -220,7 +222,9 @@ pub fn check(index: &Index) -> Result<CheckReport> {
         }
     }
     namespaces += close_ns(&mut r, held.take())?;
-    let usage_entries = s.scan(Cf::CatalogIdx, &[rec::tag::NS_BYTES], Some(&[rec::tag::NS_BYTES + 1])).count() as u64;
+    let usage_entries = s
+        .scan(Cf::CatalogIdx, &[rec::tag::NS_BYTES], Some(&[rec::tag::NS_BYTES + 1]))
+        .count() as u64;
     r.expect(|| "namespaces with bytes held".into(), usage_entries, namespaces);
     // Leases: every entry matches its reference.
     for kv in s.scan(Cf::CatalogIdx, &[rec::tag::LEASE], Some(&[rec::tag::LEASE + 1])) {

@@ -27,9 +27,9 @@ mod settings;
 mod trash;
 pub mod usage;
 
-pub use ops::{CatalogOp, CatalogOutcome, PurgeCounts, Target};
 pub use check::CheckReport;
 pub use model::{FileRef, PackageType, PkgRef, State, VerRef};
+pub use ops::{CatalogOp, CatalogOutcome, PurgeCounts, Target};
 pub use read::{FileView, PackageSort, PackageView, Page, VersionView};
 pub use records::{DupPolicy, EventRec};
 

@@ -74,8 +74,7 @@ impl Ctx<'_, '_> {
         packages: &[(u64, u64)],
         keep_days: u64,
     ) -> Result<CatalogOutcome> {
-        self.txn
-            .put(Cf::CatalogIdx, rec::day_key(day), usage.to_vec());
+        self.txn.put(Cf::CatalogIdx, rec::day_key(day), usage.to_vec());
         let old = day.saturating_sub(keep_days);
         let index = self.txn.index();
         for (ns, u) in namespaces {
@@ -98,12 +97,7 @@ impl Ctx<'_, '_> {
         for kv in index.scan(Cf::CatalogIdx, &from, Some(&to), false).take(100_000) {
             self.txn.delete(Cf::CatalogIdx, kv?.0.to_vec());
         }
-        for kv in index.scan(
-            Cf::CatalogIdx,
-            &rec::day_key(0),
-            Some(&rec::day_key(old)),
-            false,
-        ) {
+        for kv in index.scan(Cf::CatalogIdx, &rec::day_key(0), Some(&rec::day_key(old)), false) {
             self.txn.delete(Cf::CatalogIdx, kv?.0.to_vec());
         }
         Ok(CatalogOutcome::Done)

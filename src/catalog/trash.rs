@@ -37,7 +37,12 @@ impl Ctx<'_, '_> {
                 let e = self.event_for(actor, action, "package", &pkg_only(p), pkg.size);
                 self.move_usage(
                     p,
-                    signed(Counters::to_trash(1, pkg.versions as i64, pkg.files as i64, pkg.size as i64)),
+                    signed(Counters::to_trash(
+                        1,
+                        pkg.versions as i64,
+                        pkg.files as i64,
+                        pkg.size as i64,
+                    )),
                 )?;
                 self.put_package(key, &pkg);
                 self.event(e);
@@ -78,7 +83,14 @@ impl Ctx<'_, '_> {
                 }
                 let fname = rec::file_name_key(ver_id, &file.name);
                 let n = self.count(&fname)?;
-                self.set_count(fname, if to_trash { minus_one(n, "active files of a name")? } else { n + 1 });
+                self.set_count(
+                    fname,
+                    if to_trash {
+                        minus_one(n, "active files of a name")?
+                    } else {
+                        n + 1
+                    },
+                );
                 shift(&mut ver.files, 1, to_trash, "version files")?;
                 shift(&mut ver.size, file.size, to_trash, "version bytes")?;
                 if ver.deleted_ms.is_none() {

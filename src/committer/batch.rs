@@ -169,4 +169,3 @@ impl Writer {
         Ok(outcomes)
     }
 }
-

@@ -155,4 +155,3 @@ impl Committer {
             .ok_or_else(|| Error::Internal("catalog request without a catalog outcome".into()))
     }
 }
-

@@ -35,7 +35,10 @@ impl Engine {
         let mut expected_dead: HashMap<u64, u64> = HashMap::new();
         if opts.dry_run {
             let to = rec::condemned_key(cutoff.saturating_add(1), &Hash([0; 32]));
-            for kv in self.index.scan(Cf::CatalogIdx, &[rec::tag::CONDEMNED], Some(&to), false) {
+            for kv in self
+                .index
+                .scan(Cf::CatalogIdx, &[rec::tag::CONDEMNED], Some(&to), false)
+            {
                 let (k, _) = kv?;
                 let (at, id) = rec::parse_condemned_key(&k)?;
                 if let Some(c) = self
@@ -112,7 +115,15 @@ impl Engine {
         rep.bytes_condemned = stats
             .condemned_bytes
             .saturating_sub(if opts.dry_run { rep.bytes_collected } else { 0 });
-        rep.chunks_condemned = self.index.scan(Cf::CatalogIdx, &[rec::tag::CONDEMNED], Some(&[rec::tag::CONDEMNED + 1]), false).count() as u64
+        rep.chunks_condemned = self
+            .index
+            .scan(
+                Cf::CatalogIdx,
+                &[rec::tag::CONDEMNED],
+                Some(&[rec::tag::CONDEMNED + 1]),
+                false,
+            )
+            .count() as u64
             - if opts.dry_run { rep.chunks_collected } else { 0 };
         rep.dead_bytes = stats.dead_bytes;
         rep.elapsed_ms = started.elapsed().as_millis() as u64;

@@ -28,8 +28,8 @@ use crate::ingest::Ingest;
 use crate::pack::Packer;
 use crate::store::PackStore;
 
-pub use read::GET_FRAME;
 pub use crate::report::StoreStats;
+pub use read::GET_FRAME;
 pub use upload::UploadSlot;
 
 pub struct Engine {

@@ -193,7 +193,6 @@ impl Engine {
     }
 }
 
-
 struct Part {
     id: Hash,
     loc: ChunkLoc,

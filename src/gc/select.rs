@@ -24,7 +24,12 @@ pub struct Candidate {
 /// `extra` adds dead bytes a dry run expects from collection.
 pub fn candidates(index: &Index, threshold: f64, extra: &HashMap<u64, u64>) -> Result<Vec<Candidate>> {
     let mut dead: BTreeMap<u64, u64> = extra.iter().map(|(k, v)| (*k, *v)).collect();
-    for kv in index.scan(Cf::CatalogIdx, &[crate::catalog::records::tag::DEAD], Some(&[crate::catalog::records::tag::DEAD + 1]), false) {
+    for kv in index.scan(
+        Cf::CatalogIdx,
+        &[crate::catalog::records::tag::DEAD],
+        Some(&[crate::catalog::records::tag::DEAD + 1]),
+        false,
+    ) {
         let (k, v) = kv?;
         let pack = be_u64(k.get(1..).unwrap_or_default())?;
         *dead.entry(pack).or_default() += be_u64(&v)?;

@@ -37,7 +37,12 @@ pub fn get(index: &Index, name: &str) -> Result<Policy> {
 /// Every stored policy, by name.
 pub fn list(index: &Index) -> Result<Vec<Policy>> {
     index
-        .scan(Cf::CatalogIdx, &[rec::tag::RETENTION_POLICY], Some(&[rec::tag::RETENTION_POLICY + 1]), false)
+        .scan(
+            Cf::CatalogIdx,
+            &[rec::tag::RETENTION_POLICY],
+            Some(&[rec::tag::RETENTION_POLICY + 1]),
+            false,
+        )
         .map(|kv| Policy::decode(&kv?.1))
         .collect()
 }

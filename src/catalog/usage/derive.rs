@@ -7,7 +7,10 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use serde::Serialize;
 
 use super::update::stored_len;
-use super::{Counters, Edges, Groups, LEVELS, Level, Share, Users, blob_edges_key, display, edge_key, gid, gid_key, group_key, share_key};
+use super::{
+    Counters, Edges, Groups, LEVELS, Level, Share, Users, blob_edges_key, display, edge_key, gid, gid_key, group_key,
+    share_key,
+};
 use crate::catalog::records::{self as rec, FileRec, PackageRec, VersionRec, decode, encode};
 use crate::error::{Error, Result};
 use crate::hash::Hash;
@@ -54,7 +57,10 @@ impl Derived {
             for (i, e) in edges(&self.pkgs, users).iter().enumerate() {
                 for (id, _, n) in e {
                     match LEVELS[i] {
-                        Level::Package => f(edge_key(rec::tag::BLOB_EDGE, blob, LEVELS[i], *id), n.to_be_bytes().to_vec())?,
+                        Level::Package => f(
+                            edge_key(rec::tag::BLOB_EDGE, blob, LEVELS[i], *id),
+                            n.to_be_bytes().to_vec(),
+                        )?,
                         l => above.push((l as u8, *id, *n)),
                     }
                 }
@@ -72,7 +78,10 @@ impl Derived {
             for (i, e) in edges(&self.pkgs, users).iter().enumerate() {
                 for (id, _, n) in e {
                     match LEVELS[i] {
-                        Level::Package => f(edge_key(rec::tag::CHUNK_EDGE, chunk, LEVELS[i], *id), n.to_be_bytes().to_vec())?,
+                        Level::Package => f(
+                            edge_key(rec::tag::CHUNK_EDGE, chunk, LEVELS[i], *id),
+                            n.to_be_bytes().to_vec(),
+                        )?,
                         l => s.edges.push((l as u8, *id, *n)),
                     }
                     s.levels[i] = (s.levels[i].0 + 1, s.levels[i].1 ^ id);

@@ -5,7 +5,8 @@
 use std::collections::{HashMap, HashSet};
 
 use super::{
-    Counters, Edges, Groups, LEVELS, Level, Share, blob_edges_key, display, edge_key, gid, gid_key, group_key, share_key,
+    Counters, Edges, Groups, LEVELS, Level, Share, blob_edges_key, display, edge_key, gid, gid_key, group_key,
+    share_key,
 };
 use crate::catalog::records::{self as rec, decode, encode};
 use crate::error::{Error, Result};
@@ -109,7 +110,11 @@ fn edge(txn: &mut Txn<'_>, key: Vec<u8>, sign: i64) -> Result<bool> {
 pub fn file_uses(txn: &mut Txn<'_>, d: &mut Deltas, g: &Groups, m: &Manifest, sign: i64) -> Result<()> {
     let blob = m.digests.blake3;
     let pkg = Level::Package;
-    if !edge(txn, edge_key(rec::tag::BLOB_EDGE, &blob, pkg, gid(pkg, g.key(pkg))), sign)? {
+    if !edge(
+        txn,
+        edge_key(rec::tag::BLOB_EDGE, &blob, pkg, gid(pkg, g.key(pkg))),
+        sign,
+    )? {
         return Ok(());
     }
     let ek = blob_edges_key(&blob);
@@ -143,7 +148,11 @@ pub fn file_uses(txn: &mut Txn<'_>, d: &mut Deltas, g: &Groups, m: &Manifest, si
 /// One more (or one fewer) blob of package groups `g` uses `chunk`.
 fn chunk_uses(txn: &mut Txn<'_>, d: &mut Deltas, g: &Groups, chunk: &Hash, sign: i64) -> Result<()> {
     let pkg = Level::Package;
-    if !edge(txn, edge_key(rec::tag::CHUNK_EDGE, chunk, pkg, gid(pkg, g.key(pkg))), sign)? {
+    if !edge(
+        txn,
+        edge_key(rec::tag::CHUNK_EDGE, chunk, pkg, gid(pkg, g.key(pkg))),
+        sign,
+    )? {
         return Ok(());
     }
     let sk = share_key(chunk);
