@@ -19,7 +19,9 @@ use crate::error::{Error, Result};
 pub struct Config {
     /// Where the index (RocksDB) and pack staging live. Default: "./stowage-data".
     pub data_dir: PathBuf,
-    /// gRPC listen address. Default: "127.0.0.1:7420".
+    /// gRPC listen address. Default: "127.0.0.1:7420". With port 0 the
+    /// kernel picks one; the bound address is written to
+    /// `<data_dir>/listen.addr` (`crate::api::LISTEN_ADDR_FILE`).
     pub listen: SocketAddr,
     /// Where sealed packs go, as an object_store URL: `file:///abs/dir`,
     /// `s3://bucket/prefix`, `gs://…`, `az://…`, `memory://`.
@@ -58,7 +60,8 @@ pub struct Config {
     /// RESOURCE_EXHAUSTED. Default: 64.
     pub max_uploads_per_token: usize,
     /// Where Prometheus scrapes `GET /metrics` (plain HTTP). Default: none
-    /// (no metrics listener).
+    /// (no metrics listener). The bound address is written to
+    /// `<data_dir>/metrics.addr` (`crate::api::METRICS_ADDR_FILE`).
     pub metrics_listen: Option<SocketAddr>,
     /// TLS for the gRPC listener. Default: none (plain HTTP/2, for loopback).
     pub tls: Option<Tls>,

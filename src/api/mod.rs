@@ -11,7 +11,7 @@ mod report;
 pub mod retention;
 mod server;
 
-pub use server::serve;
+pub use server::{LISTEN_ADDR_FILE, METRICS_ADDR_FILE, serve};
 
 use std::sync::Arc;
 

@@ -1,4 +1,7 @@
-//! The gRPC server: blob and admin services, health and reflection.
+//! The gRPC server: blob and admin services, health and reflection. Once
+//! its listeners are bound it writes their addresses to the data dir
+//! ([`METRICS_ADDR_FILE`], then [`LISTEN_ADDR_FILE`]), so `listen =
+//! "127.0.0.1:0"` (a port the kernel picks) can be found.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -33,6 +36,21 @@ pub(crate) const WINDOW: u32 = 8 << 20;
 /// than the 16 KiB default.
 pub(crate) const FRAME: u32 = 1 << 20;
 
+/// The gRPC address the daemon bound (e.g. `127.0.0.1:40123`), one line in
+/// the data dir. Removed at start, written once every listener is bound.
+pub const LISTEN_ADDR_FILE: &str = "listen.addr";
+/// The metrics address the daemon bound, likewise (only with `metrics_listen`).
+pub const METRICS_ADDR_FILE: &str = "metrics.addr";
+
+/// Writes `addr` to `dir/name` atomically (a temp file renamed over it):
+/// a reader sees the whole address or no file.
+fn publish_addr(dir: &std::path::Path, name: &str, addr: SocketAddr) -> Result<()> {
+    let tmp = dir.join(format!("{name}.tmp"));
+    std::fs::write(&tmp, format!("{addr}\n"))?;
+    std::fs::rename(&tmp, dir.join(name))?;
+    Ok(())
+}
+
 /// Reads the PEM files a `[tls]` section names.
 fn server_tls(t: &crate::config::Tls) -> Result<ServerTlsConfig> {
     let read = |p: &std::path::Path, what: &str| {
@@ -52,6 +70,14 @@ fn server_tls(t: &crate::config::Tls) -> Result<ServerTlsConfig> {
 
 /// Serves until `shutdown` resolves, then drains in-flight requests.
 pub async fn serve(engine: Arc<Engine>, listen: SocketAddr, shutdown: impl Future<Output = ()> + Send) -> Result<()> {
+    let cfg = engine.config();
+    // The engine holds the index lock: these are ours, left by an earlier run.
+    for name in [LISTEN_ADDR_FILE, METRICS_ADDR_FILE] {
+        match std::fs::remove_file(cfg.data_dir.join(name)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+            _ => {}
+        }
+    }
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| Error::Unavailable(format!("cannot listen on {listen}: {e}")))?;
@@ -68,7 +94,6 @@ pub async fn serve(engine: Arc<Engine>, listen: SocketAddr, shutdown: impl Futur
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .map_err(|e| Error::Internal(format!("reflection: {e}")))?;
-    let cfg = engine.config();
     let auth = Authenticate(Arc::new(Auth::load(&cfg.tokens, &cfg.data_dir)?));
     let blob = BlobServiceServer::new(BlobApi { engine: engine.clone() })
         .max_decoding_message_size(MAX_MESSAGE)
@@ -103,6 +128,7 @@ pub async fn serve(engine: Arc<Engine>, listen: SocketAddr, shutdown: impl Futur
     let metrics_task = match cfg.metrics_listen {
         Some(at) => {
             let listener = super::metrics::bind(at).await?;
+            publish_addr(&cfg.data_dir, METRICS_ADDR_FILE, listener.local_addr()?)?;
             Some(tokio::spawn(super::metrics::serve(
                 metrics.clone(),
                 engine.clone(),
@@ -118,6 +144,8 @@ pub async fn serve(engine: Arc<Engine>, listen: SocketAddr, shutdown: impl Futur
             .map_err(|e| Error::invalid(format!("tls: {e}")))?;
     }
     tracing::info!(%addr, tls = cfg.tls.is_some(), mtls = cfg.tls.as_ref().is_some_and(|t| t.client_ca.is_some()), "listening");
+    // Last: once this file is there, every listener is bound.
+    publish_addr(&cfg.data_dir, LISTEN_ADDR_FILE, addr)?;
     let served = server
         .layer(RpcMetricsLayer(metrics))
         // Dead peers are found and their connections (and streams) dropped.

@@ -5,8 +5,9 @@ use std::io::Write;
 use anyhow::Context;
 use serde_json::{Map, Value, json};
 
-use super::catalog::{connect, emit, fail, parse_digests};
-use super::{BlobCmd, Conn};
+use super::catalog::parse_digests;
+use super::output::emit;
+use super::{BlobCmd, Conn, connect, fail};
 use crate::api::pb;
 
 fn digests_json(d: &pb::Digests, out: &mut Map<String, Value>) {

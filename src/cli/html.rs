@@ -21,7 +21,7 @@ fn esc(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-use super::catalog::size as human;
+use super::output::size as human;
 
 fn signed(n: i64) -> String {
     match n {

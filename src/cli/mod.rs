@@ -4,6 +4,7 @@
 mod catalog;
 mod client;
 mod html;
+mod output;
 mod report;
 mod retention;
 
@@ -13,6 +14,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 
+use crate::api::client::{Client, Status};
 use crate::config::Config;
 
 #[derive(Parser)]
@@ -103,7 +105,7 @@ fn token_create(id: String, scopes: Vec<String>, namespaces: Vec<String>) -> any
         namespaces,
     };
     let snippet = toml::to_string(&Snippet { tokens: vec![entry] })?;
-    catalog::emit(|w| {
+    output::emit(|w| {
         write!(
             w,
             "# token (shown once; the daemon keeps only its hash):\n# {token}\n{snippet}"
@@ -203,6 +205,20 @@ impl Conn {
             Err(e) => Err(anyhow::anyhow!("cannot read {}: {e}", path.display())),
         }
     }
+}
+
+/// A client for `--addr`, with the token `conn` finds.
+async fn connect(conn: &Conn) -> anyhow::Result<Client> {
+    let token = conn.token()?;
+    Client::connect_with(&conn.addr, token.as_deref(), &conn.tls())
+        .await
+        .with_context(|| format!("cannot connect to {}", conn.addr))
+}
+
+/// `Code: message`, on one line even when the message has several.
+fn fail(s: Status) -> anyhow::Error {
+    let lines: Vec<&str> = s.message().lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    anyhow::anyhow!("{:?}: {}", s.code(), lines.join(" "))
 }
 
 /// True for an address on this machine (`localhost`, 127.0.0.0/8, `::1`).
@@ -552,7 +568,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let cfg = args.load()?;
             let report = crate::rebuild::rebuild_index(&cfg).await.context("rebuild-index")?;
             let line = serde_json::to_string(&report)?;
-            catalog::emit(|w| writeln!(w, "{line}"))
+            output::emit(|w| writeln!(w, "{line}"))
         }
     }
 }

@@ -3,8 +3,8 @@
 use clap::{Args, ValueEnum};
 use serde_json::json;
 
-use super::Conn;
-use super::catalog::{connect, csv_cell, emit, fail, size, table};
+use super::output::{csv_cell, emit, size, table};
+use super::{Conn, connect, fail};
 use crate::api::pb;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -8,8 +8,8 @@ use clap::{Args, Subcommand};
 use futures::StreamExt;
 use serde_json::json;
 
-use super::Conn;
-use super::catalog::{connect, csv_cell, emit, fail};
+use super::output::{csv_cell, emit};
+use super::{Conn, connect, fail};
 use crate::api::pb;
 use crate::api::retention::{policy_from, policy_to};
 use crate::retention::Policy;

@@ -5,7 +5,7 @@ use futures::future::BoxFuture;
 use stowage::api::client::{Client, Code, version_ref};
 use stowage::api::pb::{self, PackageType as T};
 
-use crate::harness::{BIN, Daemon, b3, put, random_bytes};
+use crate::harness::{BIN, Daemon, b3, eventually, put, random_bytes, sample};
 
 /// `stowage token create`: the token and its config entry.
 fn create_token(id: &str, scopes: &str, namespaces: &str) -> (String, String) {
@@ -511,9 +511,10 @@ type Held = (
 );
 
 /// `n` uploads in progress (a header and a 100 kB frame each, then held
-/// open), given time to reach the daemon so a later probe cannot take
+/// open), each holding its slot (the daemon's uploads-in-progress gauge
+/// says so; its config needs `metrics_listen`) so a later probe cannot take
 /// one's slot. Dropping a sender ends its upload.
-async fn hold_uploads(c: &Client, ns: &str, n: u64) -> Vec<Held> {
+async fn hold_uploads(d: &Daemon, c: &Client, ns: &str, n: u64) -> Vec<Held> {
     let mut held = Vec::new();
     for i in 0..n {
         let (tx, rx) = tokio::sync::mpsc::channel(4);
@@ -527,7 +528,15 @@ async fn hold_uploads(c: &Client, ns: &str, n: u64) -> Vec<Held> {
         let task = tokio::spawn(async move { blobs.put(tokio_stream::wrappers::ReceiverStream::new(rx)).await });
         held.push((tx, task));
     }
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let timeout = std::time::Duration::from_secs(10);
+    eventually(timeout, "the held uploads take their slots", || async {
+        let (_, _, body) = d.scrape().await;
+        match sample(&body, "stowage_uploads_in_progress") {
+            Some(v) if v >= n as f64 => Ok(()),
+            v => Err(format!("stowage_uploads_in_progress {v:?}")),
+        }
+    })
+    .await;
     held
 }
 
@@ -535,11 +544,11 @@ async fn hold_uploads(c: &Client, ns: &str, n: u64) -> Vec<Held> {
 async fn one_token_cannot_take_every_upload_slot() {
     let (token, entry) = create_token("tenant", "read,write", "a");
     let d = Daemon::start(&format!(
-        "max_concurrent_uploads = 4\nmax_uploads_per_token = 2\n{entry}"
+        "max_concurrent_uploads = 4\nmax_uploads_per_token = 2\nmetrics_listen = \"127.0.0.1:0\"\n{entry}"
     ))
     .await;
     let tenant = d.client_with(Some(&token)).await;
-    let held = hold_uploads(&tenant, "a", 2).await;
+    let held = hold_uploads(&d, &tenant, "a", 2).await;
     let e = tenant
         .put_bytes(stowage::api::client::header("a"), random_bytes(70, 1000))
         .await
@@ -557,10 +566,10 @@ async fn one_token_cannot_take_every_upload_slot() {
 
 #[tokio::test]
 async fn uploads_over_the_limit_are_refused_not_queued() {
-    let d = Daemon::start("max_concurrent_uploads = 2").await;
+    let d = Daemon::start("max_concurrent_uploads = 2\nmetrics_listen = \"127.0.0.1:0\"").await;
     let c = d.client().await;
     let stored = put(&c, "ns", random_bytes(30, 5000)).await;
-    let held = hold_uploads(&c, "ns", 2).await;
+    let held = hold_uploads(&d, &c, "ns", 2).await;
     // Once both hold their slots, a third upload is turned away at once.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let refused = loop {

@@ -9,7 +9,7 @@ use rand::{Rng, SeedableRng, rngs::StdRng};
 use stowage::api::client::{Client, Code, version_ref};
 use stowage::api::pb::{self, PackageType as T};
 
-use crate::harness::{Daemon, b3, put, random_bytes, sha256_hex, text_bytes};
+use crate::harness::{Daemon, b3, eventually, put, random_bytes, sha256_hex, text_bytes};
 
 const DAY: Duration = Duration::from_secs(24 * 3600);
 
@@ -860,9 +860,10 @@ async fn counts_match_a_recomputation_after_random_ops_and_kill_9() {
 
     // Concurrent publishes and deletes, then kill -9 mid-flight.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut tasks = Vec::new();
     for t in 0..6u64 {
-        let (c, stop, pool) = (c.clone(), stop.clone(), pool.clone());
+        let (c, stop, pool, done) = (c.clone(), stop.clone(), pool.clone(), done.clone());
         tasks.push(tokio::spawn(async move {
             let mut acked = Vec::new();
             let mut i = 0u64;
@@ -876,6 +877,7 @@ async fn counts_match_a_recomputation_after_random_ops_and_kill_9() {
                             break;
                         }
                         acked.push((v, id, i.is_multiple_of(3)));
+                        done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     }
                     Err(_) => break,
                 }
@@ -884,7 +886,14 @@ async fn counts_match_a_recomputation_after_random_ops_and_kill_9() {
             acked
         }));
     }
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Cut them down once they have done some work (and keep going).
+    eventually(Duration::from_secs(60), "60 publishes before the kill", || async {
+        match done.load(std::sync::atomic::Ordering::Relaxed) {
+            n if n >= 60 => Ok(()),
+            n => Err(format!("{n} publishes")),
+        }
+    })
+    .await;
     d.kill9();
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let mut acked = Vec::new();

@@ -418,3 +418,47 @@ async fn a_closed_output_pipe_ends_the_cli_quietly() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!err.contains("panicked"), "{err}");
 }
+
+/// `serve` on port 0 (as every harness daemon): the daemon logs the
+/// addresses it bound and writes them to the data dir, where the CLI finds
+/// the daemon; a later start removes the files of the earlier one and
+/// writes its own.
+#[tokio::test]
+async fn serve_writes_the_addresses_it_bound_to_the_data_dir() {
+    use std::net::SocketAddr;
+    use stowage::api::{LISTEN_ADDR_FILE, METRICS_ADDR_FILE};
+    let mut d = Daemon::start("metrics_listen = \"127.0.0.1:0\"").await;
+    let read = |d: &Daemon, name: &str| std::fs::read_to_string(d.data_dir().join(name));
+    let bound = |d: &Daemon, name: &str| -> SocketAddr { read(d, name).unwrap().trim().parse().unwrap() };
+    let (grpc, metrics) = (bound(&d, LISTEN_ADDR_FILE), bound(&d, METRICS_ADDR_FILE));
+    assert!(
+        grpc.port() != 0 && metrics.port() != 0 && grpc != metrics,
+        "{grpc} {metrics}"
+    );
+    assert_eq!(d.addr, format!("http://{grpc}"));
+    let log = d.log();
+    assert!(
+        log.contains(&grpc.to_string()) && log.contains(&metrics.to_string()),
+        "{log}"
+    );
+    let (status, _, _) = scrape(&metrics.to_string()).await;
+    assert!(status.contains("200"), "{status}");
+    let out = std::process::Command::new(BIN)
+        .args(["admin", "stats", "--addr", &format!("http://{grpc}")])
+        .env("STOWAGE_DATA_DIR", d.data_dir())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // Restarted without metrics, over a stale listen.addr.
+    d.stop();
+    let config = std::fs::read_to_string(&d.config).unwrap();
+    std::fs::write(&d.config, config.replace("metrics_listen = \"127.0.0.1:0\"", "")).unwrap();
+    std::fs::write(d.data_dir().join(LISTEN_ADDR_FILE), "stale").unwrap();
+    d.spawn().await;
+    assert!(read(&d, METRICS_ADDR_FILE).is_err(), "the old metrics.addr stays");
+    assert_eq!(d.metrics, None);
+    let again = bound(&d, LISTEN_ADDR_FILE);
+    assert_eq!(d.addr, format!("http://{again}"));
+    assert!(json_lines(&d.cli(&["admin", "stats"]))[0]["packs"].is_u64());
+}

@@ -62,7 +62,20 @@ async fn kill_9_during_concurrent_uploads_loses_no_acknowledged_blob() {
             }
         }));
     }
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // Kill once uploads are acknowledged and packs are being sealed.
+    let packs = d.data_dir().join("packs");
+    eventually(
+        Duration::from_secs(60),
+        "uploads and sealed packs before the kill",
+        || async {
+            let (n, sealed) = (acked.lock().unwrap().len(), pack_files(&packs).len());
+            match n >= 30 && sealed >= 3 {
+                true => Ok(()),
+                false => Err(format!("{n} uploads acknowledged, {sealed} packs sealed")),
+            }
+        },
+    )
+    .await;
     d.kill9();
     for t in tasks {
         t.await.unwrap();

@@ -1,5 +1,6 @@
 //! Spawns and controls a real daemon.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -7,24 +8,55 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use rand::{Rng, RngCore, SeedableRng, rngs::StdRng};
 use stowage::api::client::{Client, TlsFiles};
+use stowage::api::pb;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_stowage");
 
 pub struct Daemon {
     child: Option<Child>,
+    /// The gRPC address of the running daemon (read back from its
+    /// `listen.addr` at each start: the port is the kernel's pick).
     pub addr: String,
+    /// The metrics address (`127.0.0.1:<port>`), when the config has
+    /// `metrics_listen` (give it port 0).
+    pub metrics: Option<String>,
     pub dir: tempfile::TempDir,
     pub config: PathBuf,
     /// What the harness's own clients present, for a TLS daemon.
     pub tls: TlsFiles,
+    https: bool,
 }
 
+/// A port free a moment ago, for servers that cannot report the port they
+/// bound (moto): racy, so such a start must retry when the port was taken.
+/// Daemons listen on port 0 and say which port they got.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// Polls `probe` every 20 ms until it returns `Ok`, and returns that; after
+/// `timeout` fails the test with `what` and the last `Err` (the state seen).
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        match probe().await {
+            Ok(v) => return v,
+            Err(seen) => assert!(
+                Instant::now() < deadline,
+                "{what}: not after {timeout:?}; last seen: {seen}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 impl Daemon {
@@ -37,25 +69,22 @@ impl Daemon {
     /// the harness connects to `https://localhost:<port>` with `tls`.
     pub async fn start_tls(extra: &str, tls: Option<TlsFiles>) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
         let config = dir.path().join("stowage.toml");
         std::fs::write(
             &config,
             format!(
-                "data_dir = {:?}\nlisten = \"127.0.0.1:{port}\"\n{extra}\n",
+                "data_dir = {:?}\nlisten = \"127.0.0.1:0\"\n{extra}\n",
                 dir.path().join("data")
             ),
         )
         .unwrap();
-        let addr = match tls {
-            Some(_) => format!("https://localhost:{port}"),
-            None => format!("http://127.0.0.1:{port}"),
-        };
         let mut d = Daemon {
             child: None,
-            addr,
+            addr: String::new(),
+            metrics: None,
             dir,
             config,
+            https: tls.is_some(),
             tls: tls.unwrap_or_default(),
         };
         d.spawn().await;
@@ -83,14 +112,31 @@ impl Daemon {
             .spawn()
             .expect("spawning stowage");
         self.child = Some(child);
+        // The daemon removes listen.addr at start and writes it once bound;
+        // until then it may still name the port of the previous run, where
+        // nothing (or another daemon, refusing our token) answers.
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let token = std::fs::read_to_string(self.data_dir().join(stowage::auth::ADMIN_TOKEN_FILE)).ok();
-            if let Some(t) = token
-                && let Ok(c) = Client::connect_with(&self.addr, Some(t.trim()), &self.tls).await
-                && c.stats().await.is_ok()
-            {
-                return;
+            let data = self.data_dir();
+            let read = |name: &str| std::fs::read_to_string(data.join(name)).ok();
+            let token = read(stowage::auth::ADMIN_TOKEN_FILE);
+            let bound = read(stowage::api::LISTEN_ADDR_FILE).and_then(|a| a.trim().parse::<SocketAddr>().ok());
+            if let (Some(t), Some(bound)) = (token, bound) {
+                let addr = match self.https {
+                    true => format!("https://localhost:{}", bound.port()),
+                    false => format!("http://{bound}"),
+                };
+                // Bounded: a stale port may belong to anything by now.
+                let up = tokio::time::timeout(Duration::from_secs(5), async {
+                    let c = Client::connect_with(&addr, Some(t.trim()), &self.tls).await.ok()?;
+                    c.stats().await.ok()
+                });
+                if let Ok(Some(_)) = up.await {
+                    self.addr = addr;
+                    // Written before listen.addr, if the config has metrics.
+                    self.metrics = read(stowage::api::METRICS_ADDR_FILE).map(|a| a.trim().to_string());
+                    return;
+                }
             }
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!("daemon exited with {status}: {}", self.log());
@@ -98,6 +144,35 @@ impl Daemon {
             assert!(Instant::now() < deadline, "daemon did not come up: {}", self.log());
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// `GET /metrics` (the config needs `metrics_listen`): (status line,
+    /// content type, body).
+    pub async fn scrape(&self) -> (String, String, String) {
+        scrape(self.metrics.as_deref().expect("no metrics_listen in the config")).await
+    }
+
+    /// Waits until every record written so far is in a pack the index
+    /// lists as sealed (the open pack is empty). The report's day snapshot
+    /// counts sealed packs only, the summary every pack holding records:
+    /// they agree once nothing waits to be sealed. No GC may run meanwhile
+    /// (it deletes packs).
+    pub async fn wait_sealed(&self) {
+        let c = self.client().await;
+        eventually(Duration::from_secs(30), "every pack sealed", || {
+            let mut report = c.report.clone();
+            async move {
+                let r = report.capacity(pb::CapacityRequest::default()).await;
+                let r = r.map_err(|e| format!("{e:?}"))?.into_inner();
+                let all = r.summary.as_ref().map(|s| s.pack_bytes);
+                let sealed = r.days.last().map(|d| d.pack_bytes);
+                match all == sealed {
+                    true => Ok(()),
+                    false => Err(format!("pack bytes {all:?}, sealed {sealed:?}")),
+                }
+            }
+        })
+        .await
     }
 
     pub fn log(&self) -> String {
@@ -201,9 +276,8 @@ pub fn refused_start_with(extra: &str, prepare: impl FnOnce(&Path)) -> String {
     std::fs::write(
         &config,
         format!(
-            "data_dir = {:?}\nlisten = \"127.0.0.1:{}\"\n{extra}\n",
-            dir.path().join("data"),
-            free_port()
+            "data_dir = {:?}\nlisten = \"127.0.0.1:0\"\n{extra}\n",
+            dir.path().join("data")
         ),
     )
     .unwrap();
@@ -214,6 +288,35 @@ pub fn refused_start_with(extra: &str, prepare: impl FnOnce(&Path)) -> String {
         .unwrap();
     assert!(!out.status.success(), "the daemon started with {extra}");
     String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// `GET /metrics` from `addr` over plain HTTP/1.1: (status line, content
+/// type, body).
+pub async fn scrape(addr: &str) -> (String, String, String) {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).await.unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+    let status = head.lines().next().unwrap().to_string();
+    let ctype = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-type: ")
+                .map(str::to_string)
+        })
+        .unwrap_or_default();
+    (status, ctype, body.to_string())
+}
+
+/// The value of the sample whose name and labels are exactly `series`.
+pub fn sample(body: &str, series: &str) -> Option<f64> {
+    body.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|v| v.strip_prefix(' ')))
+        .map(|v| v.trim().parse().unwrap())
 }
 
 /// Stores `data` in `ns`; returns its BLAKE3.

@@ -1,41 +1,10 @@
 //! Prometheus metrics scraped from the running daemon.
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-use crate::harness::{Daemon, b3, free_port, put, random_bytes};
-
-/// `GET /metrics` over plain HTTP/1.1: (status line, content type, body).
-async fn scrape(port: u16) -> (String, String, String) {
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).await.unwrap();
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
-    let status = head.lines().next().unwrap().to_string();
-    let ctype = head
-        .lines()
-        .find_map(|l| {
-            l.to_ascii_lowercase()
-                .strip_prefix("content-type: ")
-                .map(str::to_string)
-        })
-        .unwrap_or_default();
-    (status, ctype, body.to_string())
-}
-
-/// The value of the sample whose name and labels are exactly `series`.
-fn sample(body: &str, series: &str) -> Option<f64> {
-    body.lines()
-        .find_map(|l| l.strip_prefix(series).and_then(|v| v.strip_prefix(' ')))
-        .map(|v| v.trim().parse().unwrap())
-}
+use crate::harness::{Daemon, b3, put, random_bytes, sample};
 
 #[tokio::test]
 async fn metrics_count_requests_and_report_the_store() {
-    let port = free_port();
-    let d = Daemon::start(&format!("metrics_listen = \"127.0.0.1:{port}\"")).await;
+    let d = Daemon::start("metrics_listen = \"127.0.0.1:0\"").await;
     let c = d.client().await;
     let a = random_bytes(1, 300_000);
     let h = put(&c, "ns", a.clone()).await;
@@ -71,7 +40,7 @@ async fn metrics_count_requests_and_report_the_store() {
             "{e:?}"
         );
     }
-    let (status, ctype, body) = scrape(port).await;
+    let (status, ctype, body) = d.scrape().await;
     assert!(status.contains("200"), "{status}");
     assert!(ctype.starts_with("application/openmetrics-text"), "{ctype}");
     let rpc = |m: &str, code: &str| {
@@ -119,7 +88,7 @@ async fn metrics_count_requests_and_report_the_store() {
     assert_eq!(sample(&body, "stowage_gc_runs_total"), Some(0.0), "{body}");
     let gc = stowage::api::pb::GcRequest { dry_run: false };
     c.retention.clone().collect_garbage(gc).await.unwrap();
-    let (_, _, body) = scrape(port).await;
+    let (_, _, body) = d.scrape().await;
     assert_eq!(sample(&body, "stowage_gc_runs_total"), Some(1.0), "{body}");
     assert_eq!(
         sample(&body, "stowage_gc_bytes_total{kind=\"collected\"}"),

@@ -58,12 +58,6 @@ fn json_lines(out: &std::process::Output) -> Vec<serde_json::Value> {
         .collect()
 }
 
-async fn wait_sealed(d: &Daemon) {
-    // pack_max_age is 500 ms; the age check runs every 125 ms.
-    tokio::time::sleep(Duration::from_millis(900)).await;
-    let _ = d;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn plan_frees_exactly_what_sweep_purge_and_gc_free() {
     let d = Daemon::start(EAGER_GC).await;
@@ -138,7 +132,7 @@ async fn plan_frees_exactly_what_sweep_purge_and_gc_free() {
     assert_eq!(csv.lines().count(), 6, "{csv}");
     assert!(csv.starts_with("policy,action,"));
 
-    wait_sealed(&d).await;
+    d.wait_sealed().await;
     let before = chunk_bytes_on_disk(&d.data_dir());
     let sweep = json_lines(&d.cli(&["retention", "sweep", "--json"]));
     let last = sweep.last().unwrap();
@@ -154,7 +148,7 @@ async fn plan_frees_exactly_what_sweep_purge_and_gc_free() {
     d.advance_clock(2 * DAY);
     let purged = json_lines(&d.cli(&["admin", "purge"]));
     assert_eq!(purged[0]["versions"], 3);
-    wait_sealed(&d).await;
+    d.wait_sealed().await;
     let dry = json_lines(&d.cli(&["gc", "--dry-run", "--json"]));
     assert_eq!(dry[0]["bytes_collected"], summary["physical_bytes"]);
     let gc = json_lines(&d.cli(&["gc", "--json"]));
@@ -242,6 +236,8 @@ async fn gc_racing_uploads_never_loses_an_acknowledged_byte() {
             acked
         }));
     }
+    // The race itself: uploads, publishes, lease ends and GC runs overlap
+    // for this long (a duration of load, not a wait for some state).
     tokio::time::sleep(Duration::from_secs(12)).await;
     stop.store(true, Ordering::Relaxed);
     let mut acked = Vec::new();
@@ -254,11 +250,12 @@ async fn gc_racing_uploads_never_loses_an_acknowledged_byte() {
         runs > 10 && compacted > 0,
         "gc ran {runs} times, compacted {compacted} packs"
     );
-    // Let every lease end and collect everything collectable, then read all back.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Let every lease end (the test clock, past the 1 s lease) and collect
+    // everything collectable once the open pack is sealed, then read all back.
+    d.advance_clock(Duration::from_secs(2));
     let c = d.client().await;
     c.admin.clone().purge(pb::PurgeRequest {}).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(900)).await;
+    d.wait_sealed().await;
     c.retention
         .clone()
         .collect_garbage(pb::GcRequest { dry_run: false })
@@ -289,7 +286,7 @@ async fn kill_9_during_compaction_loses_nothing() {
         publish(&c, "k9", "pkg", &format!("1.0.{i}"), "f.bin", data.clone()).await;
         live.insert(i, data);
     }
-    wait_sealed(&d).await;
+    d.wait_sealed().await;
     let mut rng = StdRng::seed_from_u64(9);
     let mut interrupted = 0;
     for round in 0..6u64 {
@@ -303,9 +300,10 @@ async fn kill_9_during_compaction_loses_nothing() {
         }
         d.advance_clock(2 * DAY);
         c.admin.clone().purge(pb::PurgeRequest {}).await.unwrap();
-        wait_sealed(&d).await;
+        d.wait_sealed().await;
         // Start a run and cut the daemon down while it works.
         let run = tokio::spawn(async move { c.retention.clone().collect_garbage(pb::GcRequest::default()).await });
+        // A random point in the run to cut it at: part of the test, not a wait.
         tokio::time::sleep(Duration::from_millis(rng.random_range(1..25))).await;
         d.kill9();
         let finished = run.await.unwrap().is_ok();
