@@ -1,5 +1,6 @@
 //! One integration binary: each module spawns the real `stowage` binary on a
-//! free port with a temp data dir and talks to it over gRPC.
+//! free port with a temp data dir and talks to it over gRPC, except
+//! `txn_props`, which drives an `Engine` in process.
 
 mod auth;
 mod blob;
@@ -14,3 +15,4 @@ mod report;
 mod retention;
 mod s3;
 mod tls;
+mod txn_props;
