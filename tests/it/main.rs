@@ -10,6 +10,7 @@ mod durability;
 mod harness;
 mod metrics;
 mod rebuild;
+mod recovery;
 mod report;
 mod retention;
 mod s3;
