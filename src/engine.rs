@@ -622,8 +622,8 @@ impl Engine {
             this.index.verify_tables()?;
             catalog::check::check(&this.index)
         })
-            .await
-            .map_err(|e| Error::Internal(e.to_string()))?
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))?
     }
 
     /// Purges expired trash and ended leases, in bounded batches.

@@ -50,7 +50,10 @@ fn salvage_note(s: &crate::index::Salvage) -> String {
             s.recovered_seq
         ),
         Some(m) => format!("it could be read up to commit {} (its mark: {m})", s.recovered_seq),
-        None => format!("it could be read up to commit {} (it had no commit mark)", s.recovered_seq),
+        None => format!(
+            "it could be read up to commit {} (it had no commit mark)",
+            s.recovered_seq
+        ),
     };
     format!(
         "the old index was damaged ({}); {lost}. Chunks, blobs and namespace references were rebuilt \

@@ -46,6 +46,9 @@ pub struct SoakArgs {
     /// crash-soak: seed of the load (default: from the clock).
     #[arg(long)]
     pub seed: Option<u64>,
+    /// crash-soak: stop after the cycle that passes this many minutes (0: no limit).
+    #[arg(long, default_value_t = 0.0)]
+    pub max_minutes: f64,
 }
 
 const NS: &str = "soak";
@@ -57,7 +60,9 @@ const CLIENTS: usize = 3;
 const MAX_LIVE_FILES: usize = 600;
 
 fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// The bytes of a put or published file, from its seed.
@@ -67,7 +72,15 @@ fn content(seed: u64, len: usize) -> Bytes {
     match seed % 3 {
         0 => r.fill_bytes(&mut v),
         1 => {
-            const WORDS: &[&[u8]] = &[b"package ", b"version ", b"lodash ", b"1.2.3 ", b"{\n", b"}\n", b"export "];
+            const WORDS: &[&[u8]] = &[
+                b"package ",
+                b"version ",
+                b"lodash ",
+                b"1.2.3 ",
+                b"{\n",
+                b"}\n",
+                b"export ",
+            ];
             let mut at = 0;
             while at < len {
                 let w = WORDS[r.random_range(0..WORDS.len())];
@@ -264,7 +277,16 @@ pub async fn run(a: &SoakArgs) -> anyhow::Result<()> {
     let mut startup_kills = 0;
     d.spawn()?;
     d.up().await?;
+    let mut cycles = 0;
     for cycle in 1..=a.cycles {
+        if a.max_minutes > 0.0 && start.elapsed().as_secs_f64() > a.max_minutes * 60.0 {
+            println!(
+                "crash-soak: --max-minutes {} reached after {} cycles",
+                a.max_minutes, cycles
+            );
+            break;
+        }
+        cycles = cycle;
         // Load, then a kill at a random moment.
         let run_for = Duration::from_millis(rng.random_range(300..2500));
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -273,7 +295,9 @@ pub async fn run(a: &SoakArgs) -> anyhow::Result<()> {
             let c = d.client().await?;
             let (journal, stop, next_seed) = (journal.clone(), stop.clone(), next_seed.clone());
             let wseed = rng.next_u64() ^ w as u64;
-            tasks.push(tokio::spawn(async move { load(c, journal, stop, next_seed, wseed).await }));
+            tasks.push(tokio::spawn(
+                async move { load(c, journal, stop, next_seed, wseed).await },
+            ));
         }
         tokio::time::sleep(run_for).await;
         stop.store(true, std::sync::atomic::Ordering::SeqCst);
@@ -331,7 +355,7 @@ pub async fn run(a: &SoakArgs) -> anyhow::Result<()> {
          verified (summed over the checks after each restart): puts {} byte-exact, files {} active and byte-exact, \
          deletes {}, files with an unanswered delete {}, puts past their lease (not checked) {}\n\
          admin check: clean after every restart; lost or wrong: 0",
-        a.cycles,
+        cycles,
         start.elapsed().as_secs_f64(),
         acked.puts,
         acked.publishes,
@@ -396,7 +420,13 @@ async fn load(
             }
         } else if roll < 70 {
             let pkg = format!("pkg-{}", r.random_range(0..40));
-            let v = version_ref(NS, "soak", PackageType::Generic, &pkg, &format!("1.{}.0", r.random_range(0..20)));
+            let v = version_ref(
+                NS,
+                "soak",
+                PackageType::Generic,
+                &pkg,
+                &format!("1.{}.0", r.random_range(0..20)),
+            );
             let name = format!("f-{seed}.tgz");
             // Half streamed, half by BLAKE3 of a recent put still under its lease.
             let recent = if r.random_bool(0.5) {
@@ -478,7 +508,12 @@ async fn load(
                 Err(_) => {}
             }
         } else {
-            match c.retention.clone().collect_garbage(pb::GcRequest { dry_run: false }).await {
+            match c
+                .retention
+                .clone()
+                .collect_garbage(pb::GcRequest { dry_run: false })
+                .await
+            {
                 Ok(_) => journal.lock().unwrap().acked.gc_runs += 1,
                 // A run may be under way already (the daemon's own schedule).
                 Err(e) if e.code() == Code::Aborted || e.code() == Code::FailedPrecondition => {}
@@ -501,6 +536,9 @@ async fn read_exact(c: &Client, b3: &str, seed: u64, len: usize, what: &str) -> 
     );
     Ok(())
 }
+
+/// A version and the journaled files in it.
+type VersionFiles<'a> = (pb::VersionRef, Vec<(u64, &'a File)>);
 
 async fn verify(c: &Client, journal: &Mutex<Journal>) -> anyhow::Result<Verified> {
     let (puts, files) = {
@@ -531,10 +569,11 @@ async fn verify(c: &Client, journal: &Mutex<Journal>) -> anyhow::Result<Verified
     {
         let now = now_ms();
         let mut j = journal.lock().unwrap();
-        j.puts.retain(|p| held.contains(p.b3.as_str()) || p.sent_ms + LEASE_MS > now);
+        j.puts
+            .retain(|p| held.contains(p.b3.as_str()) || p.sent_ms + LEASE_MS > now);
     }
     // Files, one GetVersion per version.
-    let mut by_version: BTreeMap<String, (pb::VersionRef, Vec<(u64, &File)>)> = BTreeMap::new();
+    let mut by_version: BTreeMap<String, VersionFiles> = BTreeMap::new();
     for (id, f) in &files {
         let key = format!("{:?}", f.version);
         by_version
@@ -592,7 +631,14 @@ async fn verify(c: &Client, journal: &Mutex<Journal>) -> anyhow::Result<Verified
                 // Nothing is in flight now: the delete happened or not for good.
                 FileState::DeleteSent => {
                     v.files_uncertain += 1;
-                    resolved.push((id, if active.is_some() { FileState::Active } else { FileState::Deleted }));
+                    resolved.push((
+                        id,
+                        if active.is_some() {
+                            FileState::Active
+                        } else {
+                            FileState::Deleted
+                        },
+                    ));
                 }
             }
         }

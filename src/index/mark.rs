@@ -82,7 +82,12 @@ impl Mark {
     pub(super) fn open(dir: &Path, seq: u64) -> Result<Mark> {
         let path = dir.join(MARK_FILE);
         let created = !path.exists();
-        let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path)?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)?;
         file.write_all_at(&encode(seq), 0)?;
         file.sync_all()?;
         if created {

@@ -309,10 +309,7 @@ impl Index {
         Ok((Index { db, mark: None }, salvage))
     }
 
-    fn options(
-        cache_bytes: usize,
-        recovery: rocksdb::DBRecoveryMode,
-    ) -> (Options, Vec<ColumnFamilyDescriptor>) {
+    fn options(cache_bytes: usize, recovery: rocksdb::DBRecoveryMode) -> (Options, Vec<ColumnFamilyDescriptor>) {
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);

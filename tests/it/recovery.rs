@@ -84,7 +84,13 @@ async fn fill(c: &Client, n: u64) -> Acked {
         let data = random_bytes(1000 + i, 2000 + (i as usize * 997) % 30_000);
         let h = put(c, "w", data.clone()).await;
         if i % 2 == 0 {
-            let v = version_ref("w", "p", pb::PackageType::Generic, &format!("pkg{}", i % 7), &format!("1.0.{i}"));
+            let v = version_ref(
+                "w",
+                "p",
+                pb::PackageType::Generic,
+                &format!("pkg{}", i % 7),
+                &format!("1.0.{i}"),
+            );
             let name = format!("f{i}.tgz");
             c.publish_blob(v.clone(), &name, &h).await.unwrap();
             a.files.push((v, name, h.clone()));
@@ -147,7 +153,10 @@ async fn a_flipped_byte_in_the_middle_of_the_wal_refuses_to_start_and_rebuild_re
     // rebuild-index reads what the damaged index still has, and every
     // acknowledged blob comes back from the packs.
     let report = rebuild(&d);
-    assert!(report["salvaged"].as_str().is_some_and(|s| s.contains("damaged")), "{report}");
+    assert!(
+        report["salvaged"].as_str().is_some_and(|s| s.contains("damaged")),
+        "{report}"
+    );
     assert_eq!(report["blobs"], acked.blobs.len() as u64, "{report}");
     d.spawn().await;
     let c = d.client().await;
