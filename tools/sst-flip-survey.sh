@@ -7,13 +7,18 @@
 # `stowage admin check`. Prints one line per flip (refused to start / check
 # failed / unnoticed) and the totals. Loopback only; stops by itself.
 # Usage: tools/sst-flip-survey.sh [K]   (K flips per table, default 11)
-#        STOWAGE_BIN=/other/stowage tools/sst-flip-survey.sh   (another build)
+#        STOWAGE_BIN=/other/stowage tools/sst-flip-survey.sh   (survey another daemon build)
+#        BIN_DIR=/dir tools/sst-flip-survey.sh   (prebuilt stowage and stowage-load, no cargo)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 K=${1:-11}
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/stowage/target}
-cargo build --release --locked -q --bin stowage --bin stowage-load
-B=$CARGO_TARGET_DIR/release
+if [ -n "${BIN_DIR:-}" ]; then
+    B=$BIN_DIR
+else
+    export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/stowage/target}
+    cargo build --release --locked -q --bin stowage --bin stowage-load
+    B=$CARGO_TARGET_DIR/release
+fi
 S=${STOWAGE_BIN:-$B/stowage}
 W=$(mktemp -d); pid=; trap '[ -n "$pid" ] && kill -9 $pid 2>/dev/null; rm -rf "$W"' EXIT
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
