@@ -35,6 +35,30 @@ pub struct RebuildReport {
     /// over from the old index.
     pub catalog_records: u64,
     pub old_index: Option<String>,
+    /// Set when the old index was damaged and read only up to its damage:
+    /// what was lost (catalog changes after that point; blobs and references
+    /// come back from the packs).
+    pub salvaged: Option<String>,
+}
+
+fn salvage_note(s: &crate::index::Salvage) -> String {
+    let lost = match s.mark_seq {
+        Some(m) if m > s.recovered_seq => format!(
+            "it had acknowledged writes up to commit {m} but could be read only up to commit {}",
+            s.recovered_seq
+        ),
+        Some(m) => format!("it could be read up to commit {} (its mark: {m})", s.recovered_seq),
+        None => format!(
+            "it could be read up to commit {} (it had no commit mark)",
+            s.recovered_seq
+        ),
+    };
+    format!(
+        "the old index was damaged ({}); {lost}. Chunks, blobs and namespace references were rebuilt \
+         from the packs; catalog changes (publishes, deletes, restores) after that point are lost, and \
+         references a purge had released before it may be back until their upload lease ends",
+        s.reason
+    )
 }
 
 pub async fn rebuild_index(cfg: &Config) -> Result<RebuildReport> {
@@ -42,12 +66,25 @@ pub async fn rebuild_index(cfg: &Config) -> Result<RebuildReport> {
     // Holding the live index's lock keeps a running daemon out (and us out
     // of a running daemon's staging folder).
     let live = cfg.index_dir();
-    let lock = match live.exists() {
-        true => Some(
-            Index::open(&live)
-                .map_err(|e| Error::Unavailable(format!("{e} (is the daemon still running? stop it first)")))?,
-        ),
-        false => None,
+    let mut report = RebuildReport::default();
+    let (lock, salvaged) = match live.exists() {
+        true => match Index::open(&live) {
+            Ok(old) => (Some(old), false),
+            // A damaged index (its log lost acknowledged writes) cannot be
+            // opened for writing; read what it still has.
+            Err(Error::Corrupt(reason)) => {
+                tracing::warn!(%reason, "the old index is damaged; salvaging it read-only");
+                let (old, s) = Index::open_salvage(&live, reason)?;
+                report.salvaged = Some(salvage_note(&s));
+                (Some(old), true)
+            }
+            Err(e) => {
+                return Err(Error::Unavailable(format!(
+                    "{e} (is the daemon still running? stop it first)"
+                )));
+            }
+        },
+        false => (None, false),
     };
     let store = PackStore::open(&cfg.pack_store_url()?, &cfg.pack_store_options)?;
     let staging = cfg.staging_dir();
@@ -66,7 +103,6 @@ pub async fn rebuild_index(cfg: &Config) -> Result<RebuildReport> {
     let mut blobs: HashMap<Hash, Manifest> = HashMap::new();
     let mut refs: HashMap<(String, Hash), RefInfo> = HashMap::new();
     let mut packs = Vec::new();
-    let mut report = RebuildReport::default();
     for id in store.list().await? {
         let size = store
             .size(id)
@@ -204,7 +240,9 @@ pub async fn rebuild_index(cfg: &Config) -> Result<RebuildReport> {
             let r = match &lock {
                 Some(old) => match old.txn().reference(ns, id)? {
                     Some(o) => RefInfo { files, ..o },
-                    None if files == 0 => continue,
+                    // A salvaged index may have lost the reference itself:
+                    // its absence proves no purge.
+                    None if files == 0 && !salvaged => continue,
                     None => RefInfo {
                         lease_until_ms: r.lease_until_ms.saturating_add(lease_ms),
                         files,

@@ -24,6 +24,10 @@
 //!   publish-existing  PublishFile by BLAKE3 for --seconds: new file names in
 //!                     existing versions (or new versions with --new-versions)
 //!
+//! Crash soak (runs its own daemon; see tools/soak.rs and tools/crash-soak.sh):
+//!   crash-soak        --cycles N kill -9 cycles under mixed load, verifying
+//!                     every acknowledged write after each restart
+//!
 //! Example: stowage-load --mode put-new --clients 4 --size 64MiB --seconds 20
 //!          stowage-load --mode catalog-fill --clients 64
 //!          stowage-load --mode list-versions --clients 8 --page-size 20
@@ -43,6 +47,8 @@ use rand::{Rng, RngCore, SeedableRng, rngs::StdRng};
 use stowage::api::client::{Client, Code, header, version_ref};
 use stowage::api::pb::{self, PackageType};
 
+mod soak;
+
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum, Debug)]
 enum Mode {
     PutNew,
@@ -53,6 +59,7 @@ enum Mode {
     CatalogFill,
     ListVersions,
     PublishExisting,
+    CrashSoak,
 }
 
 #[derive(Parser)]
@@ -125,6 +132,8 @@ struct Args {
     /// Catalog modes: seconds between progress lines on stderr.
     #[arg(long, default_value_t = 5)]
     progress: u64,
+    #[command(flatten)]
+    soak: soak::SoakArgs,
 }
 
 /// A unique variant of `base`: the op number stamped every 8 KiB changes every chunk.
@@ -148,6 +157,9 @@ fn pct(sorted: &[Duration], p: f64) -> f64 {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let mut a = Args::parse();
+    if a.mode == Mode::CrashSoak {
+        return soak::run(&a.soak).await;
+    }
     if a.token.is_none() {
         a.token = std::fs::read_to_string(a.token_data_dir.join(stowage::auth::ADMIN_TOKEN_FILE))
             .ok()

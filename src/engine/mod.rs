@@ -130,11 +130,15 @@ impl Engine {
         self.committer.catalog(op).await
     }
 
-    /// Recomputes every reference count and catalog aggregate (on a snapshot).
+    /// Recomputes every reference count and catalog aggregate (on a snapshot),
+    /// after reading every block of the index's tables (a damaged one is DATA_LOSS).
     pub async fn check(self: &Arc<Self>) -> Result<CheckReport> {
         let this = self.clone();
-        tokio::task::spawn_blocking(move || catalog::check::check(&this.index))
-            .await
-            .map_err(|e| Error::Internal(e.to_string()))?
+        tokio::task::spawn_blocking(move || {
+            this.index.verify_tables()?;
+            catalog::check::check(&this.index)
+        })
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))?
     }
 }

@@ -13,8 +13,20 @@
 //! The blob side (`chunks`, `blobs`, `sha256`, `refs`, `packs`) can be
 //! rebuilt from the packs (`admin rebuild-index`); the catalog cannot: it
 //! lives only here.
+//!
+//! Recovery never serves a silently older index: the write-ahead log is
+//! replayed in `TolerateCorruptedTailRecords` mode (the torn last record of
+//! a write that was never acknowledged is dropped; a record that fails its
+//! checksum anywhere else makes the open fail), and the commit mark
+//! ([`mark`]) catches a recovery that stopped short without RocksDB seeing
+//! damage. Either way the open fails with [`Error::Corrupt`] naming
+//! `stowage admin rebuild-index`. Every RocksDB `Corruption` status (a table
+//! block failing its checksum on a read) is [`Error::Corrupt`] (DATA_LOSS),
+//! and [`Index::verify_tables`] reads every block of every table for
+//! `admin check`.
 
 mod codec;
+pub mod mark;
 
 use std::path::Path;
 
@@ -84,11 +96,32 @@ const STATS_KEY: &[u8] = b"stats";
 pub const DEFAULT_CACHE: usize = 256 << 20;
 
 fn db_err(e: rocksdb::Error) -> Error {
-    Error::Index(e.into_string())
+    match e.kind() {
+        rocksdb::ErrorKind::Corruption => Error::Corrupt(format!("index: {}", e.into_string())),
+        _ => Error::Index(e.into_string()),
+    }
 }
+
+/// What to do when the index is damaged.
+const REBUILD_HINT: &str = "stop here and run `stowage admin rebuild-index` (with the daemon stopped): \
+     it rebuilds chunks, blobs and references from the packs and keeps the catalog as far as the \
+     damaged index still has it";
 
 pub struct Index {
     db: DB,
+    /// The commit mark (None for a read-only salvage open).
+    mark: Option<mark::Mark>,
+}
+
+/// What [`Index::open_salvage`] could read of a damaged index.
+#[derive(Debug)]
+pub struct Salvage {
+    /// Why the normal open failed.
+    pub reason: String,
+    /// The sequence number the salvage recovered, and the commit mark (what
+    /// the index had acknowledged), if it had one.
+    pub recovered_seq: u64,
+    pub mark_seq: Option<u64>,
 }
 
 type Writes = HashMap<Vec<u8>, Option<Vec<u8>>>;
@@ -229,21 +262,81 @@ impl Index {
     /// blocks, so a lookup never re-reads a whole multi-megabyte filter.
     pub fn open_with(path: &Path, cache_bytes: usize) -> Result<Self> {
         std::fs::create_dir_all(path)?;
+        let stored = mark::read(path)?;
+        let (opts, cfs) = Self::options(cache_bytes, rocksdb::DBRecoveryMode::TolerateCorruptedTailRecords);
+        let db = DB::open_cf_descriptors(&opts, path, cfs).map_err(|e| match e.kind() {
+            rocksdb::ErrorKind::Corruption => Error::Corrupt(format!(
+                "the index at {} is damaged ({}); {REBUILD_HINT}",
+                path.display(),
+                e.into_string()
+            )),
+            _ => Error::Index(format!("cannot open index at {}: {}", path.display(), e.into_string())),
+        })?;
+        let recovered = db.latest_sequence_number();
+        match stored {
+            mark::Stored::Seq(m) if recovered < m => {
+                return Err(Error::Corrupt(format!(
+                    "the index at {} recovered only up to commit {recovered}, but it had acknowledged \
+                     writes up to commit {m}: its write-ahead log lost acknowledged state; {REBUILD_HINT}",
+                    path.display()
+                )));
+            }
+            mark::Stored::Damaged => {
+                tracing::warn!(path = %path.display(), "the index's commit mark is damaged; rewriting it from the recovered state");
+            }
+            _ => {}
+        }
+        let mark = Some(mark::Mark::open(path, recovered)?);
+        Ok(Index { db, mark })
+    }
+
+    /// Opens a damaged index read-only, recovering its write-ahead log up to
+    /// the first damaged record (point in time), for `rebuild-index` to carry
+    /// over what it still has. Takes no lock and writes nothing.
+    pub fn open_salvage(path: &Path, reason: String) -> Result<(Self, Salvage)> {
+        let (opts, cfs) = Self::options(DEFAULT_CACHE, rocksdb::DBRecoveryMode::PointInTime);
+        let db = DB::open_cf_descriptors_read_only(&opts, path, cfs, false).map_err(|e| {
+            Error::Corrupt(format!(
+                "cannot read the damaged index at {} even up to its damage: {}",
+                path.display(),
+                e.into_string()
+            ))
+        })?;
+        let salvage = Salvage {
+            reason,
+            recovered_seq: db.latest_sequence_number(),
+            mark_seq: match mark::read(path)? {
+                mark::Stored::Seq(m) => Some(m),
+                _ => None,
+            },
+        };
+        Ok((Index { db, mark: None }, salvage))
+    }
+
+    fn options(cache_bytes: usize, recovery: rocksdb::DBRecoveryMode) -> (Options, Vec<ColumnFamilyDescriptor>) {
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
+        // Every acknowledged batch is fsynced in the log (`commit`), so only
+        // the last record can be torn, and only if it was never acknowledged.
+        opts.set_wal_recovery_mode(recovery);
+        opts.set_paranoid_checks(true);
         opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
         opts.increase_parallelism(2);
         opts.set_max_open_files(512);
         let cache = Cache::new_lru_cache(cache_bytes);
         let cfs = Cf::ALL.iter().map(|cf| {
             let mut o = Options::default();
+            // A flipped byte in a table is found when its block is read
+            // (every block carries a checksum; `verify_tables` reads them
+            // all). Tables flushed from here on also carry a footer checksum
+            // and checksums bound to the file and offset (format 6).
             o.set_compression_type(rocksdb::DBCompressionType::Lz4);
             let mut b = BlockBasedOptions::default();
             b.set_block_cache(&cache);
             // Point lookups (dedup, reads, catalog) dominate: bloom filters skip files.
             b.set_bloom_filter(10.0, false);
-            b.set_format_version(5);
+            b.set_format_version(6);
             b.set_index_type(BlockBasedIndexType::TwoLevelIndexSearch);
             b.set_partition_filters(true);
             b.set_metadata_block_size(4096);
@@ -258,9 +351,28 @@ impl Index {
             o.set_memtable_prefix_bloom_ratio(0.05);
             ColumnFamilyDescriptor::new(cf.name(), o)
         });
-        let db = DB::open_cf_descriptors(&opts, path, cfs)
-            .map_err(|e| Error::Index(format!("cannot open index at {}: {}", path.display(), e.into_string())))?;
-        Ok(Index { db })
+        (opts, cfs.collect())
+    }
+
+    /// Reads every key and value of every column family with checksums
+    /// verified and without filling the block cache: every data block and
+    /// index block of every table is read from disk once. A block that fails
+    /// is [`Error::Corrupt`]. Returns the entries read.
+    pub fn verify_tables(&self) -> Result<u64> {
+        let mut n = 0;
+        for cf in Cf::ALL {
+            let mut ro = ReadOptions::default();
+            ro.set_verify_checksums(true);
+            ro.fill_cache(false);
+            for kv in self.db.iterator_cf_opt(self.cf(cf), ro, IteratorMode::Start) {
+                kv.map_err(|e| match db_err(e) {
+                    Error::Corrupt(m) => Error::Corrupt(format!("column family {}: {m}; {REBUILD_HINT}", cf.name())),
+                    other => other,
+                })?;
+                n += 1;
+            }
+        }
+        Ok(n)
     }
 
     fn cf(&self, cf: Cf) -> &rocksdb::ColumnFamily {
@@ -411,6 +523,11 @@ impl Index {
         }
         let mut wo = WriteOptions::default();
         wo.set_sync(true);
-        self.db.write_opt(wb, &wo).map_err(db_err)
+        self.db.write_opt(wb, &wo).map_err(db_err)?;
+        // The write is durable in the log: the mark may say so.
+        if let Some(m) = &self.mark {
+            m.note(self.db.latest_sequence_number());
+        }
+        Ok(())
     }
 }

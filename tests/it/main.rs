@@ -11,6 +11,7 @@ mod durability;
 mod harness;
 mod metrics;
 mod rebuild;
+mod recovery;
 mod report;
 mod retention;
 mod s3;
