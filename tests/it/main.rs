@@ -9,6 +9,7 @@ mod corruption;
 mod durability;
 mod harness;
 mod metrics;
+mod names;
 mod rebuild;
 mod report;
 mod retention;
