@@ -53,6 +53,8 @@ pub struct Engine {
     /// Per token id, one permit per upload it has in progress
     /// (`max_uploads_per_token`). Ids come from the config, so this is bounded.
     token_uploads: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Semaphore>>>,
+    /// Set by a write that found the disk full; refuses uploads until space returns.
+    disk: crate::disk::DiskGuard,
 }
 
 /// Totals of background work since the daemon started.
@@ -211,6 +213,7 @@ impl Engine {
             streams: tokio::sync::Semaphore::new(crate::ingest::MAX_STREAMS),
         });
         let uploads = Arc::new(tokio::sync::Semaphore::new(cfg.max_concurrent_uploads));
+        let disk = crate::disk::DiskGuard::new(cfg.data_dir.clone());
         let engine = Arc::new(Engine {
             cfg,
             index,
@@ -221,6 +224,7 @@ impl Engine {
             stop: CancellationToken::new(),
             uploads,
             token_uploads: Default::default(),
+            disk,
             gc_running: Default::default(),
             sweep_running: Default::default(),
             usage_running: Default::default(),
@@ -286,7 +290,10 @@ impl Engine {
             Ok(frame) => frame,
             Err(_) => Err(Error::Timeout(format!("the upload sent nothing for {idle:?}"))),
         }));
-        self.ingest.put(spec, frames).await
+        // Nor may one send frames without bytes, or bytes too slowly.
+        let frames = crate::ingest::pace::Paced::new(frames, self.cfg.pace_limits());
+        let r = self.ingest.put(spec, frames).await;
+        r.inspect_err(|e| self.disk.note(e))
     }
 
     /// A slot for one more upload, or RESOURCE_EXHAUSTED when
@@ -295,6 +302,8 @@ impl Engine {
     /// A token may hold at most `max_uploads_per_token` of them, so one
     /// tenant cannot take every slot.
     pub fn upload_slot(&self, token_id: &str) -> Result<UploadSlot> {
+        // After a write found the disk full, refuse before any byte is sent.
+        self.disk.admit()?;
         let per_token = {
             let mut m = self.token_uploads.lock().unwrap_or_else(|p| p.into_inner());
             m.entry(token_id.to_string())
@@ -580,7 +589,8 @@ impl Engine {
 
     /// Applies a catalog change durably (see `catalog::apply`).
     pub async fn catalog(&self, op: CatalogOp) -> Result<CatalogOutcome> {
-        self.committer.catalog(op).await
+        let r = self.committer.catalog(op).await;
+        r.inspect_err(|e| self.disk.note(e))
     }
 
     /// Streams a blob in and publishes it as a file of `at` in one call.

@@ -13,6 +13,7 @@ pub mod catalog;
 pub mod chunker;
 pub mod cli;
 pub mod config;
+pub mod disk;
 pub mod engine;
 pub mod error;
 #[doc(hidden)]

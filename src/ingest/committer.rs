@@ -188,7 +188,7 @@ impl Worker {
                 Err(e) => {
                     tracing::error!(error = %e, requests = reqs.len(), "commit failed");
                     for reply in replies {
-                        let _ = reply.send(Err(Error::Unavailable(format!("commit failed: {e}"))));
+                        let _ = reply.send(Err(e.group_failure()));
                     }
                 }
             }
@@ -264,7 +264,7 @@ impl Worker {
             }
             match r {
                 // Storage failures fail the group: the batch cannot be trusted.
-                Err(e @ (Error::Io(_) | Error::Index(_) | Error::ObjectStore(_))) => {
+                Err(e) if e.is_storage() => {
                     self.catalog.ids = ids_before;
                     return Err(e);
                 }

@@ -3,11 +3,12 @@
 //! then one commit through the [`Committer`].
 
 mod committer;
+pub mod pace;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 pub use committer::{CatalogSettings, CommitOutcome, CommitReq, Committer, decode_ref_record, encode_ref_record};
 use futures::{Stream, StreamExt};
 use tokio::sync::mpsc;
@@ -28,6 +29,8 @@ const PIPE_DEPTH: usize = 8;
 /// Uploads no larger than this are hashed and chunked on the request's own
 /// task: handing them to worker threads costs more than the work.
 pub const INLINE_MAX: u64 = 64 << 10;
+/// Head frames smaller than this are copied together into one buffer.
+const COALESCE_BELOW: usize = 16 << 10;
 
 /// What a caller declares about an upload.
 #[derive(Clone, Debug, Default)]
@@ -161,8 +164,12 @@ impl Ingest {
         };
 
         // Read a small head; if the stream ends inside it, work inline.
+        // Small frames are copied into one buffer, so the head holds at
+        // most INLINE_MAX bytes in a few buffers, however the client cut
+        // them (an empty frame adds nothing).
         let mut size = 0u64;
         let mut head = Vec::new();
+        let mut small = BytesMut::new();
         let mut ended = false;
         while size <= INLINE_MAX {
             let Some(frame) = frames.next().await else {
@@ -174,7 +181,17 @@ impl Ingest {
             if size > limit {
                 return Err(too_big());
             }
-            head.push(frame);
+            if frame.len() < COALESCE_BELOW {
+                small.extend_from_slice(&frame);
+            } else {
+                if !small.is_empty() {
+                    head.push(small.split().freeze());
+                }
+                head.push(frame);
+            }
+        }
+        if !small.is_empty() {
+            head.push(small.freeze());
         }
         let (computed, chunked) = if ended {
             head.iter().for_each(|f| hasher.update(f));
