@@ -53,6 +53,15 @@ pub struct Config {
     /// (DEADLINE_EXCEEDED) and whatever it held is freed. Default: "60s".
     #[serde(with = "humantime_serde")]
     pub upload_idle_timeout: Duration,
+    /// Slowest average an upload may keep, in bytes per second of the time
+    /// the daemon waits for its next message (time the daemon itself takes
+    /// does not count), once it has waited `upload_rate_grace`; slower is
+    /// ended with DEADLINE_EXCEEDED. "0B" turns it off. Default: "16KiB".
+    pub upload_min_rate: ByteSize,
+    /// Waiting on an upload's client before `upload_min_rate` applies.
+    /// Default: "30s".
+    #[serde(with = "humantime_serde")]
+    pub upload_rate_grace: Duration,
     /// Uploads (Put and PublishFile streams) served at once; one more is
     /// refused with RESOURCE_EXHAUSTED rather than queued. Default: 256.
     pub max_concurrent_uploads: usize,
@@ -204,6 +213,8 @@ impl Default for Config {
             tls: None,
             metrics_listen: None,
             upload_idle_timeout: Duration::from_secs(60),
+            upload_min_rate: ByteSize::kib(16),
+            upload_rate_grace: Duration::from_secs(30),
             trash_window: Duration::from_secs(30 * 24 * 3600),
             upload_lease: Duration::from_secs(24 * 3600),
             purge_interval: Duration::from_secs(600),
@@ -268,6 +279,14 @@ impl Config {
             return Err(Error::invalid("pack_target_size must be between 64KiB and 4GiB"));
         }
         Ok(())
+    }
+
+    /// What an upload stream must keep up (see `ingest::pace`).
+    pub fn pace_limits(&self) -> crate::ingest::pace::PaceLimits {
+        crate::ingest::pace::PaceLimits {
+            min_rate: self.upload_min_rate.as_u64(),
+            grace: self.upload_rate_grace,
+        }
     }
 
     pub fn index_dir(&self) -> PathBuf {

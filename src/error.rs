@@ -1,6 +1,7 @@
 //! The crate error: the variants callers act on. `api::status` maps it to gRPC.
 
 use std::io;
+use std::path::Path;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -38,8 +39,12 @@ pub enum Error {
     /// The store is shutting down or a dependency is unreachable.
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// A disk (or quota) is full: ENOSPC or EDQUOT from a pack or index
+    /// write. The message names the path. Answered RESOURCE_EXHAUSTED.
+    #[error("disk full: {0}")]
+    DiskFull(String),
     #[error("i/o: {0}")]
-    Io(#[from] io::Error),
+    Io(io::Error),
     #[error("object store: {0}")]
     ObjectStore(#[from] object_store::Error),
     /// The index (RocksDB) failed; the message comes from `index/`.
@@ -49,7 +54,52 @@ pub enum Error {
     Internal(String),
 }
 
+/// An I/O error becomes [`Error::DiskFull`] when the disk or a quota is
+/// full, [`Error::Io`] otherwise. Where the path is known, [`Error::io_at`]
+/// names it.
+impl From<io::Error> for Error {
+    fn from(e: io::Error) -> Self {
+        match is_disk_full(&e) {
+            true => Error::DiskFull(e.to_string()),
+            false => Error::Io(e),
+        }
+    }
+}
+
+/// ENOSPC or EDQUOT, however the platform spells it.
+pub fn is_disk_full(e: &io::Error) -> bool {
+    matches!(e.kind(), io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded)
+        || matches!(e.raw_os_error(), Some(28 | 122))
+}
+
 impl Error {
+    /// An I/O failure on `path`: a full disk says so and where.
+    pub fn io_at(path: &Path, e: io::Error) -> Self {
+        match is_disk_full(&e) {
+            true => Error::DiskFull(format!("no space left writing {}: {e}", path.display())),
+            false => Error::Io(e),
+        }
+    }
+
+    /// A failure of the storage underneath (disk, index, pack store): it
+    /// fails a whole commit group rather than one request.
+    pub fn is_storage(&self) -> bool {
+        matches!(
+            self,
+            Error::Io(_) | Error::Index(_) | Error::ObjectStore(_) | Error::DiskFull(_)
+        )
+    }
+
+    /// What each request of a commit group that failed as a whole hears: a
+    /// full disk or a damaged index says so; anything else is worth a retry.
+    pub fn group_failure(&self) -> Self {
+        match self {
+            Error::DiskFull(m) => Error::DiskFull(m.clone()),
+            Error::Corrupt(m) => Error::Corrupt(m.clone()),
+            e => Error::Unavailable(format!("commit failed: {e}")),
+        }
+    }
+
     pub fn invalid(msg: impl Into<String>) -> Self {
         Error::InvalidArgument(msg.into())
     }

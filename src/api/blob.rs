@@ -15,11 +15,23 @@ use crate::error::Error;
 use crate::hash::ExtraDigests;
 use crate::ingest::PutSpec;
 
+/// Longest media type a Put header may carry (RFC 6838 allows 127 + 1 + 127).
+const MAX_MEDIA_TYPE: usize = 255;
+/// Hashes one FindMissing call may ask about.
+pub(super) const MAX_FIND: usize = 10_000;
+
 pub struct BlobApi {
     pub engine: Arc<Engine>,
 }
 
 pub(super) fn spec_from_header(h: pb::PutHeader) -> Result<PutSpec, Status> {
+    if h.digests.len() > 3 {
+        return Err(Status::invalid_argument(format!(
+            "{} extra digests requested; there are 3 (sha1, sha512, md5)",
+            h.digests.len()
+        )));
+    }
+    super::bounded("media_type", &h.media_type, MAX_MEDIA_TYPE)?;
     let mut extra = ExtraDigests::default();
     for d in &h.digests {
         match pb::Digest::try_from(*d) {
@@ -145,10 +157,11 @@ impl BlobService for BlobApi {
     ) -> Result<Response<pb::FindMissingResponse>, Status> {
         allow(&req, Scope::Read, &req.get_ref().namespace)?;
         let r = req.into_inner();
-        if r.blake3.len() > 10_000 {
-            return Err(Status::invalid_argument(
-                "FindMissing takes at most 10000 hashes per call",
-            ));
+        if r.blake3.len() > MAX_FIND {
+            return Err(Status::invalid_argument(format!(
+                "FindMissing takes at most {MAX_FIND} hashes per call, not {}",
+                r.blake3.len()
+            )));
         }
         let ids = r
             .blake3

@@ -6,7 +6,7 @@ use futures::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::pb::{self, audit_service_server::AuditService, catalog_service_server::CatalogService};
-use super::{allow, allow_everywhere, allow_scope, parse_hash, put_answer, recv, split, status};
+use super::{MAX_FILTER, allow, allow_everywhere, allow_scope, bounded, parse_hash, put_answer, recv, split, status};
 use crate::auth::Scope;
 use crate::catalog::read::{self, EventFilter, PackageFilter};
 use crate::catalog::{
@@ -258,6 +258,8 @@ impl CatalogService for CatalogApi {
     ) -> Result<Response<pb::ListPackagesResponse>, Status> {
         allow(&req, Scope::Read, &req.get_ref().namespace)?;
         let r = req.into_inner();
+        bounded("project", &r.project, MAX_FILTER)?;
+        bounded("name_contains", &r.name_contains, MAX_FILTER)?;
         let sort = match pb::PackageSort::try_from(r.sort) {
             Ok(pb::PackageSort::Name) => PackageSort::Name,
             Ok(pb::PackageSort::Created) => PackageSort::Created,
@@ -467,6 +469,14 @@ impl AuditService for AuditApi {
             ns => allow(&req, Scope::Admin, ns)?,
         };
         let r = req.into_inner();
+        for (what, v) in [
+            ("project", &r.project),
+            ("name", &r.name),
+            ("action", &r.action),
+            ("actor", &r.actor),
+        ] {
+            bounded(what, v, MAX_FILTER)?;
+        }
         let filter = EventFilter {
             namespace: r.namespace,
             project: r.project,

@@ -6,6 +6,7 @@ mod admin;
 mod blob;
 mod catalog;
 pub mod client;
+mod decode;
 pub mod metrics;
 mod report;
 pub mod retention;
@@ -34,7 +35,7 @@ pub fn status(e: Error) -> Status {
     let code = match &e {
         Error::InvalidArgument(_) => Code::InvalidArgument,
         Error::NotFound(_) => Code::NotFound,
-        Error::ResourceExhausted(_) => Code::ResourceExhausted,
+        Error::ResourceExhausted(_) | Error::DiskFull(_) => Code::ResourceExhausted,
         Error::Timeout(_) => Code::DeadlineExceeded,
         Error::Unauthenticated(_) => Code::Unauthenticated,
         Error::PermissionDenied(_) => Code::PermissionDenied,
@@ -66,10 +67,15 @@ impl tonic::service::Interceptor for Authenticate {
     }
 }
 
-/// What a broken upload stream means: a message over the size limit is
-/// the caller's (RESOURCE_EXHAUSTED, saying so); anything else is the
-/// connection's.
+/// What a broken upload stream means: a malformed message (INVALID_ARGUMENT)
+/// or one over the size limit (RESOURCE_EXHAUSTED, saying so) is the
+/// caller's; anything else is the connection's.
 fn stream_error(s: Status) -> Error {
+    if let Some(d) = decode::request_status(&s)
+        && d.code() == Code::InvalidArgument
+    {
+        return Error::invalid(d.message().to_string());
+    }
     match s.code() {
         Code::OutOfRange | Code::ResourceExhausted => Error::ResourceExhausted(format!(
             "a message of the upload is over the {} MiB limit: {}",
@@ -134,6 +140,20 @@ fn put_answer(p: &Principal, out: &crate::ingest::PutOutcome) -> (bool, u64) {
     match p.sees_everything() {
         true => (out.new, out.added_bytes),
         false => (out.new_to_namespace, 0),
+    }
+}
+
+/// Longest filter string a listing takes (a name, project, actor, action).
+const MAX_FILTER: usize = 255;
+
+/// Refuses a request string over `max` bytes before anything uses it.
+fn bounded(what: &str, s: &str, max: usize) -> Result<(), Status> {
+    match s.len() > max {
+        true => Err(status(Error::invalid(format!(
+            "{what} is {} bytes, the limit is {max}",
+            s.len()
+        )))),
+        false => Ok(()),
     }
 }
 

@@ -19,6 +19,7 @@ pub struct ReportApi {
 impl ReportService for ReportApi {
     async fn capacity(&self, req: Request<pb::CapacityRequest>) -> Result<Response<pb::CapacityReport>, Status> {
         let r = req.get_ref();
+        super::bounded("by", &r.by, 32)?;
         match r.namespace.as_str() {
             "" if !r.project.is_empty() => {
                 return Err(status(Error::invalid("a project report needs its namespace")));

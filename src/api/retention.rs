@@ -162,6 +162,7 @@ impl RetentionService for RetentionApi {
     async fn set_policy(&self, req: Request<pb::RetentionPolicy>) -> Result<Response<pb::RetentionPolicy>, Status> {
         let p = allow(&req, Scope::Admin, &req.get_ref().namespace)?;
         let policy = policy_from(req.into_inner())?;
+        retention::check_room(self.engine.index(), &policy).map_err(status)?;
         if let Ok(old) = retention::get(self.engine.index(), &policy.name) {
             // Replacing another namespace's policy of the same name needs its grant too.
             p.require(Scope::Admin, &old.namespace).map_err(status)?;
@@ -178,6 +179,7 @@ impl RetentionService for RetentionApi {
 
     async fn get_policy(&self, req: Request<pb::GetPolicyRequest>) -> Result<Response<pb::RetentionPolicy>, Status> {
         let p = allow_scope(&req, Scope::Read)?;
+        super::bounded("policy name", &req.get_ref().name, 128)?;
         let policy = retention::get(self.engine.index(), &req.get_ref().name).map_err(status)?;
         p.require(Scope::Read, &policy.namespace).map_err(status)?;
         Ok(Response::new(policy_to(&policy)))

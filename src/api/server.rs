@@ -29,6 +29,13 @@ use crate::error::{Error, Result};
 
 /// Largest message a client may send (Put data frames included).
 pub(crate) const MAX_MESSAGE: usize = 16 << 20;
+/// Largest request of the services that take no data (admin, audit,
+/// retention, report): their requests are a few fields.
+pub(crate) const MAX_REQUEST: usize = 1 << 20;
+/// Streams one HTTP/2 connection may have open at once.
+pub(crate) const MAX_STREAMS_PER_CONNECTION: u32 = 1024;
+/// Largest header block (gRPC metadata: the token, the path) of a request.
+pub(crate) const MAX_HEADER_LIST: u32 = 16 << 10;
 /// HTTP/2 flow-control window per stream. The 64 KiB default stalls a
 /// stream every 64 KiB for a round trip; uploads are megabytes.
 pub(crate) const WINDOW: u32 = 8 << 20;
@@ -98,19 +105,25 @@ pub async fn serve(engine: Arc<Engine>, listen: SocketAddr, shutdown: impl Futur
     let blob = BlobServiceServer::new(BlobApi { engine: engine.clone() })
         .max_decoding_message_size(MAX_MESSAGE)
         .max_encoding_message_size(GET_FRAME * 2);
-    let admin = AdminServiceServer::new(AdminApi { engine: engine.clone() });
+    // Every service's request limit is set here, not left to tonic's default.
+    let admin = AdminServiceServer::new(AdminApi { engine: engine.clone() }).max_decoding_message_size(MAX_REQUEST);
     let catalog = CatalogServiceServer::new(CatalogApi { engine: engine.clone() })
         .max_decoding_message_size(MAX_MESSAGE)
         .max_encoding_message_size(MAX_MESSAGE);
-    let audit = AuditServiceServer::new(AuditApi { engine: engine.clone() }).max_encoding_message_size(MAX_MESSAGE);
+    let audit = AuditServiceServer::new(AuditApi { engine: engine.clone() })
+        .max_decoding_message_size(MAX_REQUEST)
+        .max_encoding_message_size(MAX_MESSAGE);
     // Health and reflection stay open; every stowage service needs a token.
     let (blob, admin) = (
         InterceptedService::new(blob, auth.clone()),
         InterceptedService::new(admin, auth.clone()),
     );
-    let retention =
-        RetentionServiceServer::new(RetentionApi { engine: engine.clone() }).max_encoding_message_size(MAX_MESSAGE);
-    let report = ReportServiceServer::new(ReportApi { engine: engine.clone() }).max_encoding_message_size(MAX_MESSAGE);
+    let retention = RetentionServiceServer::new(RetentionApi { engine: engine.clone() })
+        .max_decoding_message_size(MAX_REQUEST)
+        .max_encoding_message_size(MAX_MESSAGE);
+    let report = ReportServiceServer::new(ReportApi { engine: engine.clone() })
+        .max_decoding_message_size(MAX_REQUEST)
+        .max_encoding_message_size(MAX_MESSAGE);
     let (catalog, audit, retention, report) = (
         InterceptedService::new(catalog, auth.clone()),
         InterceptedService::new(audit, auth.clone()),
@@ -148,6 +161,8 @@ pub async fn serve(engine: Arc<Engine>, listen: SocketAddr, shutdown: impl Futur
     publish_addr(&cfg.data_dir, LISTEN_ADDR_FILE, addr)?;
     let served = server
         .layer(RpcMetricsLayer(metrics))
+        // Inside the metrics layer, so they count the rewritten code.
+        .layer(super::decode::DecodeStatusLayer)
         // Dead peers are found and their connections (and streams) dropped.
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(std::time::Duration::from_secs(20)))
@@ -155,6 +170,10 @@ pub async fn serve(engine: Arc<Engine>, listen: SocketAddr, shutdown: impl Futur
         .initial_stream_window_size(Some(WINDOW))
         .initial_connection_window_size(Some(2 * WINDOW))
         .max_frame_size(Some(FRAME))
+        // Set here rather than left to the libraries: tonic would otherwise
+        // let one connection open any number of streams.
+        .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))
+        .http2_max_header_list_size(Some(MAX_HEADER_LIST))
         .add_service(health_svc)
         .add_service(reflection)
         .add_service(blob)

@@ -159,8 +159,52 @@ fn printable(what: &str, s: &str, max: usize) -> Result<()> {
             "{what} {s:?} contains the control character {c:?}"
         )));
     }
+    if let Some(c) = s.chars().find(|&c| is_bidi_control(c)) {
+        return Err(Error::invalid(format!(
+            "{what} {s:?} contains the bidirectional control U+{:04X}, which makes it display as another name",
+            c as u32
+        )));
+    }
+    if let Some(c) = s.chars().find(|&c| is_invisible(c)) {
+        return Err(Error::invalid(format!(
+            "{what} {s:?} contains the invisible character U+{:04X}",
+            c as u32
+        )));
+    }
     if s.trim() != s {
         return Err(Error::invalid(format!("{what} {s:?} starts or ends with whitespace")));
+    }
+    Ok(())
+}
+
+/// Unicode bidirectional controls: embeddings, overrides, isolates and
+/// marks (U+202A-U+202E, U+2066-U+2069, U+200E, U+200F, U+061C). A name
+/// holding one can be shown as a different name ("Trojan Source").
+pub fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}')
+}
+
+/// Characters that show as nothing or as a line break: zero-width space,
+/// word joiner and invisible operators, the byte-order mark, and the
+/// line and paragraph separators.
+fn is_invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{200B}' | '\u{2060}'..='\u{2064}' | '\u{FEFF}' | '\u{2028}' | '\u{2029}'
+    )
+}
+
+/// A name that is a path (`/` between segments): not absolute, no empty
+/// segment, no trailing `/`.
+fn relative_path(what: &str, s: &str) -> Result<()> {
+    if s.starts_with('/') {
+        return Err(Error::invalid(format!("{what} {s:?} must not start with '/'")));
+    }
+    if s.ends_with('/') {
+        return Err(Error::invalid(format!("{what} {s:?} must not end with '/'")));
+    }
+    if s.contains("//") {
+        return Err(Error::invalid(format!("{what} {s:?} has an empty path segment ('//')")));
     }
     Ok(())
 }
@@ -280,12 +324,15 @@ pub fn validate_name(ty: PackageType, n: &str) -> Result<()> {
         PackageType::Nuget | PackageType::Rubygems | PackageType::Helm | PackageType::Debian => {
             only(&what, n, |c| name_char(c) || c == '+', "A-Z a-z 0-9 . _ - +")
         }
-        PackageType::Conan | PackageType::Composer | PackageType::Terraform | PackageType::Generic => only(
-            &what,
-            n,
-            |c| name_char(c) || matches!(c, '+' | '~' | '/' | '@'),
-            "A-Z a-z 0-9 . _ - + ~ / @",
-        ),
+        PackageType::Conan | PackageType::Composer | PackageType::Terraform | PackageType::Generic => {
+            only(
+                &what,
+                n,
+                |c| name_char(c) || matches!(c, '+' | '~' | '/' | '@'),
+                "A-Z a-z 0-9 . _ - + ~ / @",
+            )?;
+            relative_path(&what, n)
+        }
     }
 }
 
@@ -386,6 +433,11 @@ mod tests {
             (Cargo, "1abc"),
             (Container, "Acme/web"),
             (Generic, "../etc/passwd"),
+            (Generic, "/etc/passwd"),
+            (Generic, "a//b"),
+            (Generic, "a/"),
+            (Generic, "a/./b"),
+            (Terraform, "/ns/name"),
             (Generic, "a\nb"),
             (Generic, ""),
         ] {
@@ -396,6 +448,19 @@ mod tests {
         assert!(validate_file_name("core-1.0.jar").is_ok());
         assert!(validate_file_name("a/b.jar").is_err());
         assert!(validate_file_name("..").is_err());
+        for c in [
+            '\u{202A}', '\u{202B}', '\u{202C}', '\u{202D}', '\u{202E}', '\u{2066}', '\u{2067}', '\u{2068}', '\u{2069}',
+            '\u{200E}', '\u{200F}', '\u{061C}',
+        ] {
+            let e = validate_file_name(&format!("invoice{c}fdp.exe")).unwrap_err();
+            assert!(e.to_string().contains("bidirectional control"), "{c:?}: {e}");
+        }
+        for c in ['\u{200B}', '\u{FEFF}', '\u{2028}', '\u{0085}', '\u{009B}'] {
+            assert!(validate_file_name(&format!("a{c}b.tgz")).is_err(), "{c:?} accepted");
+        }
+        // Other scripts and ZWNJ (Persian) stay allowed.
+        assert!(validate_file_name("пакет-1.0.tgz").is_ok());
+        assert!(validate_file_name("می\u{200C}خواهم.zip").is_ok());
         assert!("NPM".parse::<PackageType>().is_ok() && "rpm".parse::<PackageType>().is_err());
         for t in PackageType::ALL {
             assert_eq!(PackageType::from_u8(t as u8).unwrap(), t);

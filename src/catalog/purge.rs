@@ -39,7 +39,7 @@ impl Ctx<'_, '_> {
             // One damaged item must not stop every later purge: undo just it.
             let (sp, stats, ids, counts) = (self.txn.savepoint(), *self.stats, self.st.ids, c);
             if let Err(e) = self.purge_item(k, v, actor, &mut c) {
-                if matches!(e, Error::Io(_) | Error::Index(_) | Error::ObjectStore(_)) {
+                if e.is_storage() {
                     return Err(e);
                 }
                 tracing::error!(error = %e, key = %hex::encode(k), "cannot purge a trash item; skipped (run `stowage admin check`)");

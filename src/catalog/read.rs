@@ -68,9 +68,15 @@ fn bad_token() -> Error {
 }
 
 /// Decodes a key token and checks it lies inside the listing's range.
+/// Longer than any page token a listing issues (the hex of a key).
+const MAX_TOKEN: usize = 4096;
+
 pub(crate) fn key_token(token: &str, prefix: &[u8]) -> Result<Option<Vec<u8>>> {
     if token.is_empty() {
         return Ok(None);
+    }
+    if token.len() > MAX_TOKEN {
+        return Err(bad_token());
     }
     let k = hex::decode(token).map_err(|_| bad_token())?;
     if !k.starts_with(prefix) {

@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 use super::{CommitOutcome, CommitReq, Job, Pending};
 use crate::catalog::apply::{CatalogState, Ctx};
 use crate::catalog::records::{IDS_KEY, encode};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::gc;
 use crate::index::{Cf, Index, PackState, Stats};
 use crate::pack::Packer;
@@ -67,7 +67,7 @@ impl Writer {
                 Err(e) => {
                     tracing::error!(error = %e, requests = reqs.len(), "commit failed");
                     for reply in replies {
-                        let _ = reply.send(Err(Error::Unavailable(format!("commit failed: {e}"))));
+                        let _ = reply.send(Err(e.group_failure()));
                     }
                 }
             }
@@ -143,7 +143,7 @@ impl Writer {
             }
             match r {
                 // Storage failures fail the group: the batch cannot be trusted.
-                Err(e @ (Error::Io(_) | Error::Index(_) | Error::ObjectStore(_))) => {
+                Err(e) if e.is_storage() => {
                     self.catalog.ids = ids_before;
                     return Err(e);
                 }

@@ -54,6 +54,8 @@ pub struct Engine {
     /// Per token id, one permit per upload it has in progress
     /// (`max_uploads_per_token`). Ids come from the config, so this is bounded.
     token_uploads: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Semaphore>>>,
+    /// Set by a write that found the disk full; refuses uploads until space returns.
+    disk: crate::disk::DiskGuard,
 }
 
 /// Totals of background work since the daemon started.
@@ -127,7 +129,8 @@ impl Engine {
 
     /// Applies a catalog change durably (see `catalog::apply`).
     pub async fn catalog(&self, op: CatalogOp) -> Result<CatalogOutcome> {
-        self.committer.catalog(op).await
+        let r = self.committer.catalog(op).await;
+        r.inspect_err(|e| self.disk.note(e))
     }
 
     /// Recomputes every reference count and catalog aggregate (on a snapshot),

@@ -115,6 +115,7 @@ impl Engine {
             streams: tokio::sync::Semaphore::new(crate::ingest::MAX_STREAMS),
         });
         let uploads = Arc::new(tokio::sync::Semaphore::new(cfg.max_concurrent_uploads));
+        let disk = crate::disk::DiskGuard::new(cfg.data_dir.clone());
         let engine = Arc::new(Engine {
             cfg,
             index,
@@ -125,6 +126,7 @@ impl Engine {
             stop: CancellationToken::new(),
             uploads,
             token_uploads: Default::default(),
+            disk,
             gc_running: Default::default(),
             sweep_running: Default::default(),
             usage_running: Default::default(),

@@ -30,7 +30,10 @@ impl Engine {
             Ok(frame) => frame,
             Err(_) => Err(Error::Timeout(format!("the upload sent nothing for {idle:?}"))),
         }));
-        self.ingest.put(spec, frames).await
+        // Nor may one send frames without bytes, or bytes too slowly.
+        let frames = crate::ingest::pace::Paced::new(frames, self.cfg.pace_limits());
+        let r = self.ingest.put(spec, frames).await;
+        r.inspect_err(|e| self.disk.note(e))
     }
 
     /// A slot for one more upload, or RESOURCE_EXHAUSTED when
@@ -39,6 +42,8 @@ impl Engine {
     /// A token may hold at most `max_uploads_per_token` of them, so one
     /// tenant cannot take every slot.
     pub fn upload_slot(&self, token_id: &str) -> Result<UploadSlot> {
+        // After a write found the disk full, refuse before any byte is sent.
+        self.disk.admit()?;
         let per_token = {
             let mut m = self.token_uploads.lock().unwrap_or_else(|p| p.into_inner());
             m.entry(token_id.to_string())

@@ -98,8 +98,21 @@ pub const DEFAULT_CACHE: usize = 256 << 20;
 fn db_err(e: rocksdb::Error) -> Error {
     match e.kind() {
         rocksdb::ErrorKind::Corruption => Error::Corrupt(format!("index: {}", e.into_string())),
-        _ => Error::Index(e.into_string()),
+        _ => classify(e.into_string(), ""),
     }
+}
+
+/// A RocksDB status as our error: a damaged index is DATA_LOSS, a full
+/// disk says so (RocksDB's message names the file), the rest is `Index`.
+/// `context` goes before the message.
+fn classify(msg: String, context: &str) -> Error {
+    if msg.starts_with("Corruption:") {
+        return Error::Corrupt(format!("{context}the index is damaged: {msg}"));
+    }
+    if msg.contains("No space left on device") || msg.contains("Disk quota exceeded") {
+        return Error::DiskFull(format!("{context}the index cannot write: {msg}"));
+    }
+    Error::Index(format!("{context}{msg}"))
 }
 
 /// What to do when the index is damaged.
@@ -270,7 +283,7 @@ impl Index {
                 path.display(),
                 e.into_string()
             )),
-            _ => Error::Index(format!("cannot open index at {}: {}", path.display(), e.into_string())),
+            _ => classify(e.into_string(), &format!("cannot open index at {}: ", path.display())),
         })?;
         let recovered = db.latest_sequence_number();
         match stored {
@@ -529,5 +542,73 @@ impl Index {
             m.note(self.db.latest_sequence_number());
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rocksdb_statuses_say_what_happened() {
+        let e = classify(
+            "Corruption: block checksum mismatch: stored = 1, computed = 2".into(),
+            "",
+        );
+        assert!(matches!(&e, Error::Corrupt(m) if m.contains("block checksum")), "{e:?}");
+        let e = classify(
+            "IO error: No space left on device: While appending to file: /d/index/000012.log: No space left on device"
+                .into(),
+            "",
+        );
+        assert!(
+            matches!(&e, Error::DiskFull(m) if m.contains("/d/index/000012.log")),
+            "{e:?}"
+        );
+        let e = classify("IO error: Disk quota exceeded".into(), "");
+        assert!(matches!(e, Error::DiskFull(_)), "{e:?}");
+        let e = classify("IO error: lock hold by current process".into(), "");
+        assert!(matches!(e, Error::Index(_)), "{e:?}");
+    }
+
+    /// A real RocksDB whose table file was damaged on disk: the read fails
+    /// with `Corrupt` (DATA_LOSS), not an internal error.
+    #[test]
+    fn a_damaged_table_file_reads_as_data_loss() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut v = vec![0u8; 256 << 10];
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        for b in v.iter_mut() {
+            // xorshift: incompressible, so the value fills data blocks as written
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            *b = x as u8;
+        }
+        {
+            let ix = Index::open(dir.path()).unwrap();
+            for k in 0u8..4 {
+                ix.db.put_cf(ix.cf(Cf::Blobs), [k], &v).unwrap();
+            }
+            ix.db.flush_cf(ix.cf(Cf::Blobs)).unwrap();
+        }
+        let mut damaged = 0;
+        for f in std::fs::read_dir(dir.path()).unwrap() {
+            let p = f.unwrap().path();
+            if p.extension().is_some_and(|e| e == "sst") {
+                use std::os::unix::fs::FileExt;
+                let file = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
+                // Inside the data blocks, far from the footer and index.
+                file.write_all_at(&[0xA5; 4096], 300 << 10).unwrap();
+                damaged += 1;
+            }
+        }
+        assert!(damaged > 0, "no table file to damage");
+        let ix = Index::open(dir.path()).unwrap();
+        let errs: Vec<Error> = (0u8..4).filter_map(|k| ix.get(Cf::Blobs, &[k]).err()).collect();
+        assert!(!errs.is_empty(), "every read succeeded over a damaged table");
+        for e in errs {
+            assert!(matches!(&e, Error::Corrupt(m) if m.contains("damaged")), "{e:?}");
+        }
     }
 }

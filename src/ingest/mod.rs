@@ -4,10 +4,12 @@
 //! committed are shared through [`Pending`], so concurrent uploads of the same
 //! bytes write one record.
 
+pub mod pace;
+
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures::{Stream, StreamExt};
 use tokio::sync::mpsc;
 
@@ -28,6 +30,8 @@ const PIPE_DEPTH: usize = 8;
 /// Uploads no larger than this are hashed and chunked on the request's own
 /// task: handing them to worker threads costs more than the work.
 pub const INLINE_MAX: u64 = 64 << 10;
+/// Head frames smaller than this are copied together into one buffer.
+const COALESCE_BELOW: usize = 16 << 10;
 
 /// What a caller declares about an upload.
 #[derive(Clone, Debug, Default)]
@@ -125,8 +129,12 @@ impl Ingest {
         };
 
         // Read a small head; if the stream ends inside it, work inline.
+        // Small frames are copied into one buffer, so the head holds at
+        // most INLINE_MAX bytes in a few buffers, however the client cut
+        // them (an empty frame adds nothing).
         let mut size = 0u64;
         let mut head = Vec::new();
+        let mut small = BytesMut::new();
         let mut ended = false;
         while size <= INLINE_MAX {
             let Some(frame) = frames.next().await else {
@@ -138,7 +146,17 @@ impl Ingest {
             if size > limit {
                 return Err(too_big());
             }
-            head.push(frame);
+            if frame.len() < COALESCE_BELOW {
+                small.extend_from_slice(&frame);
+            } else {
+                if !small.is_empty() {
+                    head.push(small.split().freeze());
+                }
+                head.push(frame);
+            }
+        }
+        if !small.is_empty() {
+            head.push(small.freeze());
         }
         let (computed, chunked) = if ended {
             head.iter().for_each(|f| hasher.update(f));

@@ -69,9 +69,16 @@ impl OpenPack {
     /// Creates an empty pack with its header, durably.
     pub fn create(dir: &Path, id: u64, created_ms: i64) -> Result<Self> {
         let path = dir.join(format!("{id:016x}.pack"));
-        let file = OpenOptions::new().read(true).write(true).create_new(true).open(&path)?;
-        file.write_all_at(&format::encode_header(id, created_ms), 0)?;
-        file.sync_all()?;
+        let at = |e| Error::io_at(&path, e);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(at)?;
+        file.write_all_at(&format::encode_header(id, created_ms), 0)
+            .map_err(at)?;
+        file.sync_all().map_err(at)?;
         sync_dir(dir)?;
         let len = format::HEADER_LEN as u64;
         Ok(OpenPack {
@@ -186,11 +193,16 @@ impl OpenPack {
         let header = format::encode_record_header(&e);
         if data.len() <= SMALL_RECORD {
             // One write instead of two: small uploads are mostly syscalls.
-            self.file.write_all_at(&[&header[..], data].concat(), e.offset)?;
-        } else {
-            self.file.write_all_at(&header, e.offset)?;
             self.file
-                .write_all_at(data, e.offset + format::RECORD_HEADER_LEN as u64)?;
+                .write_all_at(&[&header[..], data].concat(), e.offset)
+                .map_err(|x| Error::io_at(&self.path, x))?;
+        } else {
+            self.file
+                .write_all_at(&header, e.offset)
+                .map_err(|x| Error::io_at(&self.path, x))?;
+            self.file
+                .write_all_at(data, e.offset + format::RECORD_HEADER_LEN as u64)
+                .map_err(|x| Error::io_at(&self.path, x))?;
         }
         b.len += e.record_len();
         b.entries.push(e);
@@ -215,7 +227,7 @@ impl OpenPack {
             // After a failed fsync the kernel may drop the dirty pages and
             // report the next fsync as a success: never trust this file again.
             self.poisoned.store(true, Ordering::Release);
-            return Err(e.into());
+            return Err(Error::io_at(&self.path, e));
         }
         *synced = target;
         Ok(())
@@ -228,10 +240,11 @@ impl OpenPack {
             return Ok((size, b.entries.len() as u32));
         }
         let footer = format::encode_footer(&b.entries, b.len);
-        self.file.write_all_at(&footer, b.len)?;
+        let at = |e| Error::io_at(&self.path, e);
+        self.file.write_all_at(&footer, b.len).map_err(at)?;
         let size = b.len + footer.len() as u64;
-        self.file.set_len(size)?;
-        self.file.sync_all()?;
+        self.file.set_len(size).map_err(at)?;
+        self.file.sync_all().map_err(at)?;
         b.sealed = Some(size);
         let records = b.entries.len() as u32;
         // Lock order is synced -> body (see sync_to): release body first.

@@ -26,6 +26,26 @@ use crate::index::{Cf, Index};
 /// Audit actor of every deletion a sweep makes.
 pub const ACTOR: &str = "retention-policy";
 
+/// Policies one namespace may have: a plan compiles and holds them all.
+pub const MAX_POLICIES: usize = 100;
+
+/// Refuses a new policy for a namespace that has [`MAX_POLICIES`] already
+/// (replacing one of them is fine). Checked before the change is queued:
+/// two racing creations can pass it together, by one each.
+pub fn check_room(index: &Index, p: &Policy) -> Result<()> {
+    let others = list(index)?
+        .iter()
+        .filter(|x| x.namespace == p.namespace && x.name != p.name)
+        .count();
+    if others >= MAX_POLICIES {
+        return Err(Error::ResourceExhausted(format!(
+            "namespace {:?} has {others} retention policies, the limit is {MAX_POLICIES}",
+            p.namespace
+        )));
+    }
+    Ok(())
+}
+
 /// A stored policy by name.
 pub fn get(index: &Index, name: &str) -> Result<Policy> {
     match index.get(Cf::CatalogIdx, &rec::retention_policy_key(name))? {

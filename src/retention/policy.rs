@@ -30,6 +30,8 @@ use crate::error::{Error, Result};
 const DAY_MS: i64 = 24 * 3600 * 1000;
 /// Longest regex accepted in a policy.
 const MAX_REGEX: usize = 1024;
+/// Most `protected` patterns a policy may have (each compiles to up to 1 MiB).
+pub const MAX_PROTECTED: usize = 64;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -135,6 +137,21 @@ impl Policy {
         crate::catalog::model::validate_namespace(&self.namespace)?;
         if let Some(p) = &self.project {
             crate::catalog::model::validate_project(p)?;
+        }
+        if self.protected.len() > MAX_PROTECTED {
+            return Err(Error::invalid(format!(
+                "policy {:?} has {} protected patterns, the limit is {MAX_PROTECTED}",
+                self.name,
+                self.protected.len()
+            )));
+        }
+        if self.package_types.len() > PackageType::ALL.len() {
+            return Err(Error::invalid(format!(
+                "policy {:?} lists {} package types; there are {}",
+                self.name,
+                self.package_types.len(),
+                PackageType::ALL.len()
+            )));
         }
         let types = self
             .package_types

@@ -68,7 +68,15 @@ impl Daemon {
     /// Starts a daemon whose config has a `[tls]` section (in `extra`);
     /// the harness connects to `https://localhost:<port>` with `tls`.
     pub async fn start_tls(extra: &str, tls: Option<TlsFiles>) -> Daemon {
+        Self::start_prepared(extra, tls, |_| {}).await
+    }
+
+    /// As [`Daemon::start_tls`], after `prepare` has made the data dir
+    /// (it may mount a filesystem there).
+    pub async fn start_prepared(extra: &str, tls: Option<TlsFiles>, prepare: impl FnOnce(&Path)) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("data")).unwrap();
+        prepare(&dir.path().join("data"));
         let config = dir.path().join("stowage.toml");
         std::fs::write(
             &config,
@@ -173,6 +181,19 @@ impl Daemon {
             }
         })
         .await
+    }
+
+    /// The daemon's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    /// The daemon's resident set size in bytes (VmRSS in /proc), if running.
+    pub fn rss(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kib * 1024)
     }
 
     pub fn log(&self) -> String {
