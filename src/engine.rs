@@ -48,6 +48,8 @@ pub struct Engine {
     usage_running: tokio::sync::Mutex<()>,
     /// Totals of GC runs and retention sweeps since start, for `/metrics`.
     pub(crate) progress: std::sync::Mutex<Progress>,
+    /// The pack scrubber's progress and findings (`crate::scrub`).
+    pub(crate) scrub: crate::scrub::Scrubber,
     /// One permit per upload being served (`max_concurrent_uploads`).
     uploads: Arc<tokio::sync::Semaphore>,
     /// Per token id, one permit per upload it has in progress
@@ -137,6 +139,7 @@ impl Engine {
         std::fs::create_dir_all(&staging)?;
 
         let mut staged = Vec::new();
+        let mut cut_guard = crate::recovery::CutGuard::new(Some(&*index));
         for p in list_staged(&staging)? {
             if std::fs::metadata(&p)?.len() < format::HEADER_LEN as u64 {
                 // Crashed while creating it: the header is fsynced before any record.
@@ -150,7 +153,7 @@ impl Engine {
                 std::fs::remove_file(&p)?;
                 continue;
             }
-            staged.push(Arc::new(OpenPack::reopen(&p)?));
+            staged.push(Arc::new(crate::recovery::reopen(&p, &mut cut_guard)?));
         }
         let in_store = store.list().await?;
         if index.packs()?.is_empty() && index.stats()?.blobs == 0 && !in_store.is_empty() {
@@ -167,10 +170,11 @@ impl Engine {
             in_store.last().copied(),
         ];
         let mut next_id = max_known.into_iter().flatten().max().map_or(1, |m| m + 1);
-        // Keep appending to the newest unsealed pack; seal the others.
+        // Keep appending to the newest unsealed pack; seal the others. A
+        // quarantined (damaged) pack is neither: it stays readable in staging.
         let reuse = staged
             .iter()
-            .rposition(|p| !p.is_sealed() && p.len() < cfg.pack_target_size.as_u64());
+            .rposition(|p| !p.is_sealed() && !p.is_quarantined() && p.len() < cfg.pack_target_size.as_u64());
         let current = match reuse {
             Some(i) => staged.remove(i),
             None => {
@@ -179,7 +183,7 @@ impl Engine {
             }
         };
         let (seal_tx, seal_rx) = mpsc::unbounded_channel();
-        for p in &staged {
+        for p in staged.iter().filter(|p| !p.is_quarantined()) {
             seal_tx
                 .send(p.clone())
                 .map_err(|_| Error::Internal("sealer channel closed".into()))?;
@@ -225,6 +229,7 @@ impl Engine {
             sweep_running: Default::default(),
             usage_running: Default::default(),
             progress: Default::default(),
+            scrub: Default::default(),
         });
         engine.reconcile(&committer, &in_store).await?;
         tokio::spawn(engine.clone().seal_loop(seal_rx, committer));
@@ -233,10 +238,12 @@ impl Engine {
         tokio::spawn(engine.clone().gc_loop());
         tokio::spawn(engine.clone().sweep_loop());
         tokio::spawn(engine.clone().usage_loop());
+        tokio::spawn(engine.clone().scrub_loop());
         tracing::info!(
             data_dir = %engine.cfg.data_dir.display(),
             pack_store = engine.store.url(),
             recovered_packs = staged.len(),
+            quarantined_packs = engine.quarantined_packs(),
             "engine open"
         );
         Ok(engine)
@@ -614,12 +621,16 @@ impl Engine {
         Ok((self.catalog(op).await?, put))
     }
 
-    /// Recomputes every reference count and catalog aggregate (on a snapshot).
-    pub async fn check(self: &Arc<Self>) -> Result<CheckReport> {
+    /// Recomputes every reference count and catalog aggregate (on a
+    /// snapshot); reports quarantined packs, and with `read_data` verifies
+    /// every record of every pack (`crate::scrub`).
+    pub async fn check(self: &Arc<Self>, read_data: bool) -> Result<CheckReport> {
         let this = self.clone();
-        tokio::task::spawn_blocking(move || catalog::check::check(&this.index))
+        let mut r = tokio::task::spawn_blocking(move || catalog::check::check(&this.index))
             .await
-            .map_err(|e| Error::Internal(e.to_string()))?
+            .map_err(|e| Error::Internal(e.to_string()))??;
+        self.check_packs(&mut r, read_data).await?;
+        Ok(r)
     }
 
     /// Purges expired trash and ended leases, in bounded batches.

@@ -24,8 +24,10 @@ pub mod ingest;
 pub mod manifest;
 pub mod pack;
 pub mod rebuild;
+pub mod recovery;
 pub mod report;
 pub mod retention;
+pub mod scrub;
 pub mod store;
 
 pub use config::Config;

@@ -6,6 +6,7 @@ mod blob;
 mod catalog;
 mod cli;
 mod corruption;
+mod damage;
 mod durability;
 mod harness;
 mod metrics;

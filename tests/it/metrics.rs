@@ -5,7 +5,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::harness::{Daemon, b3, free_port, put, random_bytes};
 
 /// `GET /metrics` over plain HTTP/1.1: (status line, content type, body).
-async fn scrape(port: u16) -> (String, String, String) {
+pub(crate) async fn scrape(port: u16) -> (String, String, String) {
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
     s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
         .await
@@ -26,7 +26,7 @@ async fn scrape(port: u16) -> (String, String, String) {
 }
 
 /// The value of the sample whose name and labels are exactly `series`.
-fn sample(body: &str, series: &str) -> Option<f64> {
+pub(crate) fn sample(body: &str, series: &str) -> Option<f64> {
     body.lines()
         .find_map(|l| l.strip_prefix(series).and_then(|v| v.strip_prefix(' ')))
         .map(|v| v.trim().parse().unwrap())
