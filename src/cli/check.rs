@@ -1,6 +1,5 @@
 //! `admin check` output for damaged packs (the catalog part is in `catalog`).
 
-
 use anyhow::bail;
 use serde_json::{Value, json};
 
