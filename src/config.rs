@@ -92,6 +92,33 @@ pub struct Config {
     pub purge_interval: Duration,
     pub gc: Gc,
     pub retention: Retention,
+    pub scrub: Scrub,
+}
+
+/// The background scrubber (see `crate::scrub`): reads every pack back and
+/// verifies every record, so damage is found before a read hits it.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Scrub {
+    /// Default: true.
+    pub enabled: bool,
+    /// A full pass starts this long after the previous one started (or
+    /// right after it, if it took longer); the first starts 10 minutes
+    /// after the daemon (or `interval`, if shorter). Default: "7days".
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// Bytes read per second at most. Default: "8MiB" (about 4.8 TB a week).
+    pub rate: ByteSize,
+}
+
+impl Default for Scrub {
+    fn default() -> Self {
+        Scrub {
+            enabled: true,
+            interval: Duration::from_secs(7 * 24 * 3600),
+            rate: ByteSize::mib(8),
+        }
+    }
 }
 
 /// Garbage collection and pack compaction (see `crate::gc`).
@@ -220,6 +247,7 @@ impl Default for Config {
             purge_interval: Duration::from_secs(600),
             gc: Gc::default(),
             retention: Retention::default(),
+            scrub: Scrub::default(),
         }
     }
 }
@@ -271,6 +299,12 @@ impl Config {
         }
         if self.retention.sweep_rate == 0 {
             return Err(Error::invalid("retention.sweep_rate must be at least 1"));
+        }
+        if self.scrub.interval < Duration::from_millis(100) {
+            return Err(Error::invalid("scrub.interval must be at least 100ms"));
+        }
+        if self.scrub.rate.as_u64() < 4096 {
+            return Err(Error::invalid("scrub.rate must be at least 4KiB (bytes per second)"));
         }
         if self.purge_interval < Duration::from_millis(100) {
             return Err(Error::invalid("purge_interval must be at least 100ms"));

@@ -12,10 +12,34 @@ use crate::index::{ChunkLoc, PackInfo, RefInfo, Stats, decode_ref_key, ref_key};
 use crate::manifest::Manifest;
 use crate::pack::format::{self, Entry, TRAILER_LEN};
 
-/// Pack parsing: `data` read as an unsealed pack (recovery's record scan)
-/// and as a sealed one (trailer and footer), and every record either finds
-/// opened and decoded as a read would.
+/// Pack parsing: `data` read as an unsealed pack (recovery's record scans)
+/// and as a sealed one (trailer and footer), every record either finds
+/// opened and decoded as a read would, and the whole of it verified as
+/// `admin check --read-data` and the scrubber do.
 pub fn pack(data: &[u8]) {
+    if let Ok(scan) = format::scan_past_damage(data) {
+        assert!(scan.prefix_end as usize <= data.len(), "scan ends past the pack");
+        let mut at = format::HEADER_LEN as u64;
+        let mut gaps = scan.gaps.iter().peekable();
+        for e in &scan.entries {
+            while let Some(g) = gaps.next_if(|g| g.0 <= e.offset) {
+                assert_eq!(g.0, at, "a gap does not start where the last record ended");
+                at = g.1;
+            }
+            assert_eq!(e.offset, at, "records and gaps do not tile the pack");
+            at += e.record_len();
+        }
+        let _ = format::whole_but_bad_record_at(data, scan.prefix_end as usize);
+    }
+    for layout in [crate::pack::verify::Layout::Open, crate::pack::verify::Layout::Sealed] {
+        let mut src = data;
+        let v = crate::pack::verify::verify_pack(&mut src, 0, data.len() as u64, layout, &mut |_| true)
+            .expect("a byte slice never fails a read");
+        assert!(
+            v.bytes <= 2 * data.len() as u64 + 64,
+            "verification read far more than the pack"
+        );
+    }
     if let Ok((entries, end)) = format::scan_records(data) {
         assert!(end as usize <= data.len(), "scan ends past the pack");
         for e in &entries {

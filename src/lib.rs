@@ -27,6 +27,7 @@ pub mod ingest;
 pub mod manifest;
 pub mod pack;
 pub mod rebuild;
+pub mod recovery;
 pub mod report;
 pub mod retention;
 pub mod store;

@@ -14,7 +14,7 @@ use crate::hash::Hash;
 use crate::index::{Cf, ChunkLoc, Index, PackInfo, PackState, RefInfo, Stats, Txn, ref_key};
 use crate::manifest::Manifest;
 use crate::pack::format::{self, Kind};
-use crate::pack::{OpenPack, list_staged};
+use crate::pack::list_staged;
 use crate::store::PackStore;
 
 const BATCH_OPS: usize = 10_000;
@@ -89,8 +89,11 @@ pub async fn rebuild_index(cfg: &Config) -> Result<RebuildReport> {
     let store = PackStore::open(&cfg.pack_store_url()?, &cfg.pack_store_options)?;
     let staging = cfg.staging_dir();
     if staging.exists() {
+        let mut cut_guard = crate::recovery::CutGuard::new(lock.as_ref());
         for path in list_staged(&staging)? {
-            let pack = OpenPack::reopen(&path)?;
+            // A damaged staged pack is sealed as it is: its footer lists the
+            // records found on both sides of the damage.
+            let pack = crate::recovery::reopen(&path, &mut cut_guard)?;
             pack.seal()?;
             store.put_file(pack.id, &path).await?;
             if path.exists() {

@@ -34,7 +34,8 @@ impl AdminService for AdminApi {
 
     async fn check(&self, req: Request<pb::CheckRequest>) -> Result<Response<pb::CheckResponse>, Status> {
         allow_everywhere(&req, Scope::Admin)?;
-        let r = self.engine.check().await.map_err(status)?;
+        let r = self.engine.check(req.get_ref().read_data).await.map_err(status)?;
+        let data = r.data.unwrap_or_default();
         Ok(Response::new(pb::CheckResponse {
             packages: r.packages,
             versions: r.versions,
@@ -42,6 +43,20 @@ impl AdminService for AdminApi {
             references: r.references,
             blobs: r.blobs,
             drift: r.drift,
+            quarantined_packs: r.quarantined_packs,
+            damage: r
+                .damage
+                .into_iter()
+                .map(|d| pb::PackDamage {
+                    pack: format!("{:016x}", d.pack),
+                    location: d.location.to_string(),
+                    offset: d.offset,
+                    problem: d.problem,
+                })
+                .collect(),
+            packs_verified: data.packs,
+            records_verified: data.records,
+            bytes_verified: data.bytes,
         }))
     }
 

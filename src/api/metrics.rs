@@ -77,6 +77,102 @@ pub struct Metrics {
     sweep_runs: Counter,
     sweep_deleted: Family<Kind, Counter>,
     sweep_progress: Family<Kind, Gauge>,
+    scrub: ScrubMetrics,
+}
+
+/// The pack scrubber's and recovery's figures (see `crate::scrub`).
+struct ScrubMetrics {
+    quarantined: Gauge,
+    bytes: Counter,
+    packs: Counter,
+    records: Counter,
+    passes: Counter,
+    findings: Counter,
+    last_pass: Ratio,
+    damaged: Family<Kind, Gauge>,
+    progress: Family<Kind, Gauge>,
+}
+
+impl ScrubMetrics {
+    fn register(registry: &mut Registry) -> Self {
+        let m = ScrubMetrics {
+            quarantined: Gauge::default(),
+            bytes: Counter::default(),
+            packs: Counter::default(),
+            records: Counter::default(),
+            passes: Counter::default(),
+            findings: Counter::default(),
+            last_pass: Ratio::default(),
+            damaged: Family::default(),
+            progress: Family::default(),
+        };
+        registry.register(
+            "packs_quarantined",
+            "Staged packs found damaged (not torn) at start: kept out of appends, not cut, intact records served",
+            m.quarantined.clone(),
+        );
+        registry.register(
+            "scrub_bytes",
+            "Pack bytes the scrubber read and verified since start",
+            m.bytes.clone(),
+        );
+        registry.register(
+            "scrub_packs",
+            "Packs the scrubber verified in finished passes since start",
+            m.packs.clone(),
+        );
+        registry.register(
+            "scrub_records",
+            "Records the scrubber found intact in finished passes since start",
+            m.records.clone(),
+        );
+        registry.register(
+            "scrub_passes",
+            "Full scrub passes finished since start",
+            m.passes.clone(),
+        );
+        registry.register(
+            "scrub_findings",
+            "Damaged records (and footers, trailers, headers) found by finished scrub passes since start",
+            m.findings.clone(),
+        );
+        registry.register(
+            "scrub_last_pass_end_seconds",
+            "When the last scrub pass finished, Unix time (0: none yet)",
+            m.last_pass.clone(),
+        );
+        registry.register(
+            "scrub_damaged",
+            "What the last finished scrub pass found damaged: packs, and records (every finding)",
+            m.damaged.clone(),
+        );
+        registry.register(
+            "scrub_progress",
+            "Bytes of the scrub pass in progress: done and total (0 and 0 when none runs)",
+            m.progress.clone(),
+        );
+        m
+    }
+
+    fn set(&self, engine: &Engine) {
+        let s = engine.scrub_status();
+        let follow = |c: &Counter, total: u64| {
+            c.inc_by(total.saturating_sub(c.get()));
+        };
+        self.quarantined.set(engine.quarantined_packs() as i64);
+        follow(&self.bytes, s.bytes);
+        follow(&self.packs, s.packs);
+        follow(&self.records, s.records);
+        follow(&self.passes, s.passes);
+        follow(&self.findings, s.findings);
+        self.last_pass.set(s.last_pass_end_ms as f64 / 1000.0);
+        for (kind, v) in [("packs", s.last_damaged_packs), ("records", s.last_damaged_records)] {
+            self.damaged.get_or_create(&Kind { kind }).set(v as i64);
+        }
+        for (kind, v) in [("done", s.pass_done), ("total", s.pass_total)] {
+            self.progress.get_or_create(&Kind { kind }).set(v as i64);
+        }
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -185,7 +281,9 @@ impl Metrics {
             "Removals of the sweep in progress: done and total (0 and 0 when none runs)",
             sweep_progress.clone(),
         );
+        let scrub = ScrubMetrics::register(&mut registry);
         Metrics {
+            scrub,
             gc_runs,
             gc_bytes,
             gc_packs_deleted,
@@ -276,6 +374,7 @@ impl Metrics {
         self.dedup_ratio.set(ratio(s.logical_bytes, s.unique_bytes));
         self.compression_ratio.set(ratio(s.unique_bytes, s.physical_bytes));
         self.uploads_in_progress.set(engine.uploads_in_progress() as i64);
+        self.scrub.set(engine);
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)
             .map_err(|e| Error::Internal(format!("encoding metrics: {e}")))?;

@@ -27,6 +27,13 @@ pub struct CheckReport {
     pub blobs: u64,
     pub chunks: u64,
     pub drift: Vec<String>,
+    /// Staged packs quarantined at start as damaged (filled by the engine).
+    pub quarantined_packs: u64,
+    /// Damage found in packs: the quarantined ones, and with `--read-data`
+    /// every record that failed verification (filled by the engine).
+    pub damage: Vec<crate::pack::verify::PackDamage>,
+    /// With `--read-data`: what the read of every pack covered.
+    pub data: Option<crate::pack::verify::DataCheck>,
 }
 
 impl CheckReport {

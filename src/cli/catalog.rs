@@ -393,22 +393,20 @@ pub async fn audit(cmd: AuditCmd) -> anyhow::Result<()> {
     print(&items, listing.json)
 }
 
-pub async fn check(conn: &Conn, json: bool) -> anyhow::Result<()> {
+pub async fn check(conn: &Conn, json: bool, read_data: bool) -> anyhow::Result<()> {
     let r = connect(conn)
         .await?
         .admin
-        .check(pb::CheckRequest {})
+        .check(pb::CheckRequest { read_data })
         .await
         .map_err(fail)?;
     let r = r.into_inner();
     print(std::slice::from_ref(&r), json)?;
     if !json {
         emit(|w| r.drift.iter().try_for_each(|d| writeln!(w, "drift: {d}")))?;
+        super::check::print_damage(&r, read_data)?;
     }
-    if !r.drift.is_empty() {
-        bail!("{} drift(s) found", r.drift.len());
-    }
-    Ok(())
+    super::check::verdict(&r)
 }
 
 pub async fn purge(conn: &Conn) -> anyhow::Result<()> {

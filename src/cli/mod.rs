@@ -2,6 +2,7 @@
 //! gRPC to `--addr`.
 
 mod catalog;
+mod check;
 mod client;
 mod html;
 mod output;
@@ -288,12 +289,17 @@ pub enum AdminCmd {
         #[command(flatten)]
         conn: Conn,
     },
-    /// Recount every reference and catalog aggregate; fails if any stored count drifted.
+    /// Recount every reference and catalog aggregate; fails if any stored count drifted
+    /// or a pack is damaged.
     Check {
         #[command(flatten)]
         conn: Conn,
         #[arg(long)]
         json: bool,
+        /// Also read every pack back and verify every record (CRC, BLAKE3,
+        /// manifests, footer): reads every byte stored.
+        #[arg(long)]
+        read_data: bool,
     },
     /// Purge expired trash and ended upload leases now; prints JSON.
     Purge {
@@ -562,7 +568,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Report(args) => report::run(args).await,
         Cmd::Gc { conn, dry_run, json } => retention::gc(&conn, dry_run, json).await,
         Cmd::Admin(AdminCmd::Stats { conn }) => client::stats(&conn).await,
-        Cmd::Admin(AdminCmd::Check { conn, json }) => catalog::check(&conn, json).await,
+        Cmd::Admin(AdminCmd::Check { conn, json, read_data }) => catalog::check(&conn, json, read_data).await,
         Cmd::Admin(AdminCmd::Purge { conn }) => catalog::purge(&conn).await,
         Cmd::Admin(AdminCmd::RebuildIndex(args)) => {
             let cfg = args.load()?;

@@ -309,6 +309,11 @@ impl Render for pb::CheckResponse {
             "references": self.references,
             "blobs": self.blobs,
             "drift": self.drift,
+            "quarantined_packs": self.quarantined_packs,
+            "damage": super::check::damage_json(&self.damage),
+            "packs_verified": self.packs_verified,
+            "records_verified": self.records_verified,
+            "bytes_verified": self.bytes_verified,
         })
     }
 

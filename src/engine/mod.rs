@@ -10,6 +10,7 @@ mod gc;
 mod open;
 mod purge;
 mod read;
+pub mod scrub;
 mod seal;
 mod sweep;
 mod upload;
@@ -49,6 +50,8 @@ pub struct Engine {
     usage_running: tokio::sync::Mutex<()>,
     /// Totals of GC runs and retention sweeps since start, for `/metrics`.
     progress: std::sync::Mutex<Progress>,
+    /// The pack scrubber's progress and findings (`scrub`).
+    scrub: scrub::Scrubber,
     /// One permit per upload being served (`max_concurrent_uploads`).
     uploads: Arc<tokio::sync::Semaphore>,
     /// Per token id, one permit per upload it has in progress
@@ -133,15 +136,19 @@ impl Engine {
         r.inspect_err(|e| self.disk.note(e))
     }
 
-    /// Recomputes every reference count and catalog aggregate (on a snapshot),
-    /// after reading every block of the index's tables (a damaged one is DATA_LOSS).
-    pub async fn check(self: &Arc<Self>) -> Result<CheckReport> {
+    /// Recomputes every reference count and catalog aggregate (on a
+    /// snapshot), after reading every block of the index's tables (a damaged
+    /// one is DATA_LOSS); reports quarantined packs, and with `read_data`
+    /// verifies every record of every pack (`scrub`).
+    pub async fn check(self: &Arc<Self>, read_data: bool) -> Result<CheckReport> {
         let this = self.clone();
-        tokio::task::spawn_blocking(move || {
+        let mut r = tokio::task::spawn_blocking(move || {
             this.index.verify_tables()?;
             catalog::check::check(&this.index)
         })
         .await
-        .map_err(|e| Error::Internal(e.to_string()))?
+        .map_err(|e| Error::Internal(e.to_string()))??;
+        self.check_packs(&mut r, read_data).await?;
+        Ok(r)
     }
 }

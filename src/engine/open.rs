@@ -41,6 +41,7 @@ impl Engine {
         std::fs::create_dir_all(&staging)?;
 
         let mut staged = Vec::new();
+        let mut cut_guard = crate::recovery::CutGuard::new(Some(&*index));
         for p in list_staged(&staging)? {
             if std::fs::metadata(&p)?.len() < format::HEADER_LEN as u64 {
                 // Crashed while creating it: the header is fsynced before any record.
@@ -54,7 +55,7 @@ impl Engine {
                 std::fs::remove_file(&p)?;
                 continue;
             }
-            staged.push(Arc::new(OpenPack::reopen(&p)?));
+            staged.push(Arc::new(crate::recovery::reopen(&p, &mut cut_guard)?));
         }
         let in_store = store.list().await?;
         if index.packs()?.is_empty() && index.stats()?.blobs == 0 && !in_store.is_empty() {
@@ -71,10 +72,11 @@ impl Engine {
             in_store.last().copied(),
         ];
         let mut next_id = max_known.into_iter().flatten().max().map_or(1, |m| m + 1);
-        // Keep appending to the newest unsealed pack; seal the others.
+        // Keep appending to the newest unsealed pack; seal the others. A
+        // quarantined (damaged) pack is neither: it stays readable in staging.
         let reuse = staged
             .iter()
-            .rposition(|p| !p.is_sealed() && p.len() < cfg.pack_target_size.as_u64());
+            .rposition(|p| !p.is_sealed() && !p.is_quarantined() && p.len() < cfg.pack_target_size.as_u64());
         let current = match reuse {
             Some(i) => staged.remove(i),
             None => {
@@ -83,7 +85,7 @@ impl Engine {
             }
         };
         let (seal_tx, seal_rx) = mpsc::unbounded_channel();
-        for p in &staged {
+        for p in staged.iter().filter(|p| !p.is_quarantined()) {
             seal_tx
                 .send(p.clone())
                 .map_err(|_| Error::Internal("sealer channel closed".into()))?;
@@ -131,6 +133,7 @@ impl Engine {
             sweep_running: Default::default(),
             usage_running: Default::default(),
             progress: Default::default(),
+            scrub: Default::default(),
         });
         engine.reconcile(&committer, &in_store).await?;
         let stop = engine.stop.clone();
@@ -151,11 +154,19 @@ impl Engine {
             resumed: false,
         };
         background::spawn(sweeper, stop.clone());
-        background::spawn(super::capacity::usage_worker(engine.clone()), stop);
+        background::spawn(super::capacity::usage_worker(engine.clone()), stop.clone());
+        if engine.cfg.scrub.enabled {
+            let scrubber = super::scrub::ScrubWorker {
+                engine: engine.clone(),
+                waited: false,
+            };
+            background::spawn(scrubber, stop);
+        }
         tracing::info!(
             data_dir = %engine.cfg.data_dir.display(),
             pack_store = engine.store.url(),
             recovered_packs = staged.len(),
+            quarantined_packs = engine.quarantined_packs(),
             "engine open"
         );
         Ok(engine)

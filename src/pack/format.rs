@@ -212,6 +212,22 @@ pub fn decode_trailer(t: &[u8]) -> Result<(u32, u64)> {
     Ok((n, off))
 }
 
+/// Decodes one footer entry (`ENTRY_LEN` bytes; its bounds are the caller's).
+pub fn decode_entry(b: &[u8]) -> Result<Entry> {
+    if b.len() < ENTRY_LEN {
+        return Err(Error::corrupt("footer entry is truncated"));
+    }
+    Ok(Entry {
+        kind: Kind::from_u8(b[0])?,
+        codec: Codec::from_u8(b[1])?,
+        raw_len: u32::from_be_bytes(b[4..8].try_into().expect("4 bytes")),
+        stored_len: u32::from_be_bytes(b[8..12].try_into().expect("4 bytes")),
+        offset: u64::from_be_bytes(b[12..20].try_into().expect("8 bytes")),
+        id: Hash(b[20..52].try_into().expect("32 bytes")),
+        data_crc: u32::from_be_bytes(b[52..56].try_into().expect("4 bytes")),
+    })
+}
+
 /// Decodes footer entries (`footer` runs from the footer offset to the end of the pack).
 pub fn decode_footer(footer: &[u8]) -> Result<Vec<Entry>> {
     let (n, footer_offset) = decode_trailer(&footer[footer.len().saturating_sub(TRAILER_LEN)..])?;
@@ -225,16 +241,7 @@ pub fn decode_footer(footer: &[u8]) -> Result<Vec<Entry>> {
     }
     let mut entries = Vec::with_capacity(n as usize);
     for b in body.chunks_exact(ENTRY_LEN) {
-        let offset = u64::from_be_bytes(b[12..20].try_into().expect("8 bytes"));
-        let e = Entry {
-            kind: Kind::from_u8(b[0])?,
-            codec: Codec::from_u8(b[1])?,
-            raw_len: u32::from_be_bytes(b[4..8].try_into().expect("4 bytes")),
-            stored_len: u32::from_be_bytes(b[8..12].try_into().expect("4 bytes")),
-            offset,
-            id: Hash(b[20..52].try_into().expect("32 bytes")),
-            data_crc: u32::from_be_bytes(b[52..56].try_into().expect("4 bytes")),
-        };
+        let e = decode_entry(b)?;
         if e.offset
             .checked_add(e.record_len())
             .is_none_or(|end| end > footer_offset)
@@ -265,6 +272,84 @@ pub fn scan_records(pack: &[u8]) -> Result<(Vec<Entry>, u64)> {
         entries.push(e);
     }
     Ok((entries, pos as u64))
+}
+
+/// The first offset at or after `from` (and before `end`) where a record
+/// header passes its checksum and its record fits before `end`: where a scan
+/// picks up again after damage. A torn tail has none.
+pub fn next_record(pack: &[u8], from: usize, end: usize) -> Option<usize> {
+    let end = end.min(pack.len());
+    let mut p = from;
+    while p + RECORD_HEADER_LEN <= end {
+        let i = pack[p..end - RECORD_HEADER_LEN + 4]
+            .windows(4)
+            .position(|w| w == RECORD_MAGIC)?;
+        let at = p + i;
+        if let Ok(e) = decode_record_header(&pack[at..], at as u64)
+            && (at as u64).checked_add(e.record_len()).is_some_and(|x| x <= end as u64)
+        {
+            return Some(at);
+        }
+        p = at + 1;
+    }
+    None
+}
+
+/// Whether the bytes at `at` look like a whole record that fails its
+/// checks rather than one a crash cut short: they start with the record
+/// magic and the length their header claims ends exactly at the end of
+/// `pack`. A torn append is shorter than it claims; a bit flip is not.
+pub fn whole_but_bad_record_at(pack: &[u8], at: usize) -> bool {
+    let Some(h) = pack.get(at..at + RECORD_HEADER_LEN) else {
+        return false;
+    };
+    let stored = u32::from_be_bytes(h[12..16].try_into().expect("4 bytes")) as u64;
+    h[..4] == RECORD_MAGIC && (at + RECORD_HEADER_LEN) as u64 + stored == pack.len() as u64
+}
+
+/// Every record of an unsealed pack, scanning past damage.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Scan {
+    /// Each record whose header passes its checksum, in order.
+    pub entries: Vec<Entry>,
+    /// Where the valid prefix ends (the first gap's start, or the end).
+    pub prefix_end: u64,
+    /// `[start, end)` ranges that are not records: damage, or (the last one,
+    /// running to the end, with no record after it) a torn tail.
+    pub gaps: Vec<(u64, u64)>,
+}
+
+impl Scan {
+    /// Whether the only bytes that are not records are a tail after the
+    /// last record (what a crash leaves); false if a record follows a gap.
+    pub fn only_a_tail(&self) -> bool {
+        self.gaps.len() <= 1 && self.entries.last().is_none_or(|e| e.offset < self.prefix_end)
+    }
+}
+
+/// Like [`scan_records`], but goes on past a record that fails its checks
+/// to the next valid record header ([`next_record`]), so records after
+/// damage stay known.
+pub fn scan_past_damage(pack: &[u8]) -> Result<Scan> {
+    decode_header(pack)?;
+    let mut pos = HEADER_LEN;
+    let mut s = Scan::default();
+    while pos < pack.len() {
+        let fits = |e: &Entry| (pack.len() - pos) as u64 >= e.record_len();
+        match decode_record_header(&pack[pos..], pos as u64) {
+            Ok(e) if fits(&e) => {
+                pos += e.record_len() as usize;
+                s.entries.push(e);
+            }
+            _ => {
+                let next = next_record(pack, pos + 1, pack.len()).unwrap_or(pack.len());
+                s.gaps.push((pos as u64, next as u64));
+                pos = next;
+            }
+        }
+    }
+    s.prefix_end = s.gaps.first().map_or(pack.len() as u64, |g| g.0);
+    Ok(s)
 }
 
 thread_local! {

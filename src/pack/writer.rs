@@ -31,6 +31,10 @@ pub struct OpenPack {
     /// Set when an fsync failed; appends then go to a fresh pack.
     poisoned: AtomicBool,
     opened: Instant,
+    /// Set at reopen when the file is damaged (not torn): what is wrong.
+    /// Such a pack is quarantined: never appended to, never sealed by the
+    /// daemon, cut nowhere, its intact records still served.
+    damage: Option<Vec<String>>,
 }
 
 struct Body {
@@ -93,13 +97,18 @@ impl OpenPack {
             synced: Mutex::new(len),
             poisoned: AtomicBool::new(false),
             opened: Instant::now(),
+            damage: None,
         })
     }
 
     /// Reopens a staged pack after a restart. A sealed one keeps its footer;
-    /// an unsealed one is scanned and its torn tail (a record cut short by a
-    /// crash, never acknowledged) is cut off.
-    pub fn reopen(path: &Path) -> Result<Self> {
+    /// an unsealed one is scanned past any damage. Bytes after the last
+    /// record are a torn tail (a record cut short by a crash, never
+    /// acknowledged) and are cut off only if no record follows them and
+    /// `may_cut(id, end)` says nothing acknowledged points at or past `end`.
+    /// Otherwise the file is damaged: it is left as it is, every record
+    /// found stays readable, and the pack is quarantined ([`OpenPack::damage`]).
+    pub fn reopen(path: &Path, may_cut: &mut dyn FnMut(u64, u64) -> Result<bool>) -> Result<Self> {
         let id = staging_file_id(path).ok_or_else(|| Error::corrupt(format!("{} is not a pack", path.display())))?;
         let file = OpenOptions::new().read(true).write(true).open(path)?;
         let bytes = std::fs::read(path)?;
@@ -121,6 +130,7 @@ impl OpenPack {
                 let (scanned, end) = format::scan_records(bytes.get(..off as usize)?).ok()?;
                 (scanned == entries && end == off).then_some((entries, off))
             });
+        let mut damage = None;
         let body = match sealed {
             Some((entries, off)) => Body {
                 len: off,
@@ -128,15 +138,56 @@ impl OpenPack {
                 sealed: Some(bytes.len() as u64),
             },
             None => {
-                let (entries, end) = format::scan_records(&bytes)?;
-                if end < bytes.len() as u64 {
-                    tracing::warn!(pack = %format!("{id:016x}"), cut = bytes.len() as u64 - end, "cutting torn tail of staged pack");
+                let scan = format::scan_past_damage(&bytes)?;
+                let size = bytes.len() as u64;
+                let end = scan.prefix_end;
+                if end == size {
+                    Body {
+                        len: end,
+                        entries: scan.entries,
+                        sealed: None,
+                    }
+                } else if scan.only_a_tail()
+                    && !format::whole_but_bad_record_at(&bytes, end as usize)
+                    && may_cut(id, end)?
+                {
+                    tracing::warn!(pack = %format!("{id:016x}"), cut = size - end, "cutting torn tail of staged pack");
                     file.set_len(end)?;
-                }
-                Body {
-                    len: end,
-                    entries,
-                    sealed: None,
+                    Body {
+                        len: end,
+                        entries: scan.entries,
+                        sealed: None,
+                    }
+                } else {
+                    let found = scan.entries.len();
+                    let mut what: Vec<String> = scan
+                        .gaps
+                        .iter()
+                        .map(|&(a, b)| {
+                            format!(
+                                "bytes {a}..{b} of {size} are not a valid record (damaged record header or data length)"
+                            )
+                        })
+                        .collect();
+                    what.push(format!(
+                        "{found} intact records kept readable; not cut: acknowledged data may point at or past offset {end}"
+                    ));
+                    tracing::error!(
+                        pack = %format!("{id:016x}"),
+                        path = %path.display(),
+                        size,
+                        damaged_at = end,
+                        intact_records = found,
+                        damage = ?what,
+                        "staged pack is DAMAGED (not a torn tail): quarantined, not cut; its intact records stay readable"
+                    );
+                    damage = Some(what);
+                    Body {
+                        // Nothing is ever appended after the damage.
+                        len: size,
+                        entries: scan.entries,
+                        sealed: None,
+                    }
                 }
             }
         };
@@ -151,11 +202,21 @@ impl OpenPack {
             synced: Mutex::new(len),
             poisoned: AtomicBool::new(false),
             opened: Instant::now(),
+            damage,
         })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// What is wrong with a pack found damaged at reopen (None: intact).
+    pub fn damage(&self) -> Option<&[String]> {
+        self.damage.as_deref()
+    }
+
+    pub fn is_quarantined(&self) -> bool {
+        self.damage.is_some()
     }
 
     /// Bytes of records written so far (header included, footer not).
@@ -188,6 +249,9 @@ impl OpenPack {
         let mut b = lock(&self.body);
         if b.sealed.is_some() {
             return Err(Error::Internal(format!("pack {:016x} is sealed", self.id)));
+        }
+        if self.damage.is_some() {
+            return Err(Error::Internal(format!("pack {:016x} is quarantined", self.id)));
         }
         e.offset = b.len;
         let header = format::encode_record_header(&e);
@@ -354,6 +418,14 @@ impl Packer {
         self.staged.read().unwrap_or_else(|p| p.into_inner()).get(&id).cloned()
     }
 
+    /// Every staged pack, by id.
+    pub fn staged_all(&self) -> Vec<Arc<OpenPack>> {
+        let s = self.staged.read().unwrap_or_else(|p| p.into_inner());
+        let mut v: Vec<_> = s.values().cloned().collect();
+        v.sort_by_key(|p| p.id);
+        v
+    }
+
     /// (count, bytes) of staged packs that hold records.
     pub fn staged_totals(&self) -> (u64, u64) {
         let s = self.staged.read().unwrap_or_else(|p| p.into_inner());
@@ -397,14 +469,110 @@ mod tests {
         let path = pack.path().to_path_buf();
         drop(pack);
 
-        let again = OpenPack::reopen(&path).unwrap();
+        let again = OpenPack::reopen(&path, &mut |_, _| Ok(true)).unwrap();
         assert!(!again.is_sealed());
         assert_eq!(again.entries(), vec![e]);
         // A real seal survives a reopen.
         again.seal().unwrap();
         drop(again);
-        let sealed = OpenPack::reopen(&path).unwrap();
+        let sealed = OpenPack::reopen(&path, &mut |_, _| Ok(true)).unwrap();
         assert!(sealed.is_sealed());
         assert_eq!(sealed.entries(), vec![e]);
+    }
+
+    /// A pack of `n` small chunk records, closed; (path, entries, size).
+    fn pack_of(dir: &Path, n: u32) -> (PathBuf, Vec<Entry>, u64) {
+        let pack = OpenPack::create(dir, 3, 0).unwrap();
+        let entries: Vec<Entry> = (0..n)
+            .map(|i| {
+                let data = format!("chunk number {i}").repeat(20).into_bytes();
+                pack.append(Kind::Chunk, Codec::Raw, Hash::of(&data), data.len() as u32, &data)
+                    .unwrap()
+            })
+            .collect();
+        let size = pack.len();
+        (pack.path().to_path_buf(), entries, size)
+    }
+
+    fn flip(path: &Path, at: u64) {
+        let f = OpenOptions::new().read(true).write(true).open(path).unwrap();
+        let mut b = [0u8; 1];
+        f.read_exact_at(&mut b, at).unwrap();
+        f.write_all_at(&[b[0] ^ 0x40], at).unwrap();
+    }
+
+    #[test]
+    fn a_torn_tail_is_cut_but_only_if_nothing_points_into_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, entries, size) = pack_of(dir.path(), 10);
+        // A record cut short by a crash: a whole header, part of its data.
+        let f = OpenOptions::new().write(true).open(&path).unwrap();
+        let data = vec![1u8; 500];
+        let mut e = Entry::new(Kind::Chunk, Codec::Raw, Hash::of(&data), 500, &data);
+        e.offset = size;
+        f.write_all_at(&format::encode_record_header(&e), size).unwrap();
+        f.write_all_at(&data[..100], size + format::RECORD_HEADER_LEN as u64)
+            .unwrap();
+        drop(f);
+
+        // The index points into the torn bytes: damage, never cut.
+        let p = OpenPack::reopen(&path, &mut |_, end| Ok(end >= size + 1000)).unwrap();
+        assert!(p.is_quarantined());
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), size + 156);
+        assert_eq!(p.entries(), entries);
+        drop(p);
+        // Nothing points there: cut back to the last whole record.
+        let p = OpenPack::reopen(&path, &mut |_, end| Ok(end == size)).unwrap();
+        assert!(!p.is_quarantined());
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), size);
+        assert_eq!(p.entries(), entries);
+    }
+
+    #[test]
+    fn a_damaged_record_header_in_the_middle_is_not_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, entries, size) = pack_of(dir.path(), 20);
+        let victim = entries[9];
+        flip(&path, victim.offset + 20);
+        // Even when no index entry points past it: records follow.
+        let mut asked = false;
+        let p = OpenPack::reopen(&path, &mut |_, _| {
+            asked = true;
+            Ok(true)
+        })
+        .unwrap();
+        assert!(!asked, "a gap followed by records is damage whatever the index says");
+        assert!(p.is_quarantined());
+        assert!(p.damage().unwrap()[0].contains(&format!("bytes {}..", victim.offset)));
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), size);
+        let mut kept = entries.clone();
+        kept.remove(9);
+        assert_eq!(p.entries(), kept);
+        // Intact records on both sides still read; nothing is appended.
+        for e in [entries[0], entries[10], entries[19]] {
+            let rec = p.read_at(e.offset, e.record_len()).unwrap();
+            format::open_record(&rec, e.offset, Kind::Chunk, &e.id).unwrap();
+        }
+        assert!(p.append(Kind::Chunk, Codec::Raw, Hash::of(b"x"), 1, b"x").is_err());
+    }
+
+    #[test]
+    fn a_flipped_last_record_header_is_damage_not_a_tear() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, entries, size) = pack_of(dir.path(), 5);
+        flip(&path, entries[4].offset + 30);
+        let p = OpenPack::reopen(&path, &mut |_, _| Ok(true)).unwrap();
+        assert!(p.is_quarantined());
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), size);
+        // Garbage after the records, with nothing pointing there, is a tear.
+        let dir = tempfile::tempdir().unwrap();
+        let (path, entries, size) = pack_of(dir.path(), 5);
+        let f = OpenOptions::new().write(true).open(&path).unwrap();
+        f.write_all_at(&[0xa5; 300], size).unwrap();
+        drop(f);
+        let p = OpenPack::reopen(&path, &mut |_, _| Ok(true)).unwrap();
+        assert!(!p.is_quarantined());
+        assert_eq!(p.entries(), entries);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), size);
     }
 }

@@ -163,7 +163,7 @@ fn calls(blob: String, file_id: u64) -> Vec<(&'static str, &'static str, Call)> 
     ));
     call!("Stats", "admin", |c, blob, v, p, f| code(c.stats().await));
     call!("Check", "admin", |c, blob, v, p, f| code(
-        c.admin.clone().check(pb::CheckRequest {}).await
+        c.admin.clone().check(pb::CheckRequest::default()).await
     ));
     call!("Purge", "admin", |c, blob, v, p, f| code(
         c.admin.clone().purge(pb::PurgeRequest {}).await
@@ -372,7 +372,13 @@ async fn quotas_hold_at_the_limit_and_refuse_over_it() {
     let r = c.admin.clone().purge(pb::PurgeRequest {}).await.unwrap().into_inner();
     assert_eq!(r.references_released, 2, "four's lease ended; six is published: {r:?}");
     put(&c, "small", random_bytes(11, 4000)).await;
-    let check = c.admin.clone().check(pb::CheckRequest {}).await.unwrap().into_inner();
+    let check = c
+        .admin
+        .clone()
+        .check(pb::CheckRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
     assert!(check.drift.is_empty(), "{:#?}", check.drift);
 }
 

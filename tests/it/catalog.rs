@@ -62,7 +62,13 @@ async fn get_version(c: &Client, v: &pb::VersionRef) -> Result<pb::Version, toni
 }
 
 async fn check_clean(c: &Client) -> pb::CheckResponse {
-    let r = c.admin.clone().check(pb::CheckRequest {}).await.unwrap().into_inner();
+    let r = c
+        .admin
+        .clone()
+        .check(pb::CheckRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
     assert!(r.drift.is_empty(), "check found drift: {:#?}", r.drift);
     r
 }
@@ -945,7 +951,7 @@ async fn check_reports_a_count_that_disagrees() {
         .await
         .admin
         .clone()
-        .check(pb::CheckRequest {})
+        .check(pb::CheckRequest::default())
         .await
         .unwrap()
         .into_inner();
@@ -1040,6 +1046,12 @@ async fn a_damaged_trash_item_does_not_stop_the_purge() {
     assert_eq!(r.references_released, 2, "good's blob and the orphan upload: {r:?}");
     assert_eq!(code(c.stat("ns", &orphan).await), Code::NotFound);
     assert!(d.log().contains("cannot purge a trash item"), "the skip is logged");
-    let check = c.admin.clone().check(pb::CheckRequest {}).await.unwrap().into_inner();
+    let check = c
+        .admin
+        .clone()
+        .check(pb::CheckRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
     assert!(!check.drift.is_empty(), "the damage stays visible to the check");
 }

@@ -7,6 +7,7 @@ mod blob;
 mod catalog;
 mod cli;
 mod corruption;
+mod damage;
 mod disk;
 mod durability;
 mod harness;

@@ -67,7 +67,13 @@ async fn rebuilt_index_gives_the_same_answers() {
     d.spawn().await;
     let c = d.client().await;
     assert_eq!((answers(&c, &blobs).await, catalog_answers(&c).await), before);
-    let check = c.admin.clone().check(pb::CheckRequest {}).await.unwrap().into_inner();
+    let check = c
+        .admin
+        .clone()
+        .check(pb::CheckRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
     assert!(check.drift.is_empty(), "{:#?}", check.drift);
     assert_eq!(check.files, 6);
 }

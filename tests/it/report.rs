@@ -307,7 +307,13 @@ async fn counters_follow_every_catalog_change_without_drift() {
                 .unwrap();
             assert_counters_exact(&d, &format!("round {round}, after purge and GC"));
         }
-        let check = c.admin.clone().check(pb::CheckRequest {}).await.unwrap().into_inner();
+        let check = c
+            .admin
+            .clone()
+            .check(pb::CheckRequest::default())
+            .await
+            .unwrap()
+            .into_inner();
         assert!(check.drift.is_empty(), "round {round}: {:#?}", check.drift);
     }
     // Something of everything happened.

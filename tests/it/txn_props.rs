@@ -678,7 +678,7 @@ impl Case {
     async fn check(&self, when: &str) -> Step {
         let r = self
             .engine()
-            .check()
+            .check(false)
             .await
             .map_err(|e| format!("{when}: check failed: {e}"))?;
         if !r.drift.is_empty() {
