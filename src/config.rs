@@ -315,14 +315,6 @@ impl Config {
         Ok(())
     }
 
-    /// What an upload stream must keep up (see `ingest::pace`).
-    pub fn pace_limits(&self) -> crate::ingest::pace::PaceLimits {
-        crate::ingest::pace::PaceLimits {
-            min_rate: self.upload_min_rate.as_u64(),
-            grace: self.upload_rate_grace,
-        }
-    }
-
     pub fn index_dir(&self) -> PathBuf {
         self.data_dir.join("index")
     }

@@ -31,7 +31,11 @@ impl Engine {
             Err(_) => Err(Error::Timeout(format!("the upload sent nothing for {idle:?}"))),
         }));
         // Nor may one send frames without bytes, or bytes too slowly.
-        let frames = crate::ingest::pace::Paced::new(frames, self.cfg.pace_limits());
+        let limits = crate::ingest::pace::PaceLimits {
+            min_rate: self.cfg.upload_min_rate.as_u64(),
+            grace: self.cfg.upload_rate_grace,
+        };
+        let frames = crate::ingest::pace::Paced::new(frames, limits);
         let r = self.ingest.put(spec, frames).await;
         r.inspect_err(|e| self.disk.note(e))
     }
