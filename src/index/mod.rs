@@ -97,7 +97,7 @@ pub const DEFAULT_CACHE: usize = 256 << 20;
 
 fn db_err(e: rocksdb::Error) -> Error {
     match e.kind() {
-        rocksdb::ErrorKind::Corruption => Error::Corrupt(format!("index: {}", e.into_string())),
+        rocksdb::ErrorKind::Corruption => Error::Corrupt(format!("the index is damaged: {}", e.into_string())),
         _ => classify(e.into_string(), ""),
     }
 }
