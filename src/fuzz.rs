@@ -147,3 +147,35 @@ fn stable<T: serde::Serialize + serde::de::DeserializeOwned>(b: &[u8]) {
 }
 
 pub use crate::api::fuzz_request as request;
+
+/// Container expansion: any bytes, read as a package, expand within the
+/// budget and the recipe planned from them recreates them exactly.
+pub fn expand(data: &[u8]) {
+    use crate::expand::{self, Budget, recipe};
+    let budget = Budget {
+        time: std::time::Duration::from_secs(5),
+        ..Budget::default()
+    };
+    let (nodes, _) = expand::expand(data, &budget);
+    let planned = recipe::plan(nodes, data);
+    let space: Vec<u8> = planned.streams().flatten().copied().collect();
+    let decoded = recipe::Recipe::decode(&planned.recipe.encode()).expect("a planned recipe decodes");
+    let mut back = Vec::with_capacity(data.len());
+    recipe::recreate(&decoded, space.as_slice(), &mut |b| {
+        back.extend_from_slice(b);
+        Ok(())
+    })
+    .expect("a planned recipe recreates");
+    assert!(back == data, "expansion does not recreate its input");
+}
+
+/// Recipe decoding: whatever decodes encodes back to the same bytes, and
+/// recreating it from arbitrary streams ends in bytes or an error, never a
+/// panic or an unbounded allocation.
+pub fn recipe(data: &[u8]) {
+    use crate::expand::recipe::{self, Recipe};
+    let Ok(r) = Recipe::decode(data) else { return };
+    assert_eq!(r.encode(), data, "recipe decoding is not canonical");
+    let streams = [0x5au8; 4096];
+    let _ = recipe::recreate(&r, streams.as_slice(), &mut |_| Ok(()));
+}

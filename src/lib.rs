@@ -18,6 +18,7 @@ pub mod config;
 pub mod disk;
 pub mod engine;
 pub mod error;
+pub mod expand;
 #[doc(hidden)]
 pub mod fuzz;
 pub mod gc;

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Runs one cargo-fuzz target for a while and prints libFuzzer's final stats.
-#   tools/fuzz.sh pack|manifest|index_keys|request [seconds, default 600]
+#   tools/fuzz.sh pack|manifest|index_keys|request|expand|recipe [seconds, default 600]
 # Needs the nightly toolchain (installed here if missing) and cargo-fuzz.
 set -euo pipefail
-target=${1:?usage: tools/fuzz.sh pack|manifest|index_keys|request [seconds]}
+target=${1:?usage: tools/fuzz.sh pack|manifest|index_keys|request|expand|recipe [seconds]}
 secs=${2:-600}
 root=$(cd "$(dirname "$0")/.." && pwd)
 main_target=${CARGO_TARGET_DIR:-$root/target}

@@ -1,0 +1,482 @@
+//! A recipe: how to make a blob's exact bytes from its expanded streams.
+//!
+//! [`plan`] turns expanded [`Node`]s into a recipe and the bytes of its
+//! streams, which the store chunks and keeps like any blob's bytes, each
+//! stream on its own chunk boundaries:
+//! - the **residual** stream: container bytes that are not member data, and
+//!   preflate's correction data, in the order the recipe uses them;
+//! - the **small** stream: the content of members under [`SMALL`] bytes,
+//!   one after the other, so compression keeps the context that the
+//!   package's own compressor had over many small files;
+//! - one **large** stream per larger member, so an unchanged file keeps its
+//!   chunks wherever it moves, across versions, packages and namespaces.
+//!
+//! The streams lie one after the other in the blob's *expanded space*
+//! (residual, small, then each large one); the recipe's steps only carry
+//! lengths, each kind read in order by its own cursor. [`recreate`] walks the
+//! steps, reading the expanded space through a [`Source`], and hands out the
+//! original bytes in [`SEGMENT`]-sized pieces, each checked against the
+//! BLAKE3 the recipe recorded for it before it is handed out.
+
+use super::deflate::Method;
+use super::zlib::{Deflater, Params};
+use super::{Node, zlib};
+use crate::error::{Error, Result};
+
+/// Members smaller than this share the small stream.
+pub const SMALL: usize = 32 * 1024;
+/// Recreated bytes are verified in pieces of this size.
+pub const SEGMENT: usize = 1 << 20;
+
+const VERSION: u8 = 1;
+const RESIDUAL: u8 = 1;
+const SMALL_CONTENT: u8 = 2;
+const LARGE_CONTENT: u8 = 3;
+const ZLIB: u8 = 4;
+const PREFLATE: u8 = 5;
+
+/// One step of a recipe, in output order. A deflate step is followed by the
+/// `children` steps (all levels counted) that make its plain text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Step {
+    Residual(u64),
+    Small(u64),
+    Large(u64),
+    Zlib {
+        params: Params,
+        children: u32,
+    },
+    /// The corrections are the next `corrections` bytes of the residual stream.
+    Preflate {
+        corrections: u64,
+        children: u32,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Recipe {
+    /// Length of the recreated blob.
+    pub size: u64,
+    /// The zlib the streams were proven with (diagnostics; the segment
+    /// hashes decide).
+    pub zlib: String,
+    pub segments: Vec<[u8; 32]>,
+    pub steps: Vec<Step>,
+}
+
+/// Lengths of the streams, in expanded-space order.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Streams {
+    pub residual: u64,
+    pub small: u64,
+    pub large: Vec<u64>,
+}
+
+impl Streams {
+    pub fn total(&self) -> u64 {
+        self.residual + self.small + self.large.iter().sum::<u64>()
+    }
+}
+
+/// A planned recipe with the bytes of its streams.
+pub struct Planned {
+    pub recipe: Recipe,
+    pub residual: Vec<u8>,
+    pub small: Vec<u8>,
+    pub large: Vec<Vec<u8>>,
+}
+
+impl Planned {
+    /// The streams in expanded-space order.
+    pub fn streams(&self) -> impl Iterator<Item = &[u8]> {
+        [self.residual.as_slice(), self.small.as_slice()]
+            .into_iter()
+            .chain(self.large.iter().map(|v| v.as_slice()))
+    }
+}
+
+/// Plans the recipe of `original` from its expansion.
+pub fn plan(nodes: Vec<Node>, original: &[u8]) -> Planned {
+    let mut p = Planned {
+        recipe: Recipe {
+            size: original.len() as u64,
+            zlib: zlib::version().to_string(),
+            segments: original.chunks(SEGMENT).map(|s| *blake3::hash(s).as_bytes()).collect(),
+            steps: Vec::new(),
+        },
+        residual: Vec::new(),
+        small: Vec::new(),
+        large: Vec::new(),
+    };
+    add(&mut p, nodes);
+    p
+}
+
+fn add(p: &mut Planned, nodes: Vec<Node>) {
+    for n in nodes {
+        match n {
+            Node::Residual(b) => {
+                p.recipe.steps.push(Step::Residual(b.len() as u64));
+                p.residual.extend_from_slice(&b);
+            }
+            Node::Content(b) if b.len() < SMALL => {
+                p.recipe.steps.push(Step::Small(b.len() as u64));
+                p.small.extend_from_slice(&b);
+            }
+            Node::Content(b) => {
+                p.recipe.steps.push(Step::Large(b.len() as u64));
+                p.large.push(b);
+            }
+            Node::Deflate { method, inner } => {
+                let children = count(&inner);
+                p.recipe.steps.push(match method {
+                    Method::Zlib(params) => Step::Zlib { params, children },
+                    Method::Preflate(c) => {
+                        p.residual.extend_from_slice(&c);
+                        Step::Preflate {
+                            corrections: c.len() as u64,
+                            children,
+                        }
+                    }
+                });
+                add(p, inner);
+            }
+        }
+    }
+}
+
+/// Steps a list of nodes becomes, all levels counted.
+fn count(nodes: &[Node]) -> u32 {
+    nodes
+        .iter()
+        .map(|n| match n {
+            Node::Deflate { inner, .. } => 1 + count(inner),
+            _ => 1,
+        })
+        .sum()
+}
+
+impl Recipe {
+    /// The stream lengths the steps read.
+    pub fn streams(&self) -> Streams {
+        let mut s = Streams::default();
+        for step in &self.steps {
+            match *step {
+                Step::Residual(n) => s.residual += n,
+                Step::Small(n) => s.small += n,
+                Step::Large(n) => s.large.push(n),
+                Step::Preflate { corrections, .. } => s.residual += corrections,
+                Step::Zlib { .. } => {}
+            }
+        }
+        s
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = vec![VERSION];
+        varint(&mut out, self.size);
+        varint(&mut out, self.zlib.len() as u64);
+        out.extend_from_slice(self.zlib.as_bytes());
+        varint(&mut out, self.segments.len() as u64);
+        for h in &self.segments {
+            out.extend_from_slice(h);
+        }
+        varint(&mut out, self.steps.len() as u64);
+        for s in &self.steps {
+            match *s {
+                Step::Residual(n) => {
+                    out.push(RESIDUAL);
+                    varint(&mut out, n);
+                }
+                Step::Small(n) => {
+                    out.push(SMALL_CONTENT);
+                    varint(&mut out, n);
+                }
+                Step::Large(n) => {
+                    out.push(LARGE_CONTENT);
+                    varint(&mut out, n);
+                }
+                Step::Zlib { params: p, children } => {
+                    out.extend_from_slice(&[ZLIB, p.level, p.wbits, p.mem_level, p.strategy]);
+                    varint(&mut out, children as u64);
+                }
+                Step::Preflate { corrections, children } => {
+                    out.push(PREFLATE);
+                    varint(&mut out, corrections);
+                    varint(&mut out, children as u64);
+                }
+            }
+        }
+        out
+    }
+
+    /// Decodes a recipe, refusing anything that does not hold together:
+    /// segment hashes that do not cover `size`, deflate steps whose children
+    /// run past the end, bad parameters.
+    pub fn decode(b: &[u8]) -> Result<Recipe> {
+        let mut r = Cursor { b, at: 0 };
+        if r.byte()? != VERSION {
+            return Err(Error::corrupt("recipe version is unknown"));
+        }
+        let size = r.varint()?;
+        let zn = r.len(64)?;
+        let zlib = String::from_utf8_lossy(r.take(zn)?).into_owned();
+        let nseg = r.len(b.len() / 32)?;
+        if nseg as u64 != size.div_ceil(SEGMENT as u64) {
+            return Err(Error::corrupt("recipe segment hashes do not cover its size"));
+        }
+        let segments = (0..nseg)
+            .map(|_| Ok(r.take(32)?.try_into().expect("32 bytes")))
+            .collect::<Result<_>>()?;
+        let nsteps = r.len(b.len())?;
+        let mut steps = Vec::with_capacity(nsteps);
+        for i in 0..nsteps {
+            let step = match r.byte()? {
+                RESIDUAL => Step::Residual(r.varint()?),
+                SMALL_CONTENT => Step::Small(r.varint()?),
+                LARGE_CONTENT => Step::Large(r.varint()?),
+                ZLIB => {
+                    let p = r.take(4)?;
+                    let params = Params {
+                        level: p[0],
+                        wbits: p[1],
+                        mem_level: p[2],
+                        strategy: p[3],
+                    };
+                    if !params.is_valid() || params.level == 0 {
+                        return Err(Error::corrupt("recipe has invalid zlib parameters"));
+                    }
+                    Step::Zlib {
+                        params,
+                        children: r.children(i, nsteps)?,
+                    }
+                }
+                PREFLATE => {
+                    let corrections = r.varint()?;
+                    Step::Preflate {
+                        corrections,
+                        children: r.children(i, nsteps)?,
+                    }
+                }
+                t => return Err(Error::corrupt(format!("recipe step kind {t} is unknown"))),
+            };
+            steps.push(step);
+        }
+        if r.at != b.len() {
+            return Err(Error::corrupt("recipe has trailing bytes"));
+        }
+        Ok(Recipe {
+            size,
+            zlib,
+            segments,
+            steps,
+        })
+    }
+}
+
+fn varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push(v as u8 | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+struct Cursor<'a> {
+    b: &'a [u8],
+    at: usize,
+}
+
+impl Cursor<'_> {
+    fn take(&mut self, n: usize) -> Result<&[u8]> {
+        let s = self
+            .b
+            .get(self.at..self.at + n)
+            .ok_or_else(|| Error::corrupt("recipe is truncated"))?;
+        self.at += n;
+        Ok(s)
+    }
+
+    fn byte(&mut self) -> Result<u8> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn varint(&mut self) -> Result<u64> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let c = self.byte()?;
+            v |= ((c & 0x7f) as u64) << shift;
+            if c & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err(Error::corrupt("recipe varint is too long"))
+    }
+
+    /// A count that must not exceed `max` (what the rest of the record can hold).
+    fn len(&mut self, max: usize) -> Result<usize> {
+        let v = self.varint()?;
+        usize::try_from(v)
+            .ok()
+            .filter(|&v| v <= max)
+            .ok_or_else(|| Error::corrupt("recipe count is out of range"))
+    }
+
+    fn children(&mut self, i: usize, nsteps: usize) -> Result<u32> {
+        let c = self.len(nsteps - i - 1)?;
+        Ok(c as u32)
+    }
+}
+
+/// Reads a blob's expanded space.
+pub trait Source {
+    /// Exactly `len` bytes at `offset`.
+    fn read(&mut self, offset: u64, len: usize) -> Result<Vec<u8>>;
+}
+
+impl Source for &[u8] {
+    fn read(&mut self, offset: u64, len: usize) -> Result<Vec<u8>> {
+        let start = usize::try_from(offset).map_err(|_| Error::corrupt("offset"))?;
+        self.get(start..start + len)
+            .map(|s| s.to_vec())
+            .ok_or_else(|| Error::corrupt("recipe reads past its streams"))
+    }
+}
+
+/// Reads larger contents in pieces of this size.
+const PIECE: usize = 1 << 20;
+
+struct Walker<'a, S> {
+    steps: &'a [Step],
+    next: usize,
+    src: S,
+    residual: u64,
+    small: u64,
+    large: u64,
+}
+
+type Sink<'s> = dyn FnMut(&[u8]) -> Result<()> + 's;
+
+impl<S: Source> Walker<'_, S> {
+    fn stream(&mut self, which: u8, len: u64, out: &mut Sink) -> Result<()> {
+        let cursor = match which {
+            RESIDUAL => &mut self.residual,
+            SMALL_CONTENT => &mut self.small,
+            _ => &mut self.large,
+        };
+        let (start, mut left) = (*cursor, len);
+        *cursor += len;
+        let mut at = start;
+        while left > 0 {
+            let n = left.min(PIECE as u64) as usize;
+            out(&self.src.read(at, n)?)?;
+            at += n as u64;
+            left -= n as u64;
+        }
+        Ok(())
+    }
+
+    /// Runs the steps up to (not including) step `end`, handing their
+    /// output to `out`.
+    fn run(&mut self, end: usize, out: &mut Sink) -> Result<()> {
+        while self.next < end {
+            let step = self.steps[self.next].clone();
+            self.next += 1;
+            let inner_end = |children: u32, next: usize| {
+                let e = next + children as usize;
+                if e > end {
+                    return Err(Error::corrupt("recipe deflate step runs past its parent"));
+                }
+                Ok(e)
+            };
+            match step {
+                Step::Residual(n) => self.stream(RESIDUAL, n, out)?,
+                Step::Small(n) => self.stream(SMALL_CONTENT, n, out)?,
+                Step::Large(n) => self.stream(LARGE_CONTENT, n, out)?,
+                Step::Zlib { params, children } => {
+                    let e = inner_end(children, self.next)?;
+                    let mut d = Deflater::new(params).ok_or_else(|| Error::corrupt("recipe zlib parameters"))?;
+                    let mut made = Vec::new();
+                    self.run(e, &mut |b: &[u8]| {
+                        d.push(b, false, &mut made);
+                        if made.len() >= PIECE {
+                            out(&made)?;
+                            made.clear();
+                        }
+                        Ok(())
+                    })?;
+                    d.push(&[], true, &mut made);
+                    out(&made)?;
+                }
+                Step::Preflate { corrections, children } => {
+                    let e = inner_end(children, self.next)?;
+                    let mut c = Vec::new();
+                    self.stream(RESIDUAL, corrections, &mut |b: &[u8]| {
+                        c.extend_from_slice(b);
+                        Ok(())
+                    })?;
+                    let mut plain = Vec::new();
+                    self.run(e, &mut |b: &[u8]| {
+                        plain.extend_from_slice(b);
+                        Ok(())
+                    })?;
+                    let made = preflate_rs::recreate_whole_deflate_stream(&plain, &c)
+                        .map_err(|e| Error::corrupt(format!("preflate cannot recreate a stream: {e}")))?;
+                    out(&made)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Recreates the blob from its expanded space (`streams` says where each
+/// stream starts), handing `out` verified segments in order. A segment that
+/// does not match its BLAKE3 is a corruption error and is never handed out.
+pub fn recreate(recipe: &Recipe, src: impl Source, out: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()> {
+    let s = recipe.streams();
+    let mut w = Walker {
+        steps: &recipe.steps,
+        next: 0,
+        src,
+        residual: 0,
+        small: s.residual,
+        large: s.residual + s.small,
+    };
+    let mut pending: Vec<u8> = Vec::with_capacity(SEGMENT.min(recipe.size as usize));
+    let mut seg = 0usize;
+    let mut total = 0u64;
+    let mut check = |piece: &[u8], out: &mut dyn FnMut(&[u8]) -> Result<()>| -> Result<()> {
+        let want = recipe
+            .segments
+            .get(seg)
+            .ok_or_else(|| Error::corrupt("recipe makes more bytes than its size"))?;
+        if blake3::hash(piece).as_bytes() != want {
+            return Err(Error::corrupt(format!(
+                "recreated segment {seg} does not match its BLAKE3"
+            )));
+        }
+        seg += 1;
+        total += piece.len() as u64;
+        out(piece)
+    };
+    w.run(recipe.steps.len(), &mut |mut b: &[u8]| {
+        while !b.is_empty() {
+            let n = (SEGMENT - pending.len()).min(b.len());
+            pending.extend_from_slice(&b[..n]);
+            b = &b[n..];
+            if pending.len() == SEGMENT {
+                check(&pending, out)?;
+                pending.clear();
+            }
+        }
+        Ok(())
+    })?;
+    if !pending.is_empty() {
+        check(&pending, out)?;
+    }
+    if total != recipe.size || seg != recipe.segments.len() {
+        return Err(Error::corrupt("recreated blob is shorter than its recipe says"));
+    }
+    Ok(())
+}
