@@ -102,7 +102,9 @@ pub(crate) struct Walk<'b> {
     budget: &'b Budget,
     started: Instant,
     plain_left: usize,
-    hint: Option<zlib::Params>,
+    /// The last winning zlib parameters at each depth: the members of one
+    /// container were usually made by one compressor.
+    hints: [Option<zlib::Params>; 8],
     pub stats: Stats,
 }
 
@@ -126,7 +128,8 @@ impl Walk<'_> {
             max_plain: self.plain_left,
             ..self.budget.clone()
         };
-        match deflate::analyze(data, self.hint, &b)? {
+        let hint = &mut self.hints[depth.min(7) as usize];
+        match deflate::analyze(data, *hint, &b)? {
             deflate::Analysis::Opaque { consumed } => {
                 self.stats.opaque += 1;
                 Some((Node::Residual(data[..consumed].to_vec()), consumed))
@@ -139,7 +142,7 @@ impl Walk<'_> {
                 match &method {
                     Method::Zlib(p) => {
                         self.stats.zlib += 1;
-                        self.hint = Some(*p);
+                        *hint = Some(*p);
                     }
                     Method::Preflate(_) => self.stats.preflate += 1,
                 }
@@ -197,7 +200,7 @@ pub fn expand(data: &[u8], budget: &Budget) -> (Vec<Node>, Stats) {
         budget,
         started: Instant::now(),
         plain_left: budget.max_plain,
-        hint: None,
+        hints: [None; 8],
         stats: Stats::default(),
     };
     let nodes = w

@@ -1,0 +1,136 @@
+//! stowage-expand: what package-aware expansion would store for a set of
+//! package files, measured with the store's own parts (the expansion, the
+//! recipe, the chunker at its default sizes, BLAKE3 dedup across all files,
+//! zstd per distinct chunk), without a daemon. Every file is recreated from
+//! its recipe and checked byte-exact before it is counted.
+//!
+//!   stowage-expand [--level N] FILE...
+//!
+//! Prints one line per file, then a table per package family (the file name
+//! up to its version) and the totals: raw bytes, stored bytes (distinct
+//! chunks compressed, plus the recipes), methods, and expansion and
+//! recreation speed.
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::Instant;
+
+use stowage::chunker::{ChunkParams, chunk_lengths};
+use stowage::expand::{self, Budget, recipe};
+
+#[derive(Default)]
+struct Sum {
+    files: u32,
+    raw: u64,
+    stored: u64,
+    plain: u64,
+    zlib: u32,
+    preflate: u32,
+    opaque: u32,
+    expand_s: f64,
+    recreate_s: f64,
+}
+
+impl Sum {
+    fn add(&mut self, o: &Sum) {
+        self.files += o.files;
+        self.raw += o.raw;
+        self.stored += o.stored;
+        self.plain += o.plain;
+        self.zlib += o.zlib;
+        self.preflate += o.preflate;
+        self.opaque += o.opaque;
+        self.expand_s += o.expand_s;
+        self.recreate_s += o.recreate_s;
+    }
+
+    fn line(&self, name: &str) -> String {
+        format!(
+            "{name:<28} {:>3} {:>11} {:>11} {:>6.3} {:>6} {:>6} {:>6} {:>8.1} {:>8.1}",
+            self.files,
+            self.raw,
+            self.stored,
+            self.stored as f64 / self.raw.max(1) as f64,
+            self.zlib,
+            self.preflate,
+            self.opaque,
+            self.raw as f64 / 1e6 / self.expand_s.max(1e-9),
+            self.raw as f64 / 1e6 / self.recreate_s.max(1e-9),
+        )
+    }
+}
+
+/// `botocore-1.34.100-py3-none-any.whl` -> `botocore`.
+fn family(name: &str) -> String {
+    let cut = name.find(|c: char| c.is_ascii_digit()).unwrap_or(name.len());
+    name[..cut].trim_end_matches(['-', '_', '.']).to_string()
+}
+
+fn main() -> anyhow::Result<()> {
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let mut level = 19;
+    if let Some(i) = args.iter().position(|a| a == "--level") {
+        level = args.get(i + 1).ok_or_else(|| anyhow::anyhow!("--level needs a number"))?.parse()?;
+        args.drain(i..i + 2);
+    }
+    if args.is_empty() {
+        anyhow::bail!("usage: stowage-expand [--level N] FILE...");
+    }
+    let budget = Budget::default();
+    let params = ChunkParams::default();
+    let mut seen: HashSet<[u8; 32]> = HashSet::new();
+    let mut families: BTreeMap<String, Sum> = BTreeMap::new();
+    println!(
+        "{:<28} {:>3} {:>11} {:>11} {:>6} {:>6} {:>6} {:>6} {:>8} {:>8}",
+        "file / family", "n", "raw", "stored", "ratio", "zlib", "prefl", "opaq", "exp MB/s", "rec MB/s"
+    );
+    for path in &args {
+        let data = std::fs::read(path)?;
+        let name = path.rsplit('/').next().unwrap_or(path);
+        let t = Instant::now();
+        let (nodes, stats) = expand::expand(&data, &budget);
+        let planned = recipe::plan(nodes, &data);
+        let expand_s = t.elapsed().as_secs_f64();
+        let encoded = planned.recipe.encode();
+        let space: Vec<u8> = planned.streams().flatten().copied().collect();
+        let t = Instant::now();
+        let mut back = Vec::with_capacity(data.len());
+        recipe::recreate(&planned.recipe, space.as_slice(), &mut |b| {
+            back.extend_from_slice(b);
+            Ok(())
+        })?;
+        let recreate_s = t.elapsed().as_secs_f64();
+        anyhow::ensure!(back == data, "{name}: the recipe does not recreate the file");
+        let mut stored = encoded.len() as u64;
+        for s in planned.streams() {
+            let mut at = 0;
+            for len in chunk_lengths(params, s)? {
+                let c = &s[at..at + len];
+                at += len;
+                if seen.insert(*blake3::hash(c).as_bytes()) {
+                    stored += zstd::bulk::compress(c, level)?.len().min(c.len()) as u64;
+                }
+            }
+        }
+        let one = Sum {
+            files: 1,
+            raw: data.len() as u64,
+            stored,
+            plain: stats.plain_bytes,
+            zlib: stats.zlib,
+            preflate: stats.preflate,
+            opaque: stats.opaque,
+            expand_s,
+            recreate_s,
+        };
+        println!("{}", one.line(&name.chars().take(28).collect::<String>()));
+        families.entry(family(name)).or_default().add(&one);
+    }
+    println!();
+    let mut total = Sum::default();
+    for (name, s) in &families {
+        println!("{}", s.line(name));
+        total.add(s);
+    }
+    println!("{}", total.line("TOTAL"));
+    Ok(())
+}
