@@ -69,7 +69,10 @@ fn main() -> anyhow::Result<()> {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     let mut level = 19;
     if let Some(i) = args.iter().position(|a| a == "--level") {
-        level = args.get(i + 1).ok_or_else(|| anyhow::anyhow!("--level needs a number"))?.parse()?;
+        level = args
+            .get(i + 1)
+            .ok_or_else(|| anyhow::anyhow!("--level needs a number"))?
+            .parse()?;
         args.drain(i..i + 2);
     }
     if args.is_empty() {

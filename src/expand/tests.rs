@@ -129,6 +129,18 @@ fn zip(members: &[Member], comment: &[u8]) -> Vec<u8> {
     out
 }
 
+/// `n` deflated members with the same contents.
+fn copies(data: &[u8], n: usize) -> Vec<Member<'_>> {
+    (0..n)
+        .map(|i| Member {
+            name: format!("f{i}"),
+            data,
+            deflate: Some(Params::DEFAULT),
+            descriptor: false,
+        })
+        .collect()
+}
+
 fn tar(members: &[(&str, &[u8])]) -> Vec<u8> {
     let mut out = Vec::new();
     for (name, data) in members {
@@ -243,15 +255,7 @@ fn a_zip_bomb_stays_residual_within_its_budget() {
     assert_eq!((stats.zlib, stats.preflate, stats.plain_bytes), (0, 0, 0), "{stats:?}");
     // A lower total budget stops a pile of members that are each fine.
     let one = text(5, 200_000);
-    let many: Vec<Member> = (0..20)
-        .map(|i| Member {
-            name: format!("f{i}"),
-            data: &one,
-            deflate: Some(Params::DEFAULT),
-            descriptor: false,
-        })
-        .collect();
-    let z = zip(&many, b"");
+    let z = zip(&copies(&one, 20), b"");
     let stats = round_trip(
         &z,
         &Budget {
@@ -275,15 +279,7 @@ fn deep_nesting_stops_at_the_depth_budget() {
 #[test]
 fn a_member_limit_leaves_the_rest_residual() {
     let one = text(5, 1000);
-    let many: Vec<Member> = (0..50)
-        .map(|i| Member {
-            name: format!("f{i}"),
-            data: &one,
-            deflate: Some(Params::DEFAULT),
-            descriptor: false,
-        })
-        .collect();
-    let z = zip(&many, b"");
+    let z = zip(&copies(&one, 50), b"");
     let stats = round_trip(
         &z,
         &Budget {
