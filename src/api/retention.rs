@@ -168,6 +168,8 @@ fn selected(engine: &Engine, p: &Principal, scope: Scope, req: &pb::PlanRequest)
 /// not exist.
 fn resolve(engine: &Engine, p: &Principal, scope: Scope, name: &str, namespace: &str) -> Result<Policy, Status> {
     super::bounded("policy name", name, 128)?;
+    // A missing scope is said as such; only namespaces are hidden.
+    p.require_scope(scope).map_err(status)?;
     if !namespace.is_empty() {
         p.require(scope, namespace).map_err(status)?;
         return retention::get(engine.index(), namespace, name).map_err(status);

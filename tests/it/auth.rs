@@ -6,7 +6,7 @@ use futures::future::BoxFuture;
 use stowage::api::client::{Client, Code, version_ref};
 use stowage::api::pb::{self, PackageType as T};
 
-use crate::harness::{BIN, Daemon, b3, eventually, put, random_bytes, sample};
+use crate::harness::{BIN, Daemon, assert_no_report_drift, b3, eventually, plan_summary, put, random_bytes, sample};
 
 /// `stowage token create`: the token and its config entry.
 fn create_token(id: &str, scopes: &str, namespaces: &str) -> (String, String) {
@@ -316,13 +316,12 @@ async fn a_token_cannot_probe_another_namespace() {
 /// What tenant a sees of its own namespace: its report by package (a reader
 /// may not recompute it) and the plan of its own policy.
 async fn tenant_view(a: &Client, reader: &Client) -> (pb::CapacityReport, pb::PlanSummary) {
-    let req = pb::CapacityRequest {
+    let mut r = by_package(a).await;
+    let recompute = pb::CapacityRequest {
         namespace: "a".into(),
-        by: "package".into(),
+        recompute: true,
         ..Default::default()
     };
-    let mut r = a.report.clone().capacity(req.clone()).await.unwrap().into_inner();
-    let recompute = pb::CapacityRequest { recompute: true, ..req };
     let e = reader.report.clone().capacity(recompute).await.unwrap_err();
     assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
     assert!(e.message().contains("recompute"), "{e:?}");
@@ -331,23 +330,19 @@ async fn tenant_view(a: &Client, reader: &Client) -> (pb::CapacityReport, pb::Pl
     r.days.clear();
     r.growth_30d = None;
     r.growth_90d = None;
-    let mut plan = a
-        .retention
-        .clone()
-        .plan(pb::PlanRequest {
-            policy: "keep-1".into(),
-            namespace: "a".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let mut summary = None;
-    while let Some(m) = plan.message().await.unwrap() {
-        summary = m.summary.or(summary);
-    }
-    let mut summary = summary.unwrap();
+    let mut summary = plan_summary(a, "keep-1", "a").await;
     summary.elapsed_ms = 0;
     (r, summary)
+}
+
+/// Namespace a's capacity report by package.
+async fn by_package(c: &Client) -> pb::CapacityReport {
+    let req = pb::CapacityRequest {
+        namespace: "a".into(),
+        by: "package".into(),
+        ..Default::default()
+    };
+    c.report.clone().capacity(req).await.unwrap().into_inner()
 }
 
 /// Publishes `n` small files in `ns`; their file ids.
@@ -448,35 +443,13 @@ async fn a_tenant_view_says_only_what_the_tenant_could_know_alone() {
     assert_eq!(plan1, plan0, "b's copy of a's bytes shows in a's plan");
     assert_eq!(ids1, vec![ids0[1] + 1, ids0[1] + 2], "a's file ids jumped with b's");
     // A store-wide token sees the sharing, and the plan frees what GC would.
-    let mut all_ns = root
-        .report
-        .clone()
-        .capacity(pb::CapacityRequest {
-            namespace: "a".into(),
-            by: "package".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let mut all_ns = by_package(&root).await;
+    assert!(report1.namespace_scoped && !all_ns.namespace_scoped);
     let shared = lib_group(&all_ns);
     assert_eq!((shared.exclusive_bytes, shared.shared_bytes), (0, g.exclusive_bytes));
     assert!(all_ns.summary.take().unwrap().artifacts_count > report1.summary.unwrap().artifacts_count);
-    let mut root_plan = root
-        .retention
-        .clone()
-        .plan(pb::PlanRequest {
-            policy: "keep-1".into(),
-            namespace: "a".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let mut s = None;
-    while let Some(m) = root_plan.message().await.unwrap() {
-        s = m.summary.or(s);
-    }
-    let s = s.unwrap();
+    let s = plan_summary(&root, "keep-1", "a").await;
+    assert!(!s.namespace_scoped && plan1.namespace_scoped);
     assert_eq!((s.blobs_freed, s.unique_bytes), (1, 400_000), "{s:?}");
 
     // Digests: a sees only those it asked for.
@@ -517,8 +490,12 @@ async fn a_tenant_view_says_only_what_the_tenant_could_know_alone() {
         name: name.into(),
         ..Default::default()
     };
+    let cleanup = |c: &Client| {
+        let mut r = c.retention.clone();
+        async move { r.get_policy(get("cleanup")).await.map(|p| p.into_inner()) }
+    };
     let (e1, e2) = (
-        a.retention.clone().get_policy(get("cleanup")).await.unwrap_err(),
+        cleanup(&a).await.unwrap_err(),
         a.retention.clone().get_policy(get("nothing")).await.unwrap_err(),
     );
     assert_eq!((e1.code(), e2.code()), (Code::NotFound, Code::NotFound), "{e1:?}");
@@ -527,44 +504,13 @@ async fn a_tenant_view_says_only_what_the_tenant_could_know_alone() {
         e2.message().replace("nothing", "X")
     );
     a.retention.clone().set_policy(keep1("a", "cleanup")).await.unwrap();
-    let mine = a
-        .retention
-        .clone()
-        .get_policy(get("cleanup"))
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(mine.namespace, "a");
-    let theirs = b
-        .retention
-        .clone()
-        .get_policy(get("cleanup"))
-        .await
-        .unwrap()
-        .into_inner();
+    assert_eq!(cleanup(&a).await.unwrap().namespace, "a");
+    let theirs = cleanup(&b).await.unwrap();
     assert_eq!(theirs.namespace, "b");
     a.retention.clone().delete_policy(get("cleanup")).await.unwrap();
-    assert_eq!(
-        b.retention
-            .clone()
-            .get_policy(get("cleanup"))
-            .await
-            .unwrap()
-            .into_inner(),
-        theirs
-    );
+    assert_eq!(cleanup(&b).await.unwrap(), theirs);
     // The store-wide counters still agree with the catalog.
-    let check = root
-        .report
-        .clone()
-        .capacity(pb::CapacityRequest {
-            recompute: true,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert!(check.drift.is_empty(), "{:#?}", check.drift);
+    assert_no_report_drift(&root).await;
 }
 
 #[tokio::test]

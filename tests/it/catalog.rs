@@ -1115,17 +1115,7 @@ async fn an_index_of_schema_5_gets_per_namespace_policies_and_file_ids() {
     }
     assert_eq!(publish(&c, &va, "f5", 102).await, 5);
     check_clean(&c).await;
-    let r = c
-        .report
-        .clone()
-        .capacity(pb::CapacityRequest {
-            recompute: true,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert!(r.drift.is_empty(), "{:#?}", r.drift);
+    crate::harness::assert_no_report_drift(&c).await;
 }
 
 /// One damaged trash item is skipped (and logged); the rest of the purge,
