@@ -68,7 +68,7 @@ impl ExtraDigests {
 
     /// One bit each: sha1 1, sha512 2, md5 4.
     pub fn bits(self) -> u8 {
-        self.sha1 as u8 | (self.sha512 as u8) << 1 | (self.md5 as u8) << 2
+        (self.sha1 as u8) | ((self.sha512 as u8) << 1) | ((self.md5 as u8) << 2)
     }
 
     pub fn from_bits(b: u8) -> Self {

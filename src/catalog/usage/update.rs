@@ -252,9 +252,10 @@ fn within(
     let m = n
         .checked_add_signed(sign)
         .ok_or_else(|| Error::corrupt(format!("chunk {chunk} has no {level:?} group to lose")))?;
-    match m {
-        0 => drop(w.remove(i)),
-        m => (w[i].2, w[i].3) = (m, x ^ id),
+    if m == 0 {
+        w.remove(i);
+    } else {
+        (w[i].2, w[i].3) = (m, x ^ id);
     }
     Ok(if sign > 0 { (n, x) } else { (m, x ^ id) })
 }
