@@ -59,6 +59,31 @@ pub struct ExtraDigests {
     pub md5: bool,
 }
 
+impl ExtraDigests {
+    pub const ALL: ExtraDigests = ExtraDigests {
+        sha1: true,
+        sha512: true,
+        md5: true,
+    };
+
+    /// One bit each: sha1 1, sha512 2, md5 4.
+    pub fn bits(self) -> u8 {
+        (self.sha1 as u8) | ((self.sha512 as u8) << 1) | ((self.md5 as u8) << 2)
+    }
+
+    pub fn from_bits(b: u8) -> Self {
+        ExtraDigests {
+            sha1: b & 1 != 0,
+            sha512: b & 2 != 0,
+            md5: b & 4 != 0,
+        }
+    }
+
+    pub fn or(self, o: ExtraDigests) -> Self {
+        Self::from_bits(self.bits() | o.bits())
+    }
+}
+
 /// Whole-file digests of a blob.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FileDigests {
@@ -67,6 +92,19 @@ pub struct FileDigests {
     pub sha1: Option<[u8; 20]>,
     pub sha512: Option<[u8; 64]>,
     pub md5: Option<[u8; 16]>,
+}
+
+impl FileDigests {
+    /// These digests with only the extras in `keep` (a namespace sees the
+    /// extras it asked for, not those another asked for the same bytes).
+    pub fn only(&self, keep: ExtraDigests) -> FileDigests {
+        FileDigests {
+            sha1: self.sha1.filter(|_| keep.sha1),
+            sha512: self.sha512.filter(|_| keep.sha512),
+            md5: self.md5.filter(|_| keep.md5),
+            ..self.clone()
+        }
+    }
 }
 
 /// Digests as computed: those a [`FileHasher`] was not asked for are `None`.

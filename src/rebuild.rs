@@ -144,10 +144,14 @@ pub async fn rebuild_index(cfg: &Config) -> Result<RebuildReport> {
                         } else {
                             // Earliest creation; the latest upload starts the lease.
                             let (ns, created_ms) = format::decode_ref(data)?;
+                            // Which extras a namespace asked for is kept only in
+                            // the index: a reference rebuilt from the packs
+                            // alone shows them all, as before they were kept.
                             let r = RefInfo {
                                 created_ms,
                                 lease_until_ms: created_ms,
                                 files: 0,
+                                extras: crate::hash::ExtraDigests::ALL,
                             };
                             refs.entry((ns, e.id))
                                 .and_modify(|old| {

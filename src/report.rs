@@ -14,6 +14,13 @@
 //! another namespace can make a chunk shared) and holds one entry per blob
 //! and per chunk the files use: the exact count, and what `--recompute`
 //! compares the counters with.
+//!
+//! A tenant's view ([`Query::tenant`]: a token without a grant over every
+//! namespace) says only what the tenant could know alone: its summary is
+//! its namespace's counters (store-only figures are 0), and a group's
+//! exclusive bytes are the chunks no other group of the same namespace
+//! uses (`ns_exclusive_bytes`), so another tenant storing the same bytes
+//! changes nothing in it.
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -136,6 +143,8 @@ pub struct Query {
     pub top: usize,
     /// Recompute from the catalog and report the counters' drift.
     pub recompute: bool,
+    /// A tenant's view of `namespace`: nothing about other namespaces.
+    pub tenant: bool,
 }
 
 impl Query {
@@ -190,9 +199,13 @@ impl Query {
     }
 }
 
-fn group(key: String, c: &Counters) -> Group {
+fn group(key: String, c: &Counters, tenant: bool) -> Group {
     let u = |v: i64| v.max(0) as u64;
     let ratio = |a: i64, b: i64| if b <= 0 { 1.0 } else { a as f64 / b as f64 };
+    let exclusive = match tenant {
+        true => c.ns_exclusive_bytes,
+        false => c.exclusive_bytes,
+    };
     Group {
         key,
         packages: u(c.packages),
@@ -201,8 +214,8 @@ fn group(key: String, c: &Counters) -> Group {
         logical_bytes: u(c.logical_bytes),
         unique_bytes: u(c.unique_bytes),
         physical_bytes: u(c.physical_bytes),
-        exclusive_bytes: u(c.exclusive_bytes),
-        shared_bytes: u(c.physical_bytes - c.exclusive_bytes),
+        exclusive_bytes: u(exclusive),
+        shared_bytes: u(c.physical_bytes - exclusive),
         trash_files: u(c.trash_files),
         trash_bytes: u(c.trash_bytes),
         dedup_ratio: ratio(c.logical_bytes + c.trash_bytes, c.unique_bytes),
@@ -235,7 +248,7 @@ pub fn compute(index: &Index, q: &Query, stats: &StoreStats) -> Result<Report> {
     q.check()?;
     let snap = index.snapshot();
     let level = q.level();
-    let (mut groups, totals, drift) = if q.recompute {
+    let (mut groups, totals, drift, own) = if q.recompute {
         let d = usage::derive(&snap)?;
         let drift = usage::group_drift(&snap, &d, |l, k| q.keeps(l, k))?;
         let pick = |l: Level| d.groups.iter().filter(move |((gl, _), _)| *gl == l);
@@ -244,20 +257,30 @@ pub fn compute(index: &Index, q: &Query, stats: &StoreStats) -> Result<Report> {
             .map(|((_, k), c)| (k.clone(), *c))
             .collect();
         let totals = sum(pick(Level::Namespace).map(|(_, c)| c));
-        (groups, totals, Some(drift))
+        let own = q
+            .namespace
+            .as_ref()
+            .and_then(|ns| d.groups.get(&(Level::Namespace, ns.as_bytes().to_vec())));
+        (groups, totals, Some(drift), own.copied().unwrap_or_default())
     } else {
         let groups: Vec<_> = usage::stored_groups(&snap, level, &q.prefix())?
             .into_iter()
             .filter(|(k, _)| q.keeps(level, k))
             .collect();
-        let totals = sum(usage::stored_groups(&snap, Level::Namespace, &[])?
+        let namespaces = usage::stored_groups(&snap, Level::Namespace, &[])?;
+        let totals = sum(namespaces.iter().map(|(_, c)| c));
+        let own = namespaces
             .iter()
-            .map(|(_, c)| c));
-        (groups, totals, None)
+            .find(|(k, _)| q.namespace.as_ref().is_some_and(|ns| k == ns.as_bytes()))
+            .map(|(_, c)| *c);
+        (groups, totals, None, own.unwrap_or_default())
     };
     // Only groups with something in them (counters of an emptied group are deleted).
     groups.retain(|(_, c)| c.packages > 0 || c.files + c.trash_files > 0);
-    let mut out: Vec<Group> = groups.iter().map(|(k, c)| group(usage::display(level, k), c)).collect();
+    let mut out: Vec<Group> = groups
+        .iter()
+        .map(|(k, c)| group(usage::display(level, k), c, q.tenant))
+        .collect();
     out.sort_by(|a, b| b.physical_bytes.cmp(&a.physical_bytes).then(a.key.cmp(&b.key)));
     if q.top > 0 {
         out.truncate(q.top);
@@ -282,6 +305,10 @@ pub fn compute(index: &Index, q: &Query, stats: &StoreStats) -> Result<Report> {
         fragmentation: (stats.dead_bytes as f64 / stats.pack_bytes.max(1) as f64).min(1.0),
         free_disk_bytes: None,
     };
+    let summary = match (&q.namespace, q.tenant) {
+        (Some(ns), true) => namespace_summary(&own, held_bytes(&snap, ns)?),
+        _ => summary,
+    };
     Ok(Report {
         by: q.by,
         summary,
@@ -291,6 +318,33 @@ pub fn compute(index: &Index, q: &Query, stats: &StoreStats) -> Result<Report> {
         drift: drift.unwrap_or_default(),
         elapsed_ms: started.elapsed().as_millis() as u64,
     })
+}
+
+/// A tenant's summary: its namespace's counters, and `held` (the sizes of
+/// the blobs it references, uploads under lease included). Figures only
+/// the store has (packs, dead and condemned bytes, free disk) are 0.
+fn namespace_summary(c: &Counters, held: u64) -> Summary {
+    let u = |v: i64| v.max(0) as u64;
+    Summary {
+        binaries_count: u(c.blobs),
+        binaries_bytes: u(c.unique_bytes),
+        artifacts_count: u(c.files),
+        artifacts_bytes: u(c.logical_bytes),
+        optimization_percent: match c.logical_bytes {
+            l if l <= 0 => 0.0,
+            l => 100.0 * (1.0 - c.physical_bytes as f64 / l as f64),
+        },
+        logical_bytes: held,
+        physical_bytes: u(c.physical_bytes),
+        trash_bytes: u(c.trash_bytes),
+        ..Default::default()
+    }
+}
+
+/// The bytes a namespace holds (its quota figure).
+fn held_bytes(snap: &crate::index::Snapshot<'_>, ns: &str) -> Result<u64> {
+    snap.get(Cf::CatalogIdx, &rec::usage_key(ns))?
+        .map_or(Ok(0), |v| rec::be_u64(&v))
 }
 
 fn sum<'a>(cs: impl Iterator<Item = &'a Counters>) -> Counters {

@@ -20,7 +20,7 @@ impl ReportService for ReportApi {
     async fn capacity(&self, req: Request<pb::CapacityRequest>) -> Result<Response<pb::CapacityReport>, Status> {
         let r = req.get_ref();
         super::bounded("by", &r.by, 32)?;
-        match r.namespace.as_str() {
+        let p = match r.namespace.as_str() {
             "" if !r.project.is_empty() => {
                 return Err(status(Error::invalid("a project report needs its namespace")));
             }
@@ -30,6 +30,16 @@ impl ReportService for ReportApi {
                 allow(&req, Scope::Read, ns)?
             }
         };
+        if r.recompute {
+            p.require_everywhere(Scope::Admin).map_err(|e| {
+                status(Error::PermissionDenied(format!(
+                    "a recompute walks the whole catalog, so it needs the admin scope over every namespace: {e}"
+                )))
+            })?;
+        }
+        // A token without a grant over every namespace gets its tenant's
+        // view: nothing in it moves with what other namespaces hold.
+        let tenant = !p.sees_everything();
         let r = req.into_inner();
         let q = Query {
             by: r.by.parse::<By>().map_err(status)?,
@@ -37,9 +47,13 @@ impl ReportService for ReportApi {
             project: (!r.project.is_empty()).then_some(r.project),
             top: r.top as usize,
             recompute: r.recompute,
+            tenant,
         };
         let rep = self.engine.capacity(q).await.map_err(status)?;
-        Ok(Response::new(report_to(rep)))
+        Ok(Response::new(pb::CapacityReport {
+            namespace_scoped: tenant,
+            ..report_to(rep)
+        }))
     }
 }
 
@@ -107,6 +121,7 @@ pub fn report_to(r: report::Report) -> pb::CapacityReport {
                 growth_30d: p.growth_30d,
             })
             .collect(),
+        namespace_scoped: false,
     }
 }
 

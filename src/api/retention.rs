@@ -136,6 +136,7 @@ fn summary_to(s: retention::PlanSummary) -> pb::PlanSummary {
         chunks_freed: s.chunks_freed,
         physical_bytes: s.physical_bytes,
         elapsed_ms: s.elapsed_ms,
+        namespace_scoped: s.namespace_scoped,
     }
 }
 
@@ -150,11 +151,38 @@ fn selected(engine: &Engine, p: &Principal, scope: Scope, req: &pb::PlanRequest)
     if policy.is_none() && ns.is_none() {
         p.require_everywhere(scope).map_err(status)?;
     }
+    let ns = match (&policy, ns) {
+        (Some(name), None) => Some(resolve(engine, p, scope, name, "")?.namespace),
+        (_, ns) => ns,
+    };
     let policies = plan::select(engine.index(), policy.as_deref(), ns.as_deref()).map_err(status)?;
     for c in &policies {
         p.require(scope, &c.policy.namespace).map_err(status)?;
     }
     Ok((policy, ns, policies))
+}
+
+/// The policy `name` of `namespace`, or (empty) the one policy of that
+/// name among the namespaces the caller may use with `scope`. Policies of
+/// namespaces the caller may not use are never looked at: for it they do
+/// not exist.
+fn resolve(engine: &Engine, p: &Principal, scope: Scope, name: &str, namespace: &str) -> Result<Policy, Status> {
+    super::bounded("policy name", name, 128)?;
+    // A missing scope is said as such; only namespaces are hidden.
+    p.require_scope(scope).map_err(status)?;
+    if !namespace.is_empty() {
+        p.require(scope, namespace).map_err(status)?;
+        return retention::get(engine.index(), namespace, name).map_err(status);
+    }
+    let mut found = retention::named(engine.index(), name, |ns| p.require(scope, ns).is_ok()).map_err(status)?;
+    match found.len() {
+        0 => Err(status(retention::not_found(name))),
+        1 => Ok(found.remove(0)),
+        _ => Err(status(Error::invalid(format!(
+            "retention policy {name:?} exists in namespaces {:?}: name the namespace",
+            found.iter().map(|x| x.namespace.as_str()).collect::<Vec<_>>()
+        )))),
+    }
 }
 
 #[tonic::async_trait]
@@ -163,10 +191,6 @@ impl RetentionService for RetentionApi {
         let p = allow(&req, Scope::Admin, &req.get_ref().namespace)?;
         let policy = policy_from(req.into_inner())?;
         retention::check_room(self.engine.index(), &policy).map_err(status)?;
-        if let Ok(old) = retention::get(self.engine.index(), &policy.name) {
-            // Replacing another namespace's policy of the same name needs its grant too.
-            p.require(Scope::Admin, &old.namespace).map_err(status)?;
-        }
         let op = CatalogOp::SetRetentionPolicy {
             name: policy.name.clone(),
             namespace: policy.namespace.clone(),
@@ -179,9 +203,8 @@ impl RetentionService for RetentionApi {
 
     async fn get_policy(&self, req: Request<pb::GetPolicyRequest>) -> Result<Response<pb::RetentionPolicy>, Status> {
         let p = allow_scope(&req, Scope::Read)?;
-        super::bounded("policy name", &req.get_ref().name, 128)?;
-        let policy = retention::get(self.engine.index(), &req.get_ref().name).map_err(status)?;
-        p.require(Scope::Read, &policy.namespace).map_err(status)?;
+        let r = req.get_ref();
+        let policy = resolve(&self.engine, &p, Scope::Read, &r.name, &r.namespace)?;
         Ok(Response::new(policy_to(&policy)))
     }
 
@@ -208,8 +231,8 @@ impl RetentionService for RetentionApi {
         req: Request<pb::GetPolicyRequest>,
     ) -> Result<Response<pb::DeletePolicyResponse>, Status> {
         let p = allow_scope(&req, Scope::Admin)?;
-        let policy = retention::get(self.engine.index(), &req.get_ref().name).map_err(status)?;
-        p.require(Scope::Admin, &policy.namespace).map_err(status)?;
+        let r = req.get_ref();
+        let policy = resolve(&self.engine, &p, Scope::Admin, &r.name, &r.namespace)?;
         let op = CatalogOp::SetRetentionPolicy {
             name: policy.name,
             namespace: policy.namespace,
@@ -225,11 +248,17 @@ impl RetentionService for RetentionApi {
     async fn plan(&self, req: Request<pb::PlanRequest>) -> Result<Response<PlanStream>, Status> {
         let p = principal(&req)?;
         let (_, _, policies) = selected(&self.engine, &p, Scope::Read, req.get_ref())?;
+        // A tenant learns what leaves its namespace; only a token granted
+        // every namespace learns what leaves the store.
+        let freed = match p.sees_everything() {
+            true => plan::Freed::Store,
+            false => plan::Freed::Namespace,
+        };
         let (tx, rx) = mpsc::channel::<Result<pb::PlanResponse, Status>>(4);
         let engine = self.engine.clone();
         tokio::task::spawn_blocking(move || {
             let mut batch = Vec::with_capacity(PLAN_BATCH);
-            let r = plan::plan(engine.index(), &policies, crate::now_ms(), true, &mut |it| {
+            let r = plan::plan(engine.index(), &policies, crate::now_ms(), freed, &mut |it| {
                 batch.push(item_to(it));
                 if batch.len() == PLAN_BATCH {
                     let items = std::mem::take(&mut batch);

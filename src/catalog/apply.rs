@@ -281,17 +281,18 @@ impl Ctx<'_, '_> {
         }
         self.check_duplicate(at, ver_id, file_name)?;
 
-        let d = digests.unwrap_or(&m.digests);
-        let file_id = self.st.ids.file;
-        self.st.ids.file += 1;
+        // The extras the namespace asked for, and any this upload computed.
+        let seen = m.digests.only(r.extras);
+        let d = digests.unwrap_or(&seen);
+        let file_id = self.next_file_id(ns)?;
         let f = FileRec {
             name: file_name.to_string(),
             blake3: blob.0,
             size: m.size,
             sha256: m.digests.sha256,
-            sha1: d.sha1.or(m.digests.sha1).map(|h| h.to_vec()),
-            sha512: d.sha512.or(m.digests.sha512).map(|h| h.to_vec()),
-            md5: d.md5.or(m.digests.md5).map(|h| h.to_vec()),
+            sha1: d.sha1.or(seen.sha1).map(|h| h.to_vec()),
+            sha512: d.sha512.or(seen.sha512).map(|h| h.to_vec()),
+            md5: d.md5.or(seen.md5).map(|h| h.to_vec()),
             created_ms: self.now,
             ..Default::default()
         };
@@ -336,6 +337,18 @@ impl Ctx<'_, '_> {
             package_created,
             version_created,
         })
+    }
+
+    /// The next file id of `ns`, from the namespace's own counter (so a
+    /// tenant's ids say nothing about another's publishes).
+    fn next_file_id(&mut self, ns: &str) -> Result<u64> {
+        let k = rec::file_ids_key(ns);
+        let id = match self.txn.get(Cf::CatalogIdx, &k)? {
+            Some(v) => rec::be_u64(&v)?,
+            None => self.st.ids.file,
+        };
+        self.txn.put(Cf::CatalogIdx, k, (id + 1).to_be_bytes().to_vec());
+        Ok(id)
     }
 
     fn download(&mut self, f: &FileRef) -> Result<CatalogOutcome> {

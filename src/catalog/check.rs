@@ -113,7 +113,7 @@ pub fn check(index: &Index) -> Result<CheckReport> {
                     }
                     Some(at) => {
                         trashed += 1;
-                        if !exists(&s, Cf::CatalogIdx, &rec::trash_key(at, rec::TRASH_FILE, file_id))? {
+                        if !exists(&s, Cf::CatalogIdx, &rec::trash_file_key(at, ver_id, file_id))? {
                             r.drift(format!("file {file_id} of {vname}: deleted but not in the trash index"));
                         }
                     }

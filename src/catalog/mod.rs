@@ -43,8 +43,12 @@ use crate::index::{Cf, Index, RefInfo, decode_ref_key};
 /// leases or file counts); 2: catalog, leases, holder counts and lists;
 /// 3: bytes held per namespace (quotas); 4: chunk reference counts,
 /// condemned chunks, no garbage blobs (a blob nobody holds is deleted);
-/// 5: capacity counters ([`usage`]).
-pub const SCHEMA: u32 = 5;
+/// 5: capacity counters ([`usage`]); 6: tenant-scoped figures (blobs and
+/// exclusive bytes within a namespace in the counters, the extra digests a
+/// namespace asked for in its references), retention policies named per
+/// namespace, file ids per namespace (a file's trash entry names its
+/// version).
+pub const SCHEMA: u32 = 6;
 pub const SCHEMA_KEY: &[u8] = b"schema";
 const MIGRATE_BATCH: usize = 10_000;
 
@@ -61,7 +65,49 @@ pub fn migrate(index: &Index) -> Result<()> {
     if index.stats()?.blobs > 0 {
         tracing::info!(from = schema, to = SCHEMA, "migrating the index");
     }
+    if schema < 6 {
+        per_namespace_keys(index)?;
+    }
     derive_all(index)
+}
+
+/// Schema 6: a retention policy's key names its namespace (`P` ns 0 name,
+/// from `P` name), and a file's trash entry its version (`t` ms 3 ver file,
+/// from `t` ms 3 file). Idempotent: keys already moved are left alone.
+pub fn per_namespace_keys(index: &Index) -> Result<()> {
+    let mut txn = index.txn();
+    let (from, to) = records::tag::range(records::tag::RETENTION_POLICY);
+    for kv in index.scan(Cf::CatalogIdx, &from, Some(&to), false) {
+        let (k, v) = kv?;
+        if k[1..].contains(&0) {
+            continue;
+        }
+        let ns = serde_json::from_slice::<serde_json::Value>(&v)
+            .ok()
+            .and_then(|p| p.get("namespace")?.as_str().map(str::to_string))
+            .ok_or_else(|| crate::Error::corrupt("stored retention policy has no namespace"))?;
+        let name = std::str::from_utf8(&k[1..]).map_err(|_| crate::Error::corrupt("bad retention policy key"))?;
+        txn.put(Cf::CatalogIdx, records::retention_policy_key(&ns, name), v.to_vec());
+        txn.delete(Cf::CatalogIdx, k.to_vec());
+    }
+    let (from, to) = records::tag::range(records::tag::TRASH);
+    for kv in index.scan(Cf::CatalogIdx, &from, Some(&to), false) {
+        let (k, v) = kv?;
+        // tag, deleted_ms, kind, file id: the old layout of a file's entry.
+        if k.len() != 18 || k[9] != records::TRASH_FILE {
+            continue;
+        }
+        let bad = || crate::Error::corrupt("bad trash entry of a file");
+        let (_, ver) = records::split_u64s(v.get(..16).ok_or_else(bad)?)?;
+        let file = records::be_u64(v.get(16..).ok_or_else(bad)?)?;
+        let at = records::be_u64(&k[1..9])? as i64;
+        txn.put(Cf::CatalogIdx, records::trash_file_key(at, ver, file), v.to_vec());
+        txn.delete(Cf::CatalogIdx, k.to_vec());
+        if txn.len() >= MIGRATE_BATCH {
+            index.commit(std::mem::replace(&mut txn, index.txn()))?;
+        }
+    }
+    index.commit(txn)
 }
 
 /// Recomputes everything derived from the references and manifests, then

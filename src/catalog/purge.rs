@@ -241,7 +241,7 @@ impl Ctx<'_, '_> {
         match f.deleted_ms {
             Some(at) => self
                 .txn
-                .delete(Cf::CatalogIdx, rec::trash_key(at, rec::TRASH_FILE, file_id)),
+                .delete(Cf::CatalogIdx, rec::trash_file_key(at, ver_id, file_id)),
             None => {
                 let fname = rec::file_name_key(ver_id, &f.name);
                 let n = self.count(&fname)?;

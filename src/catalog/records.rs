@@ -1,7 +1,9 @@
 //! Stored catalog values (postcard, behind a version byte) and key layouts.
 //!
-//! Ids (package, version, file, event) come from counters in `meta` and
-//! grow with creation time, so "newest first" is "highest id first".
+//! Ids (package, version, event) come from counters in `meta` and grow
+//! with creation time, so "newest first" is "highest id first". File ids
+//! come from one counter per namespace (`F`), so a tenant's ids say nothing
+//! about another's publishes; a file is always named with its version.
 //!
 //! - `packages`: ns 0 name 0 type:u8 project -> [`PackageRec`]
 //! - `versions`: pkg:u64 ver:u64 -> [`VersionRec`]
@@ -111,8 +113,16 @@ pub struct EventRec {
 pub struct Ids {
     pub package: u64,
     pub version: u64,
+    /// The first file id of a namespace with no [`file_ids_key`] record:
+    /// the store-wide counter as it stood at schema 6, so no id issued
+    /// before is issued again in any namespace. No longer moves.
     pub file: u64,
     pub event: u64,
+}
+
+/// A namespace's next file id.
+pub fn file_ids_key(ns: &str) -> Vec<u8> {
+    tagged(tag::FILE_IDS, &[ns.as_bytes()])
 }
 
 /// The tag registry: every key layout in `catalog_idx`, by its first byte.
@@ -141,13 +151,15 @@ pub mod tag {
     pub const DEAD: u8 = b'd';
     /// `x` retired_ms pack:u64 -> () (compacted packs awaiting deletion)
     pub const RETIRED: u8 = b'x';
-    /// `P` policy name -> retention policy (JSON)
+    /// `P` ns 0 policy name -> retention policy (JSON); before schema 6
+    /// `P` policy name (names were store-wide; `migrate` moves them)
     pub const RETENTION_POLICY: u8 = b'P';
     /// `S` -> the retention sweep in progress (JSON)
     pub const SWEEP: u8 = b'S';
     /// `u` ns -> bytes the namespace holds:u64 (quotas)
     pub const NS_BYTES: u8 = b'u';
-    /// `t` deleted_ms kind:u8 id:u64 -> primary key (the trash, oldest first)
+    /// `t` deleted_ms kind:u8 id:u64 -> primary key (the trash, oldest
+    /// first); a file's id is ver:u64 file:u64 (before schema 6 file:u64)
     pub const TRASH: u8 = b't';
     /// `l` lease_until_ms ref_key -> () (upload leases, soonest first)
     pub const LEASE: u8 = b'l';
@@ -171,9 +183,11 @@ pub mod tag {
     pub const NS_DAY: u8 = b'N';
     /// `E` day:u64 pkg:u64 -> a package's bytes that day:u64
     pub const PKG_DAY: u8 = b'E';
+    /// `F` ns -> the namespace's next file id:u64
+    pub const FILE_IDS: u8 = b'F';
 
     /// Every tag, with its name.
-    pub const ALL: [(u8, &str); 26] = [
+    pub const ALL: [(u8, &str); 27] = [
         (PKG_BY_ID, "pkg_by_id"),
         (PKG_CREATED, "pkg_created"),
         (VERSION_NAME, "version_name"),
@@ -200,6 +214,7 @@ pub mod tag {
         (DAY, "day"),
         (NS_DAY, "ns_day"),
         (PKG_DAY, "pkg_day"),
+        (FILE_IDS, "file_ids"),
     ];
 
     /// The key range holding every key of `tag`.
@@ -357,14 +372,34 @@ pub fn retired_key(since_ms: i64, pack: u64) -> Vec<u8> {
     tagged(tag::RETIRED, &[&ms_key(since_ms), &pack.to_be_bytes()])
 }
 
-pub fn retention_policy_key(name: &str) -> Vec<u8> {
-    tagged(tag::RETENTION_POLICY, &[name.as_bytes()])
+pub fn retention_policy_key(ns: &str, name: &str) -> Vec<u8> {
+    tagged(tag::RETENTION_POLICY, &[ns.as_bytes(), &[0], name.as_bytes()])
+}
+
+/// Prefix of every retention policy key of a namespace.
+pub fn retention_policy_prefix(ns: &str) -> Vec<u8> {
+    tagged(tag::RETENTION_POLICY, &[ns.as_bytes(), &[0]])
 }
 
 pub const SWEEP_KEY: &[u8] = &[tag::SWEEP];
 
+/// A package's or version's place in the trash.
 pub fn trash_key(deleted_ms: i64, kind: u8, id: u64) -> Vec<u8> {
     tagged(tag::TRASH, &[&ms_key(deleted_ms), &[kind], &id.to_be_bytes()])
+}
+
+/// A file's place in the trash: file ids are per namespace, so its version
+/// names it.
+pub fn trash_file_key(deleted_ms: i64, ver: u64, file: u64) -> Vec<u8> {
+    tagged(
+        tag::TRASH,
+        &[
+            &ms_key(deleted_ms),
+            &[TRASH_FILE],
+            &ver.to_be_bytes(),
+            &file.to_be_bytes(),
+        ],
+    )
 }
 
 pub fn lease_key(until_ms: i64, ref_key: &[u8]) -> Vec<u8> {

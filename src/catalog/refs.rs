@@ -6,23 +6,28 @@ use super::apply::{Ctx, minus_one, sub};
 use super::ops::PurgeCounts;
 use super::records as rec;
 use crate::error::{Error, Result};
-use crate::hash::Hash;
+use crate::hash::{ExtraDigests, Hash};
 use crate::index::{Cf, RefInfo, ref_key};
 use crate::manifest::Manifest;
 
 impl Ctx<'_, '_> {
     /// Records that `ns` stored `blob` of `size` bytes (a new reference with
     /// an open lease, within the namespace's quota), or renews the lease of
-    /// the reference it has. Returns the new reference.
-    pub fn upload_ref(&mut self, ns: &str, blob: &Hash, size: u64) -> Result<Option<RefInfo>> {
+    /// the reference it has, adding the extra digests this upload asked
+    /// for to those the namespace is shown. Returns the new reference.
+    pub fn upload_ref(&mut self, ns: &str, blob: &Hash, size: u64, extras: ExtraDigests) -> Result<Option<RefInfo>> {
         let until = self.now.saturating_add(self.st.lease_ms);
         let rk = ref_key(ns, blob);
         match self.txn.reference(ns, blob)? {
             Some(mut r) => {
+                let old = r;
                 if r.lease_until_ms < until {
                     self.txn.delete(Cf::CatalogIdx, rec::lease_key(r.lease_until_ms, &rk));
                     self.txn.put(Cf::CatalogIdx, rec::lease_key(until, &rk), Vec::new());
                     r.lease_until_ms = until;
+                }
+                r.extras = r.extras.or(extras);
+                if r != old {
                     self.txn.put_ref(ns, blob, &r);
                 }
                 Ok(None)
@@ -42,6 +47,7 @@ impl Ctx<'_, '_> {
                     created_ms: self.now,
                     lease_until_ms: until,
                     files: 0,
+                    extras,
                 };
                 self.txn.put_ref(ns, blob, &r);
                 self.txn.put(Cf::CatalogIdx, rec::lease_key(until, &rk), Vec::new());

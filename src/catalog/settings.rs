@@ -41,14 +41,16 @@ impl Ctx<'_, '_> {
         policy: Option<&[u8]>,
         actor: &str,
     ) -> Result<CatalogOutcome> {
-        let key = rec::retention_policy_key(name);
+        let key = rec::retention_policy_key(namespace, name);
         let action = match policy {
             Some(p) => {
                 self.txn.put(Cf::CatalogIdx, key, p.to_vec());
                 "set-retention-policy"
             }
             None if self.txn.get(Cf::CatalogIdx, &key)?.is_none() => {
-                return Err(Error::NotFound(format!("retention policy {name:?}")));
+                return Err(Error::NotFound(format!(
+                    "retention policy {name:?} in namespace {namespace}"
+                )));
             }
             None => {
                 self.txn.delete(Cf::CatalogIdx, key);

@@ -101,7 +101,7 @@ impl Ctx<'_, '_> {
                     }
                 }
                 self.trash_entry(
-                    rec::trash_key(at, rec::TRASH_FILE, f.file_id),
+                    rec::trash_file_key(at, ver_id, f.file_id),
                     [rec::version_key(pkg.id, ver_id).as_slice(), &f.file_id.to_be_bytes()].concat(),
                     to_trash,
                 );

@@ -38,6 +38,9 @@ pub enum RetentionCmd {
         #[command(flatten)]
         conn: Conn,
         name: String,
+        /// The policy's namespace (needed when the token sees several with the name).
+        #[arg(long, short)]
+        namespace: Option<String>,
     },
     /// Dry run: what the policies would remove and the bytes it would free.
     Plan {
@@ -104,13 +107,16 @@ pub async fn run(cmd: RetentionCmd) -> anyhow::Result<()> {
         RetentionCmd::Show {
             conn,
             name: Some(name),
+            namespace,
             json,
-            ..
         } => {
             let r = connect(&conn)
                 .await?
                 .retention
-                .get_policy(pb::GetPolicyRequest { name })
+                .get_policy(pb::GetPolicyRequest {
+                    name,
+                    namespace: namespace.unwrap_or_default(),
+                })
                 .await
                 .map_err(fail)?;
             let p = policy_from(r.into_inner()).map_err(fail)?;
@@ -154,8 +160,11 @@ pub async fn run(cmd: RetentionCmd) -> anyhow::Result<()> {
                 Ok(())
             })
         }
-        RetentionCmd::Delete { conn, name } => {
-            let req = pb::GetPolicyRequest { name: name.clone() };
+        RetentionCmd::Delete { conn, name, namespace } => {
+            let req = pb::GetPolicyRequest {
+                name: name.clone(),
+                namespace: namespace.unwrap_or_default(),
+            };
             connect(&conn).await?.retention.delete_policy(req).await.map_err(fail)?;
             emit(|w| writeln!(w, "{}", json!({ "deleted": name })))
         }

@@ -98,8 +98,17 @@ impl Writer {
                 CommitReq::Put {
                     namespace,
                     manifest,
+                    extras,
                     candidates,
-                } => super::put::put(&mut ctx, &self.packer, &mut syncs, namespace, manifest, candidates),
+                } => super::put::put(
+                    &mut ctx,
+                    &self.packer,
+                    &mut syncs,
+                    namespace,
+                    manifest,
+                    *extras,
+                    candidates,
+                ),
                 CommitReq::PackSealed { id, info } => {
                     debug_assert_eq!(info.state, PackState::Sealed);
                     ctx.txn.get(Cf::Packs, &id.to_be_bytes()).map(|known| {

@@ -47,6 +47,8 @@ pub enum CommitReq {
     Put {
         namespace: String,
         manifest: Box<Manifest>,
+        /// The extra digests the upload asked for.
+        extras: crate::hash::ExtraDigests,
         /// Chunks this put wrote or found only among uncommitted writes.
         candidates: Vec<(Hash, ChunkLoc)>,
     },

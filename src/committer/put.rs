@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use super::CommitOutcome;
 use crate::catalog::apply::Ctx;
 use crate::error::{Error, Result};
-use crate::hash::Hash;
+use crate::hash::{ExtraDigests, Hash};
 use crate::index::{Cf, ChunkLoc, ChunkRec, PackInfo, PackState};
 use crate::manifest::Manifest;
 use crate::pack::Packer;
@@ -18,6 +18,7 @@ pub(super) fn put(
     syncs: &mut HashMap<u64, u64>,
     namespace: &str,
     manifest: &Manifest,
+    extras: ExtraDigests,
     candidates: &[(Hash, ChunkLoc)],
 ) -> Result<CommitOutcome> {
     let mut need = |loc_pack: u64, end: u64| {
@@ -68,7 +69,7 @@ pub(super) fn put(
         need(pack.id, e.offset + e.record_len());
         out.new = true;
     }
-    if let Some(r) = ctx.upload_ref(namespace, &id, manifest.size)? {
+    if let Some(r) = ctx.upload_ref(namespace, &id, manifest.size, extras)? {
         let rec = format::encode_ref(namespace, r.created_ms);
         let (pack, e) = packer.append(Kind::Ref, Codec::Raw, id, rec.len() as u32, &rec)?;
         need(pack.id, e.offset + e.record_len());

@@ -37,9 +37,12 @@ impl Engine {
         tokio::task::spawn_blocking(move || {
             let mut r = crate::report::compute(&this.index, &q, &this.stats()?)?;
             r.trends = crate::report::trends(&this.index, &q, today)?;
-            r.summary.free_disk_bytes = rustix::fs::statvfs(&this.cfg.data_dir)
-                .ok()
-                .map(|s| s.f_bavail.saturating_mul(s.f_frsize));
+            // Free space moves with every tenant's uploads: the store's figure.
+            if !q.tenant {
+                r.summary.free_disk_bytes = rustix::fs::statvfs(&this.cfg.data_dir)
+                    .ok()
+                    .map(|s| s.f_bavail.saturating_mul(s.f_frsize));
+            }
             Ok(r)
         })
         .await

@@ -25,15 +25,17 @@ const READ_AHEAD: usize = 4;
 pub const GET_FRAME: usize = crate::chunker::MAX_CHUNK;
 
 impl Engine {
-    /// The manifest of a blob the namespace stored, with its reference.
+    /// The manifest of a blob the namespace stored, with its reference; of
+    /// the extra digests, only those the namespace asked for.
     pub fn stat(&self, ns: &str, id: &Hash) -> Result<(Manifest, RefInfo)> {
         validate_namespace(ns)?;
         let not_found = || Error::NotFound(format!("blob {id} in namespace {ns}"));
         let r = self.index.reference(ns, id)?.ok_or_else(not_found)?;
-        let m = self
+        let mut m = self
             .index
             .blob(id)?
             .ok_or_else(|| Error::corrupt(format!("blob {id} is referenced but has no manifest")))?;
+        m.digests = m.digests.only(r.extras);
         Ok((m, r))
     }
 

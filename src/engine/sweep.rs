@@ -41,7 +41,7 @@ impl Engine {
         let ps = policies.clone();
         let total = tokio::task::spawn_blocking(move || {
             let mut n = 0u64;
-            plan::plan(&this.index, &ps, now, false, &mut |_| {
+            plan::plan(&this.index, &ps, now, plan::Freed::Not, &mut |_| {
                 n += 1;
                 Ok(())
             })
@@ -57,7 +57,7 @@ impl Engine {
         let (tx, mut rx) = mpsc::channel::<PlanItem>(4 * GROUP);
         let this = self.clone();
         let walker = tokio::task::spawn_blocking(move || {
-            plan::plan(&this.index, &policies, now, false, &mut |it| {
+            plan::plan(&this.index, &policies, now, plan::Freed::Not, &mut |it| {
                 tx.blocking_send(it)
                     .map_err(|_| Error::Unavailable("sweep stopped".into()))
             })

@@ -1,12 +1,13 @@
 //! Value and key encodings of the index. Every value starts with a version byte.
 
 use crate::error::{Error, Result};
-use crate::hash::Hash;
+use crate::hash::{ExtraDigests, Hash};
 use crate::manifest::Reader;
 use crate::pack::format::Codec;
 
 const V1: u8 = 1;
 const V2: u8 = 2;
+const V3: u8 = 3;
 
 fn version(r: &mut Reader<'_>, what: &str) -> Result<()> {
     match r.take::<1>()?[0] {
@@ -154,6 +155,10 @@ pub struct RefInfo {
     pub lease_until_ms: i64,
     /// Catalog files (active or in the trash) of this namespace that use the blob.
     pub files: u64,
+    /// Extra digests this namespace asked for (or supplied): the ones of the
+    /// blob's manifest it is shown. A reference written before they were
+    /// kept shows them all, as it always did.
+    pub extras: ExtraDigests,
 }
 
 /// Lease given to references recorded before leases existed.
@@ -166,10 +171,11 @@ impl RefInfo {
     }
 
     pub fn encode(&self) -> Vec<u8> {
-        let mut v = vec![V2];
+        let mut v = vec![V3];
         v.extend_from_slice(&self.created_ms.to_be_bytes());
         v.extend_from_slice(&self.lease_until_ms.to_be_bytes());
         v.extend_from_slice(&self.files.to_be_bytes());
+        v.push(self.extras.bits());
         v
     }
 
@@ -182,11 +188,16 @@ impl RefInfo {
                 created_ms,
                 lease_until_ms: created_ms.saturating_add(V1_LEASE_MS),
                 files: 0,
+                extras: ExtraDigests::ALL,
             }),
-            V2 => Ok(RefInfo {
+            V2 | V3 => Ok(RefInfo {
                 created_ms,
                 lease_until_ms: i64::from_be_bytes(r.take()?),
                 files: u64::from_be_bytes(r.take()?),
+                extras: match v {
+                    V2 => ExtraDigests::ALL,
+                    _ => ExtraDigests::from_bits(r.take::<1>()?[0]),
+                },
             }),
             v => Err(Error::corrupt(format!("reference encoding version {v} is unknown"))),
         }

@@ -248,8 +248,7 @@ impl Ingest {
             created_ms: crate::now_ms(),
             chunks: c.chunks.clone(),
         };
-        self.commit(spec.namespace, manifest, c.candidates.clone(), digests)
-            .await
+        self.commit(spec, manifest, c.candidates.clone(), digests).await
     }
 
     /// The bytes hashed to the declared digest of a stored blob: they are it.
@@ -261,25 +260,28 @@ impl Ingest {
                 m.size
             )));
         }
-        let mut digests = m.digests.clone();
+        // Only the extras this upload asked for: the manifest may hold
+        // some another namespace asked for.
+        let mut digests = m.digests.only(spec.extra);
         digests.sha1 = digests.sha1.or(computed.sha1);
         digests.sha512 = digests.sha512.or(computed.sha512);
         digests.md5 = digests.md5.or(computed.md5);
-        self.commit(spec.namespace, m, Vec::new(), digests).await
+        self.commit(spec, m, Vec::new(), digests).await
     }
 
     /// Hands a verified put to the committer; `digests` is what to answer.
     async fn commit(
         &self,
-        namespace: String,
+        spec: PutSpec,
         manifest: Manifest,
         candidates: Vec<(Hash, ChunkLoc)>,
         digests: FileDigests,
     ) -> Result<PutOutcome> {
         let size = manifest.size;
         let req = CommitReq::Put {
-            namespace,
+            namespace: spec.namespace,
             manifest: Box::new(manifest),
+            extras: spec.extra,
             candidates,
         };
         let o = self.committer.submit(req).await?;

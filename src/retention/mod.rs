@@ -33,9 +33,9 @@ pub const MAX_POLICIES: usize = 100;
 /// (replacing one of them is fine). Checked before the change is queued:
 /// two racing creations can pass it together, by one each.
 pub fn check_room(index: &Index, p: &Policy) -> Result<()> {
-    let others = list(index)?
+    let others = of_namespace(index, &p.namespace)?
         .iter()
-        .filter(|x| x.namespace == p.namespace && x.name != p.name)
+        .filter(|x| x.name != p.name)
         .count();
     if others >= MAX_POLICIES {
         return Err(Error::ResourceExhausted(format!(
@@ -46,23 +46,45 @@ pub fn check_room(index: &Index, p: &Policy) -> Result<()> {
     Ok(())
 }
 
-/// A stored policy by name.
-pub fn get(index: &Index, name: &str) -> Result<Policy> {
-    match index.get(Cf::CatalogIdx, &rec::retention_policy_key(name))? {
+/// The answer for a policy a caller cannot see: the same as for one that
+/// does not exist (names are per namespace; another's say nothing).
+pub fn not_found(name: &str) -> Error {
+    Error::NotFound(format!("retention policy {name:?}"))
+}
+
+/// A stored policy of a namespace by name.
+pub fn get(index: &Index, namespace: &str, name: &str) -> Result<Policy> {
+    match index.get(Cf::CatalogIdx, &rec::retention_policy_key(namespace, name))? {
         Some(v) => Policy::decode(&v),
-        None => Err(Error::NotFound(format!("retention policy {name:?}"))),
+        None => Err(not_found(name)),
     }
 }
 
-/// Every stored policy, by name.
+/// Every stored policy, by namespace and name.
 pub fn list(index: &Index) -> Result<Vec<Policy>> {
+    let (from, to) = rec::tag::range(rec::tag::RETENTION_POLICY);
+    scan(index, &from, &to)
+}
+
+/// A namespace's policies, by name.
+pub fn of_namespace(index: &Index, namespace: &str) -> Result<Vec<Policy>> {
+    let from = rec::retention_policy_prefix(namespace);
+    let to = rec::prefix_end(&from).expect("a tagged prefix has an end");
+    scan(index, &from, &to)
+}
+
+/// The policies named `name`, in every namespace `visible` passes (the
+/// caller's), by namespace.
+pub fn named(index: &Index, name: &str, visible: impl Fn(&str) -> bool) -> Result<Vec<Policy>> {
+    Ok(list(index)?
+        .into_iter()
+        .filter(|p| p.name == name && visible(&p.namespace))
+        .collect())
+}
+
+fn scan(index: &Index, from: &[u8], to: &[u8]) -> Result<Vec<Policy>> {
     index
-        .scan(
-            Cf::CatalogIdx,
-            &[rec::tag::RETENTION_POLICY],
-            Some(&[rec::tag::RETENTION_POLICY + 1]),
-            false,
-        )
+        .scan(Cf::CatalogIdx, from, Some(to), false)
         .map(|kv| Policy::decode(&kv?.1))
         .collect()
 }

@@ -12,6 +12,14 @@
 //! - `physical_bytes` and `chunks_freed`: stored bytes of the chunks whose
 //!   every use is by a freed blob. A chunk a surviving blob shares stays.
 //!
+//! That is the store's view ([`Freed::Store`], for a token granted every
+//! namespace: what GC frees). A tenant's view ([`Freed::Namespace`]) counts
+//! what leaves each planned namespace, whoever else holds the same bytes:
+//! blobs none of whose files in the namespace survives, and chunks no
+//! surviving blob of the namespace uses (from the namespace's chunk edges
+//! in the capacity counters: point reads, no walk). Another tenant holding
+//! the bytes changes nothing in it.
+//!
 //! Upload leases are not counted as holders: they end within `upload_lease`.
 
 use std::collections::{HashMap, HashSet};
@@ -21,6 +29,7 @@ use serde::Serialize;
 
 use super::policy::{Compiled, Removal, Version};
 use crate::catalog::records::{self as rec, FileRec, PackageRec, VersionRec, decode};
+use crate::catalog::usage::{self, Level, Share};
 use crate::error::{Error, Result};
 use crate::hash::Hash;
 use crate::index::{Cf, ChunkRec, Index, RefInfo, Snapshot, ref_key};
@@ -60,7 +69,24 @@ pub struct PlanSummary {
     pub chunks_freed: u64,
     pub physical_bytes: u64,
     pub elapsed_ms: u64,
+    /// The bytes freed are the namespaces' own ([`Freed::Namespace`]).
+    pub namespace_scoped: bool,
 }
+
+/// Which bytes freed a plan counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Freed {
+    /// None (a sweep's walk).
+    Not,
+    /// What purge and GC free from the store.
+    Store,
+    /// What leaves each planned namespace (a tenant's view).
+    Namespace,
+}
+
+/// Planned files per (namespace, blob), and the packages (ids of their
+/// usage groups) they are in.
+type Planned = HashMap<(String, Hash), (u64, HashSet<u64>)>;
 
 /// A whole plan in memory (for small plans and tests; the API streams).
 #[derive(Clone, Debug, Default, Serialize)]
@@ -69,13 +95,13 @@ pub struct Plan {
     pub summary: PlanSummary,
 }
 
-/// Walks the catalog for `policies` and calls `emit` for every removal.
-/// With `bytes_freed`, also computes the dedup-aware bytes freed.
+/// Walks the catalog for `policies` and calls `emit` for every removal;
+/// also computes the dedup-aware bytes `freed`.
 pub fn plan(
     index: &Index,
     policies: &[Compiled],
     now_ms: i64,
-    bytes_freed: bool,
+    freed: Freed,
     emit: &mut dyn FnMut(PlanItem) -> Result<()>,
 ) -> Result<PlanSummary> {
     let started = Instant::now();
@@ -85,8 +111,10 @@ pub fn plan(
         ..Default::default()
     };
     let mut done_versions: HashSet<u64> = HashSet::new();
-    let mut done_files: HashSet<u64> = HashSet::new();
+    // File ids are per namespace: a file is (version, file).
+    let mut done_files: HashSet<(u64, u64)> = HashSet::new();
     let mut blobs: HashMap<Hash, u64> = HashMap::new();
+    let mut planned: Planned = HashMap::new();
     for c in policies {
         let ns = &c.policy.namespace;
         let from = rec::namespace_prefix(ns);
@@ -99,6 +127,15 @@ pub fn plan(
                 continue;
             }
             sum.packages_scanned += 1;
+            let group = usage::gid(Level::Package, &k);
+            let mut note = |f: &FileRec| {
+                *blobs.entry(f.blob()).or_default() += 1;
+                if freed == Freed::Namespace {
+                    let e = planned.entry((pkg.namespace.clone(), f.blob())).or_default();
+                    e.0 += 1;
+                    e.1.insert(group);
+                }
+            };
             let vs = active_versions(&snap, p.id, &mut sum)?;
             for r in c.evaluate(pkg.ty, &pkg.name, &vs, now_ms) {
                 let item = |v: &Version, reason: String| PlanItem {
@@ -120,10 +157,10 @@ pub fn plan(
                         let mut it = item(v, why);
                         it.action = "delete-version";
                         for (fid, f) in &v.files {
-                            if done_files.insert(*fid) {
+                            if done_files.insert((v.id, *fid)) {
                                 it.files += 1;
                                 it.logical_bytes += f.size;
-                                *blobs.entry(f.blob()).or_default() += 1;
+                                note(f);
                             }
                         }
                         sum.versions += 1;
@@ -133,7 +170,7 @@ pub fn plan(
                     }
                     Removal::File(i, j, why) => {
                         let (v, (fid, f)) = (&vs[i], &vs[i].files[j]);
-                        if done_versions.contains(&v.id) || !done_files.insert(*fid) {
+                        if done_versions.contains(&v.id) || !done_files.insert((v.id, *fid)) {
                             continue;
                         }
                         let mut it = item(v, why);
@@ -142,7 +179,7 @@ pub fn plan(
                         it.file_name = f.name.clone();
                         it.files = 1;
                         it.logical_bytes = f.size;
-                        *blobs.entry(f.blob()).or_default() += 1;
+                        note(f);
                         sum.files += 1;
                         sum.logical_bytes += f.size;
                         emit(it)?;
@@ -151,8 +188,13 @@ pub fn plan(
             }
         }
     }
-    if bytes_freed {
-        freed(&snap, &blobs, &mut sum)?;
+    match freed {
+        Freed::Not => {}
+        Freed::Store => freed_from_store(&snap, &blobs, &mut sum)?,
+        Freed::Namespace => {
+            freed_from_namespaces(&snap, &planned, &mut sum)?;
+            sum.namespace_scoped = true;
+        }
     }
     sum.elapsed_ms = started.elapsed().as_millis() as u64;
     Ok(sum)
@@ -190,9 +232,73 @@ fn active_versions(snap: &Snapshot<'_>, pkg: u64, sum: &mut PlanSummary) -> Resu
     Ok(out)
 }
 
+/// Per namespace: blobs all of whose files in it are planned, then chunks
+/// every package of the namespace using them uses only through those
+/// blobs (a package's chunk edge counts its blobs using the chunk; the
+/// namespace's edge in the chunk's share counts its packages using it).
+fn freed_from_namespaces(snap: &Snapshot<'_>, planned: &Planned, sum: &mut PlanSummary) -> Result<()> {
+    // (namespace, chunk) -> per package, its freed blobs using the chunk.
+    let mut uses: HashMap<(&str, Hash), HashMap<u64, u64>> = HashMap::new();
+    for ((ns, blob), (files, pkgs)) in planned {
+        let held = match snap.get(Cf::Refs, &ref_key(ns, blob))? {
+            Some(r) => RefInfo::decode(&r)?.files,
+            None => return Err(Error::corrupt(format!("planned blob {blob} has no reference in {ns}"))),
+        };
+        if held != *files {
+            continue;
+        }
+        let m = manifest(snap, blob)?;
+        sum.blobs_freed += 1;
+        sum.unique_bytes += m.size;
+        for (id, _) in crate::catalog::chunks::occurrences(&m) {
+            let e = uses.entry((ns.as_str(), id)).or_default();
+            for g in pkgs {
+                *e.entry(*g).or_default() += 1;
+            }
+        }
+    }
+    for ((ns, chunk), pkgs) in uses {
+        let share: Share = match snap.get(Cf::CatalogIdx, &usage::share_key(&chunk))? {
+            Some(v) => decode(&v, "chunk share")?,
+            None => {
+                return Err(Error::corrupt(format!(
+                    "chunk {chunk} of a planned blob has no usage share"
+                )));
+            }
+        };
+        let nsg = usage::gid(Level::Namespace, ns.as_bytes());
+        let users = share
+            .edges
+            .iter()
+            .find(|e| (e.0, e.1) == (Level::Namespace as u8, nsg))
+            .map_or(0, |e| e.2);
+        if users != pkgs.len() as u64 {
+            continue;
+        }
+        let mut all = true;
+        for (g, n) in &pkgs {
+            let k = usage::edge_key(rec::tag::CHUNK_EDGE, &chunk, Level::Package, *g);
+            let blobs = snap.get(Cf::CatalogIdx, &k)?.map(|v| rec::be_u64(&v)).transpose()?;
+            all &= blobs == Some(*n);
+        }
+        if all {
+            sum.chunks_freed += 1;
+            sum.physical_bytes += share.stored_len as u64;
+        }
+    }
+    Ok(())
+}
+
+fn manifest(snap: &Snapshot<'_>, blob: &Hash) -> Result<Manifest> {
+    match snap.get(Cf::Blobs, &blob.0)? {
+        Some(m) => Manifest::decode(&m),
+        None => Err(Error::corrupt(format!("planned blob {blob} has no manifest"))),
+    }
+}
+
 /// Blobs all of whose files are planned, then chunks all of whose uses
 /// are by those blobs.
-fn freed(snap: &Snapshot<'_>, blobs: &HashMap<Hash, u64>, sum: &mut PlanSummary) -> Result<()> {
+fn freed_from_store(snap: &Snapshot<'_>, blobs: &HashMap<Hash, u64>, sum: &mut PlanSummary) -> Result<()> {
     let mut chunk_uses: HashMap<Hash, u64> = HashMap::new();
     for (blob, &planned) in blobs {
         let prefix = rec::holder_prefix(blob);
@@ -207,10 +313,7 @@ fn freed(snap: &Snapshot<'_>, blobs: &HashMap<Hash, u64>, sum: &mut PlanSummary)
         if files != planned {
             continue;
         }
-        let m = match snap.get(Cf::Blobs, &blob.0)? {
-            Some(m) => Manifest::decode(&m)?,
-            None => return Err(Error::corrupt(format!("planned blob {blob} has no manifest"))),
-        };
+        let m = manifest(snap, blob)?;
         sum.blobs_freed += 1;
         sum.unique_bytes += m.size;
         for (id, n) in crate::catalog::chunks::occurrences(&m) {
@@ -230,14 +333,18 @@ fn freed(snap: &Snapshot<'_>, blobs: &HashMap<Hash, u64>, sum: &mut PlanSummary)
     Ok(())
 }
 
-/// Policies to apply: one by name, or all (optionally of one namespace).
+/// Policies to apply: one by name (in `namespace`, or in any namespace:
+/// a sweep recorded before names were per namespace), or all (optionally
+/// of one namespace).
 pub fn select(index: &Index, name: Option<&str>, namespace: Option<&str>) -> Result<Vec<Compiled>> {
-    let ps = match name {
-        Some(n) => vec![super::get(index, n)?],
-        None => super::list(index)?,
+    let ps = match (name, namespace) {
+        (Some(n), Some(ns)) => vec![super::get(index, ns, n)?],
+        (Some(n), None) => match super::named(index, n, |_| true)? {
+            ps if ps.is_empty() => return Err(super::not_found(n)),
+            ps => ps,
+        },
+        (None, Some(ns)) => super::of_namespace(index, ns)?,
+        (None, None) => super::list(index)?,
     };
-    ps.into_iter()
-        .filter(|p| namespace.is_none_or(|ns| p.namespace == ns))
-        .map(|p| p.compile())
-        .collect()
+    ps.into_iter().map(|p| p.compile()).collect()
 }

@@ -1,11 +1,12 @@
 //! Tokens through the running daemon: every RPC against every scope,
 //! namespace isolation, and the audit trail naming the token.
 
+use bytes::Bytes;
 use futures::future::BoxFuture;
 use stowage::api::client::{Client, Code, version_ref};
 use stowage::api::pb::{self, PackageType as T};
 
-use crate::harness::{BIN, Daemon, b3, eventually, put, random_bytes, sample};
+use crate::harness::{BIN, Daemon, assert_no_report_drift, b3, eventually, plan_summary, put, random_bytes, sample};
 
 /// `stowage token create`: the token and its config entry.
 fn create_token(id: &str, scopes: &str, namespaces: &str) -> (String, String) {
@@ -310,6 +311,206 @@ async fn a_token_cannot_probe_another_namespace() {
         .events;
     assert_eq!(ev.len(), 1);
     assert_eq!(ev[0].actor, "tenant-a");
+}
+
+/// What tenant a sees of its own namespace: its report by package (a reader
+/// may not recompute it) and the plan of its own policy.
+async fn tenant_view(a: &Client, reader: &Client) -> (pb::CapacityReport, pb::PlanSummary) {
+    let mut r = by_package(a).await;
+    let recompute = pb::CapacityRequest {
+        namespace: "a".into(),
+        recompute: true,
+        ..Default::default()
+    };
+    let e = reader.report.clone().capacity(recompute).await.unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
+    assert!(e.message().contains("recompute"), "{e:?}");
+    // Figures that change with time, not with other tenants.
+    r.elapsed_ms = 0;
+    r.days.clear();
+    r.growth_30d = None;
+    r.growth_90d = None;
+    let mut summary = plan_summary(a, "keep-1", "a").await;
+    summary.elapsed_ms = 0;
+    (r, summary)
+}
+
+/// Namespace a's capacity report by package.
+async fn by_package(c: &Client) -> pb::CapacityReport {
+    let req = pb::CapacityRequest {
+        namespace: "a".into(),
+        by: "package".into(),
+        ..Default::default()
+    };
+    c.report.clone().capacity(req).await.unwrap().into_inner()
+}
+
+/// Publishes `n` small files in `ns`; their file ids.
+async fn publish_ids(c: &Client, ns: &str, n: usize) -> Vec<u64> {
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let seed = rand::random::<u64>();
+        let v = version_ref(ns, "ids", T::Generic, "counter", &format!("v{seed}"));
+        let r = c.publish_bytes(v, "f", random_bytes(seed, 100)).await.unwrap();
+        out.push(r.file.unwrap().file_id);
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_tenant_view_says_only_what_the_tenant_could_know_alone() {
+    let (ta, ea) = create_token("tenant-a", "read,write,delete,admin", "a");
+    let (tb, eb) = create_token("tenant-b", "read,write,delete,admin", "b");
+    let (tr, er) = create_token("reader-a", "read", "a");
+    let d = Daemon::start(&format!("{ea}\n{eb}\n{er}")).await;
+    let (root, a, b, reader) = (
+        d.client().await,
+        d.client_with(Some(&ta)).await,
+        d.client_with(Some(&tb)).await,
+        d.client_with(Some(&tr)).await,
+    );
+    let lib = random_bytes(30, 500_000);
+    let (old, control) = (random_bytes(31, 400_000), random_bytes(32, 400_000));
+    let publish = |c: &Client, ns: &str, name: &str, ver: &str, file: &str, data: &Bytes| {
+        let (c, v, file, data) = (
+            c.clone(),
+            version_ref(ns, "p", T::Generic, name, ver),
+            file.to_string(),
+            data.clone(),
+        );
+        async move { c.publish_bytes(v, &file, data).await.unwrap() }
+    };
+    publish(&a, "a", "public-lib", "1", "lib.bin", &lib).await;
+    publish(&a, "a", "tool", "1", "old.bin", &old).await;
+    publish(&a, "a", "tool", "2", "control.bin", &control).await;
+    publish(&a, "a", "tool", "3", "new.bin", &random_bytes(33, 1000)).await;
+    let keep1 = |ns: &str, name: &str| pb::RetentionPolicy {
+        name: name.into(),
+        namespace: ns.into(),
+        package_name: "^tool$".into(),
+        versions: Some(pb::RetentionRules {
+            keep_latest: Some(1),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    a.retention.clone().set_policy(keep1("a", "keep-1")).await.unwrap();
+    let ids0 = publish_ids(&a, "a", 2).await;
+    let (report0, plan0) = tenant_view(&a, &reader).await;
+    let lib_group = |r: &pb::CapacityReport| {
+        r.groups
+            .iter()
+            .find(|g| g.key == "a/p/generic:public-lib")
+            .cloned()
+            .unwrap()
+    };
+    let g = lib_group(&report0);
+    assert!(
+        g.exclusive_bytes >= 500_000 && g.exclusive_bytes == g.physical_bytes,
+        "{g:?}"
+    );
+    assert_eq!((plan0.blobs_freed, plan0.unique_bytes), (2, 800_000), "{plan0:?}");
+
+    // b stores the same bytes, and more, and asks for extra digests.
+    publish(&b, "b", "copy", "1", "lib.bin", &lib).await;
+    publish(&b, "b", "copy", "2", "old.bin", &old).await;
+    publish(&b, "b", "big", "1", "big.bin", &random_bytes(34, 3_000_000)).await;
+    let digested = random_bytes(35, 5000);
+    let all = |ns: &str| pb::PutHeader {
+        digests: vec![
+            pb::Digest::Sha1 as i32,
+            pb::Digest::Md5 as i32,
+            pb::Digest::Sha512 as i32,
+        ],
+        ..stowage::api::client::header(ns)
+    };
+    let r = b.put_bytes(all("b"), digested.clone()).await.unwrap();
+    let bd = r.digests.unwrap();
+    assert!(bd.sha1.is_some() && bd.md5.is_some() && bd.sha512.is_some(), "{bd:?}");
+    b.retention.clone().set_policy(keep1("b", "cleanup")).await.unwrap();
+    publish_ids(&b, "b", 5).await;
+
+    // a's report, plan and ids are as if b did not exist.
+    let (report1, plan1) = tenant_view(&a, &reader).await;
+    let ids1 = publish_ids(&a, "a", 2).await;
+    assert_eq!(report1.summary, report0.summary, "a's summary moved with b's uploads");
+    assert_eq!(
+        (lib_group(&report1).exclusive_bytes, lib_group(&report1).shared_bytes),
+        (g.exclusive_bytes, 0),
+        "b's copy of a's bytes shows in a's report"
+    );
+    assert_eq!(report1.groups, report0.groups);
+    assert_eq!(plan1, plan0, "b's copy of a's bytes shows in a's plan");
+    assert_eq!(ids1, vec![ids0[1] + 1, ids0[1] + 2], "a's file ids jumped with b's");
+    // A store-wide token sees the sharing, and the plan frees what GC would.
+    let mut all_ns = by_package(&root).await;
+    assert!(report1.namespace_scoped && !all_ns.namespace_scoped);
+    let shared = lib_group(&all_ns);
+    assert_eq!((shared.exclusive_bytes, shared.shared_bytes), (0, g.exclusive_bytes));
+    assert!(all_ns.summary.take().unwrap().artifacts_count > report1.summary.unwrap().artifacts_count);
+    let s = plan_summary(&root, "keep-1", "a").await;
+    assert!(!s.namespace_scoped && plan1.namespace_scoped);
+    assert_eq!((s.blobs_freed, s.unique_bytes), (1, 400_000), "{s:?}");
+
+    // Digests: a sees only those it asked for.
+    let r = a
+        .put_bytes(stowage::api::client::header("a"), digested.clone())
+        .await
+        .unwrap();
+    let ad = r.digests.unwrap();
+    assert!(ad.sha1.is_none() && ad.md5.is_none() && ad.sha512.is_none(), "{ad:?}");
+    let st = a.stat("a", &b3(&digested)).await.unwrap().digests.unwrap();
+    assert!(st.sha1.is_none() && st.md5.is_none() && st.sha512.is_none(), "{st:?}");
+    let verify = pb::PutHeader {
+        expected_blake3: b3(&digested),
+        digests: vec![pb::Digest::Sha1 as i32],
+        ..stowage::api::client::header("a")
+    };
+    let vd = a.put_bytes(verify, digested.clone()).await.unwrap().digests.unwrap();
+    assert_eq!(
+        (vd.sha1, vd.md5, vd.sha512),
+        (bd.sha1.clone(), None, None),
+        "a verify-only put"
+    );
+    let st = a.stat("a", &b3(&digested)).await.unwrap().digests.unwrap();
+    assert_eq!(
+        (st.sha1, st.md5, st.sha512),
+        (bd.sha1.clone(), None, None),
+        "a asked for sha1"
+    );
+    let v = version_ref("a", "p", T::Generic, "digested", "1");
+    let f = a.publish_blob(v, "d.bin", &b3(&digested)).await.unwrap().file.unwrap();
+    let fd = f.digests.unwrap();
+    assert_eq!((&fd.sha1, &fd.md5, &fd.sha512), (&bd.sha1, &None, &None), "{fd:?}");
+    let st = b.stat("b", &b3(&digested)).await.unwrap().digests.unwrap();
+    assert!(st.sha1.is_some() && st.md5.is_some() && st.sha512.is_some(), "{st:?}");
+
+    // Policies: b's "cleanup" does not exist for a, and a may have its own.
+    let get = |name: &str| pb::GetPolicyRequest {
+        name: name.into(),
+        ..Default::default()
+    };
+    let cleanup = |c: &Client| {
+        let mut r = c.retention.clone();
+        async move { r.get_policy(get("cleanup")).await.map(|p| p.into_inner()) }
+    };
+    let (e1, e2) = (
+        cleanup(&a).await.unwrap_err(),
+        a.retention.clone().get_policy(get("nothing")).await.unwrap_err(),
+    );
+    assert_eq!((e1.code(), e2.code()), (Code::NotFound, Code::NotFound), "{e1:?}");
+    assert_eq!(
+        e1.message().replace("cleanup", "X"),
+        e2.message().replace("nothing", "X")
+    );
+    a.retention.clone().set_policy(keep1("a", "cleanup")).await.unwrap();
+    assert_eq!(cleanup(&a).await.unwrap().namespace, "a");
+    let theirs = cleanup(&b).await.unwrap();
+    assert_eq!(theirs.namespace, "b");
+    a.retention.clone().delete_policy(get("cleanup")).await.unwrap();
+    assert_eq!(cleanup(&b).await.unwrap(), theirs);
+    // The store-wide counters still agree with the catalog.
+    assert_no_report_drift(&root).await;
 }
 
 #[tokio::test]

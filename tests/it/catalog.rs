@@ -1005,6 +1005,119 @@ async fn an_index_from_before_the_catalog_is_migrated() {
     check_clean(&c).await;
 }
 
+/// A store of schema 5 (retention policies named store-wide, one file id
+/// counter for the store, a file's trash entry by file id alone, references
+/// without the digests their namespace asked for) is migrated at start:
+/// policies are found in their namespace, the trashed file is restored and
+/// purged through its moved entry, new file ids continue above every id
+/// issued before in each namespace, and every counter is exact.
+#[tokio::test]
+async fn an_index_of_schema_5_gets_per_namespace_policies_and_file_ids() {
+    use stowage::catalog::records as rec;
+    use stowage::index::{Cf, Index};
+    let mut d = Daemon::start("trash_window = \"1day\"").await;
+    let c = d.client().await;
+    let (va, vb) = (
+        version_ref("a", "p", T::Generic, "tool", "1"),
+        version_ref("b", "p", T::Generic, "tool", "1"),
+    );
+    let publish = |c: &Client, v: &pb::VersionRef, name: &str, seed: u64| {
+        let (c, v, name) = (c.clone(), v.clone(), name.to_string());
+        async move {
+            let r = c.publish_bytes(v, &name, random_bytes(seed, 2000)).await.unwrap();
+            r.file.unwrap().file_id
+        }
+    };
+    let ids = [
+        publish(&c, &va, "f1", 95).await,
+        publish(&c, &va, "f2", 96).await,
+        publish(&c, &va, "f3", 97).await,
+    ];
+    c.catalog.clone().delete_file(file_ref(&va, ids[0])).await.unwrap();
+    let policy = pb::RetentionPolicy {
+        name: "cleanup".into(),
+        namespace: "a".into(),
+        versions: Some(pb::RetentionRules {
+            keep_latest: Some(5),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    c.retention.clone().set_policy(policy).await.unwrap();
+    d.stop();
+    {
+        let index = Index::open(&d.data_dir().join("index")).unwrap();
+        let mut txn = index.txn();
+        let scan = |tag: u8| -> Vec<(Vec<u8>, Vec<u8>)> {
+            let (from, to) = rec::tag::range(tag);
+            index
+                .scan(Cf::CatalogIdx, &from, Some(&to), false)
+                .map(|kv| kv.map(|(k, v)| (k.to_vec(), v.to_vec())).unwrap())
+                .collect()
+        };
+        for (k, v) in scan(rec::tag::RETENTION_POLICY) {
+            let name = &k[k.iter().position(|&b| b == 0).unwrap() + 1..];
+            txn.delete(Cf::CatalogIdx, k.clone());
+            txn.put(Cf::CatalogIdx, [&[rec::tag::RETENTION_POLICY], name].concat(), v);
+        }
+        let mut moved = 0;
+        for (k, v) in scan(rec::tag::TRASH) {
+            if k.len() == 26 && k[9] == rec::TRASH_FILE {
+                txn.delete(Cf::CatalogIdx, k.clone());
+                txn.put(Cf::CatalogIdx, [&k[..10], &k[18..]].concat(), v);
+                moved += 1;
+            }
+        }
+        assert_eq!(moved, 1, "the deleted file's trash entry");
+        for (k, _) in scan(rec::tag::FILE_IDS) {
+            txn.delete(Cf::CatalogIdx, k);
+        }
+        // The store-wide counter as schema 5 left it: past every id issued.
+        let mut ids_rec: rec::Ids = rec::decode(&index.get(Cf::Meta, rec::IDS_KEY).unwrap().unwrap(), "ids").unwrap();
+        ids_rec.file = 4;
+        txn.put(Cf::Meta, rec::IDS_KEY, rec::encode(&ids_rec));
+        // References of schema 5 (version 2: no digests recorded).
+        let refs: Vec<_> = index.scan(Cf::Refs, &[], None, false).map(|kv| kv.unwrap()).collect();
+        for (k, v) in refs {
+            let mut v2 = v[..v.len() - 1].to_vec();
+            v2[0] = 2;
+            txn.put(Cf::Refs, k.to_vec(), v2);
+        }
+        txn.put(Cf::Meta, stowage::catalog::SCHEMA_KEY, 5u32.to_be_bytes().to_vec());
+        index.commit(txn).unwrap();
+    }
+    d.spawn().await;
+    let c = d.client().await;
+    check_clean(&c).await;
+    let get = pb::GetPolicyRequest {
+        name: "cleanup".into(),
+        namespace: "a".into(),
+    };
+    assert_eq!(
+        c.retention
+            .clone()
+            .get_policy(get)
+            .await
+            .unwrap()
+            .into_inner()
+            .namespace,
+        "a"
+    );
+    // The trashed file comes back and goes again through its moved entry.
+    c.catalog.clone().restore_file(file_ref(&va, ids[0])).await.unwrap();
+    c.catalog.clone().delete_file(file_ref(&va, ids[0])).await.unwrap();
+    d.advance_clock(2 * DAY);
+    assert_eq!(purge(&c).await.files, 1);
+    // Ids continue above every id issued before, each namespace on its own.
+    assert_eq!(publish(&c, &va, "f4", 98).await, 4);
+    for (i, seed) in (99..102).enumerate() {
+        assert_eq!(publish(&c, &vb, &format!("g{i}"), seed).await, 4 + i as u64);
+    }
+    assert_eq!(publish(&c, &va, "f5", 102).await, 5);
+    check_clean(&c).await;
+    crate::harness::assert_no_report_drift(&c).await;
+}
+
 /// One damaged trash item is skipped (and logged); the rest of the purge,
 /// upload leases included, goes on.
 #[tokio::test]

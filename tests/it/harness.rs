@@ -450,3 +450,28 @@ pub async fn expect_data_loss(c: &Client, ns: &str, h: &str, data: &[u8], what: 
         "{what}: bytes sent before the error must be right"
     );
 }
+
+/// A capacity report recomputed from the catalog must find the counters
+/// exact (the caller needs the admin scope over every namespace).
+pub async fn assert_no_report_drift(c: &Client) {
+    let req = pb::CapacityRequest {
+        recompute: true,
+        ..Default::default()
+    };
+    let r = c.report.clone().capacity(req).await.unwrap().into_inner();
+    assert!(r.drift.is_empty(), "{:#?}", r.drift);
+}
+
+/// The summary of a retention plan of `policy` in `ns`.
+pub async fn plan_summary(c: &Client, policy: &str, ns: &str) -> pb::PlanSummary {
+    let req = pb::PlanRequest {
+        policy: policy.into(),
+        namespace: ns.into(),
+    };
+    let mut plan = c.retention.clone().plan(req).await.unwrap().into_inner();
+    let mut summary = None;
+    while let Some(m) = plan.message().await.unwrap() {
+        summary = m.summary.or(summary);
+    }
+    summary.expect("a plan ends with its summary")
+}

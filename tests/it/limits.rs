@@ -324,6 +324,7 @@ async fn retention_policies_are_bounded() {
     let e = r
         .get_policy(pb::GetPolicyRequest {
             name: "n".repeat(10_000),
+            ..Default::default()
         })
         .await
         .unwrap_err();

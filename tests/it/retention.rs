@@ -410,9 +410,19 @@ async fn retention_rpcs_check_scope_and_namespace() {
         .unwrap();
     let names: Vec<_> = list.into_inner().policies.into_iter().map(|p| p.name).collect();
     assert_eq!(names, ["p-a"]);
-    let get = |n: &str| pb::GetPolicyRequest { name: n.into() };
+    let get = |n: &str| pb::GetPolicyRequest {
+        name: n.into(),
+        ..Default::default()
+    };
+    // Another namespace's policy does not exist for this token (names are
+    // per namespace); naming its namespace is refused for the grant.
+    assert_eq!(code(rc.clone().get_policy(get("p-b")).await), tonic::Code::NotFound);
+    let in_b = pb::GetPolicyRequest {
+        name: "p-b".into(),
+        namespace: "b".into(),
+    };
     assert_eq!(
-        code(rc.clone().get_policy(get("p-b")).await),
+        code(rc.clone().get_policy(in_b.clone()).await),
         tonic::Code::PermissionDenied
     );
     // Plans read; sweeps delete; "every policy" needs every namespace.
@@ -421,7 +431,12 @@ async fn retention_rpcs_check_scope_and_namespace() {
         namespace: String::new(),
     };
     assert_eq!(code(rc.clone().plan(req("p-a")).await), tonic::Code::Ok);
-    assert_eq!(code(rc.clone().plan(req("p-b")).await), tonic::Code::PermissionDenied);
+    assert_eq!(code(rc.clone().plan(req("p-b")).await), tonic::Code::NotFound);
+    let plan_in_b = pb::PlanRequest {
+        policy: "p-b".into(),
+        namespace: "b".into(),
+    };
+    assert_eq!(code(rc.clone().plan(plan_in_b).await), tonic::Code::PermissionDenied);
     assert_eq!(code(rc.clone().plan(req("")).await), tonic::Code::PermissionDenied);
     assert_eq!(code(rc.clone().sweep(req("p-a")).await), tonic::Code::PermissionDenied);
     assert_eq!(code(ac.clone().sweep(req("p-a")).await), tonic::Code::Ok);
@@ -431,8 +446,9 @@ async fn retention_rpcs_check_scope_and_namespace() {
         code(ac.clone().collect_garbage(pb::GcRequest::default()).await),
         tonic::Code::PermissionDenied
     );
+    assert_eq!(code(ac.clone().delete_policy(get("p-b")).await), tonic::Code::NotFound);
     assert_eq!(
-        code(ac.clone().delete_policy(get("p-b")).await),
+        code(ac.clone().delete_policy(in_b).await),
         tonic::Code::PermissionDenied
     );
     assert_eq!(code(ac.clone().delete_policy(get("p-a")).await), tonic::Code::Ok);

@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::update::stored_len;
 use super::{
     Counters, Edges, Groups, LEVELS, Level, Share, Users, blob_edges_key, display, edge_key, gid, gid_key, group_key,
-    share_key,
+    inside_namespace, namespace_of, share_key,
 };
 use crate::catalog::records::{self as rec, FileRec, PackageRec, VersionRec, decode, encode};
 use crate::error::{Error, Result};
@@ -86,8 +86,19 @@ impl Derived {
                     }
                     s.levels[i] = (s.levels[i].0 + 1, s.levels[i].1 ^ id);
                 }
+                if inside_namespace(LEVELS[i]) {
+                    for (id, key, _) in e {
+                        let ns = gid(Level::Namespace, namespace_of(key));
+                        let l = LEVELS[i] as u8;
+                        match s.within.iter_mut().find(|w| (w.0, w.1) == (ns, l)) {
+                            Some(w) => (w.2, w.3) = (w.2 + 1, w.3 ^ id),
+                            None => s.within.push((ns, l, 1, *id)),
+                        }
+                    }
+                }
             }
             s.edges.sort_unstable();
+            s.within.sort_unstable();
             f(share_key(chunk), encode(&s))?;
         }
         for ((level, key), c) in &self.groups {
@@ -142,7 +153,9 @@ pub fn derive(s: &Snapshot<'_>) -> Result<Derived> {
         };
         for (i, e) in edges(&d.pkgs, users).iter().enumerate() {
             for (_, key, _) in e {
-                d.groups.entry((LEVELS[i], key.to_vec())).or_default().unique_bytes += m.size as i64;
+                let c = d.groups.entry((LEVELS[i], key.to_vec())).or_default();
+                c.unique_bytes += m.size as i64;
+                c.blobs += 1;
             }
         }
         let mut seen = HashSet::with_capacity(m.chunks.len());
@@ -161,10 +174,24 @@ pub fn derive(s: &Snapshot<'_>) -> Result<Derived> {
     }
     for (len, users) in chunks.values() {
         for (i, e) in edges(&d.pkgs, users).iter().enumerate() {
+            // Groups of each namespace using the chunk, at levels inside one.
+            let mut per_ns: HashMap<&[u8], i64> = HashMap::new();
+            if inside_namespace(LEVELS[i]) {
+                for (_, key, _) in e {
+                    *per_ns.entry(namespace_of(key)).or_default() += 1;
+                }
+            }
             for (_, key, _) in e {
                 let c = d.groups.entry((LEVELS[i], key.to_vec())).or_default();
-                c.physical_bytes += *len as i64;
-                c.exclusive_bytes += if e.len() == 1 { *len as i64 } else { 0 };
+                let len = *len as i64;
+                c.physical_bytes += len;
+                c.exclusive_bytes += if e.len() == 1 { len } else { 0 };
+                c.ns_exclusive_bytes += match LEVELS[i] {
+                    Level::Namespace => len,
+                    Level::Type => 0,
+                    _ if per_ns.get(namespace_of(key)) == Some(&1) => len,
+                    _ => 0,
+                };
             }
         }
     }

@@ -12,8 +12,9 @@
 //! - `o` chunk level gid -> the package's blobs using the chunk;
 //! - `O` chunk -> [`Share`]: its stored length; per level how many groups
 //!   use it and the XOR of their ids (the one user's id when there is one,
-//!   so it can be credited the chunk when the last other leaves); and the
-//!   edges above the package level, as in `A`;
+//!   so it can be credited the chunk when the last other leaves); the same
+//!   per namespace for the levels inside one (`within`); and the edges
+//!   above the package level, as in `A`;
 //! - `J` gid -> level group (while the group has counters).
 //!
 //! A file publish or purge moves the package's `a` edge; a group joins or
@@ -23,7 +24,9 @@
 //! or leaves, the other levels'); a group joins or leaves the chunk
 //! (physical bytes) the same way. A chunk's bytes are exclusive to a group while it
 //! is the only group at its level using the chunk, other namespaces
-//! included. Every update is a point read and write: a blob or chunk used
+//! included; they are `ns_exclusive_bytes` while it is the only group of
+//! its own namespace at its level using it, whatever other namespaces hold
+//! (what a tenant's report shows: see `crate::report`). Every update is a point read and write: a blob or chunk used
 //! by many packages costs no more than one used by a single package (the
 //! inline edges grow with the namespaces, projects and types using it).
 //! [`derive`] recomputes it all from the catalog, for migration,
@@ -108,10 +111,16 @@ pub struct Counters {
     pub physical_bytes: i64,
     /// Of those, the chunks no other group uses.
     pub exclusive_bytes: i64,
+    /// Distinct blobs its files (active or trash) use.
+    pub blobs: i64,
+    /// Of the physical bytes, the chunks no other group of its own
+    /// namespace uses (what a tenant may know): at the namespace level all
+    /// of them; 0 at the type level, whose groups span namespaces.
+    pub ns_exclusive_bytes: i64,
 }
 
 impl Counters {
-    pub const FIELDS: [&'static str; 9] = [
+    pub const FIELDS: [&'static str; 11] = [
         "packages",
         "versions",
         "files",
@@ -121,9 +130,11 @@ impl Counters {
         "unique_bytes",
         "physical_bytes",
         "exclusive_bytes",
+        "blobs",
+        "ns_exclusive_bytes",
     ];
 
-    pub fn values(&self) -> [i64; 9] {
+    pub fn values(&self) -> [i64; 11] {
         [
             self.packages,
             self.versions,
@@ -134,10 +145,12 @@ impl Counters {
             self.unique_bytes,
             self.physical_bytes,
             self.exclusive_bytes,
+            self.blobs,
+            self.ns_exclusive_bytes,
         ]
     }
 
-    fn from_values(v: [i64; 9]) -> Self {
+    fn from_values(v: [i64; 11]) -> Self {
         let [
             packages,
             versions,
@@ -148,6 +161,8 @@ impl Counters {
             unique_bytes,
             physical_bytes,
             exclusive_bytes,
+            blobs,
+            ns_exclusive_bytes,
         ] = v;
         Counters {
             packages,
@@ -159,6 +174,8 @@ impl Counters {
             unique_bytes,
             physical_bytes,
             exclusive_bytes,
+            blobs,
+            ns_exclusive_bytes,
         }
     }
 
@@ -203,6 +220,22 @@ pub struct Share {
     pub stored_len: u32,
     pub levels: [(u64, u64); 5],
     pub edges: Edges,
+    /// Per namespace and level inside it (project, package, namespace
+    /// type), as `levels` but counting only that namespace's groups:
+    /// (namespace gid, level, groups, XOR of their gids), sorted.
+    pub within: Vec<(u64, u8, u64, u64)>,
+}
+
+/// The levels whose groups lie inside one namespace (and have other
+/// groups of the same namespace beside them).
+pub fn inside_namespace(level: Level) -> bool {
+    matches!(level, Level::Project | Level::Package | Level::NamespaceType)
+}
+
+/// The namespace part of a group key at any level but the type level
+/// (names hold no 0 byte).
+pub fn namespace_of(key: &[u8]) -> &[u8] {
+    key.split(|&b| b == 0).next().unwrap_or(key)
 }
 
 /// Edge counts of the levels above the package, in one record:

@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 
 use super::{
     Counters, Edges, Groups, LEVELS, Level, Share, blob_edges_key, display, edge_key, gid, gid_key, group_key,
-    share_key,
+    inside_namespace, share_key,
 };
 use crate::catalog::records::{self as rec, decode, encode};
 use crate::error::{Error, Result};
@@ -129,6 +129,7 @@ pub fn file_uses(txn: &mut Txn<'_>, d: &mut Deltas, g: &Groups, m: &Manifest, si
                 key,
                 &Counters {
                     unique_bytes: sign * m.size as i64,
+                    blobs: sign,
                     ..Default::default()
                 },
             );
@@ -164,6 +165,7 @@ fn chunk_uses(txn: &mut Txn<'_>, d: &mut Deltas, g: &Groups, chunk: &Hash, sign:
         },
     };
     let len = s.stored_len as i64;
+    let ns = gid(Level::Namespace, g.key(Level::Namespace));
     for (i, (level, key)) in LEVELS.iter().zip(&g.0).enumerate() {
         let id = gid(*level, key);
         if *level != pkg && !inline_edge(&mut s.edges, *level, id, sign)? {
@@ -184,6 +186,7 @@ fn chunk_uses(txn: &mut Txn<'_>, d: &mut Deltas, g: &Groups, chunk: &Hash, sign:
             &Counters {
                 physical_bytes: sign * len,
                 exclusive_bytes: if others == 0 { sign * len } else { 0 },
+                ns_exclusive_bytes: if *level == Level::Namespace { sign * len } else { 0 },
                 ..Default::default()
             },
         );
@@ -198,12 +201,63 @@ fn chunk_uses(txn: &mut Txn<'_>, d: &mut Deltas, g: &Groups, chunk: &Hash, sign:
                 },
             );
         }
+        if inside_namespace(*level) {
+            // The same, among the groups of this namespace only.
+            let (others, other) = within(&mut s.within, ns, *level, id, sign, chunk)?;
+            let ns_exclusive = |bytes| Counters {
+                ns_exclusive_bytes: bytes,
+                ..Default::default()
+            };
+            if others == 0 {
+                d.group(*level, key, &ns_exclusive(sign * len));
+            }
+            if others == 1 {
+                d.group(*level, &group_of(txn, other, *level)?, &ns_exclusive(-sign * len));
+            }
+        }
     }
     match s.levels.iter().all(|l| l.0 == 0) {
         true => txn.delete(Cf::CatalogIdx, sk),
         false => txn.put(Cf::CatalogIdx, sk, encode(&s)),
     }
     Ok(())
+}
+
+/// Moves group `id` into (`sign` 1) or out of (-1) the groups at `level`
+/// of namespace `ns` using a chunk. Returns the other groups of that
+/// namespace using it and the XOR of their ids (the other's id when there
+/// is one).
+fn within(
+    w: &mut Vec<(u64, u8, u64, u64)>,
+    ns: u64,
+    level: Level,
+    id: u64,
+    sign: i64,
+    chunk: &Hash,
+) -> Result<(u64, u64)> {
+    let k = (ns, level as u8);
+    let i = match w.binary_search_by(|e| (e.0, e.1).cmp(&k)) {
+        Ok(i) => i,
+        Err(i) if sign > 0 => {
+            w.insert(i, (ns, level as u8, 0, 0));
+            i
+        }
+        Err(_) => {
+            return Err(Error::corrupt(format!(
+                "chunk {chunk} has no {level:?} group of namespace {ns:016x} to lose"
+            )));
+        }
+    };
+    let (n, x) = (w[i].2, w[i].3);
+    let m = n
+        .checked_add_signed(sign)
+        .ok_or_else(|| Error::corrupt(format!("chunk {chunk} has no {level:?} group to lose")))?;
+    if m == 0 {
+        w.remove(i);
+    } else {
+        (w[i].2, w[i].3) = (m, x ^ id);
+    }
+    Ok(if sign > 0 { (n, x) } else { (m, x ^ id) })
 }
 
 /// The key of the group with id `gid` at `level`.
