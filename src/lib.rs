@@ -18,6 +18,7 @@ pub mod config;
 pub mod disk;
 pub mod engine;
 pub mod error;
+pub mod figures;
 #[doc(hidden)]
 pub mod fuzz;
 pub mod gc;
@@ -30,6 +31,7 @@ pub mod rebuild;
 pub mod recovery;
 pub mod report;
 pub mod retention;
+pub mod space;
 pub mod store;
 
 pub use config::Config;

@@ -43,8 +43,9 @@ use crate::index::{Cf, Index, RefInfo, decode_ref_key};
 /// leases or file counts); 2: catalog, leases, holder counts and lists;
 /// 3: bytes held per namespace (quotas); 4: chunk reference counts,
 /// condemned chunks, no garbage blobs (a blob nobody holds is deleted);
-/// 5: capacity counters ([`usage`]).
-pub const SCHEMA: u32 = 5;
+/// 5: capacity counters ([`usage`]); 6: an upload lease ends when a file
+/// uses the blob (leases stored on blobs files use are ended).
+pub const SCHEMA: u32 = 6;
 pub const SCHEMA_KEY: &[u8] = b"schema";
 const MIGRATE_BATCH: usize = 10_000;
 
@@ -76,7 +77,8 @@ pub fn derive_all(index: &Index) -> Result<()> {
 }
 
 /// Writes everything derived from the references: each reference's current
-/// encoding, lease entry and place in its blob's holder list; each blob's
+/// encoding, lease entry (none, and the lease ended, once a file uses the
+/// blob) and place in its blob's holder list; each blob's
 /// holder count; each namespace's bytes held. A blob with no holder is left
 /// for [`chunks::derive`] to retire.
 pub fn derive_reference_entries(index: &Index) -> Result<()> {
@@ -86,9 +88,16 @@ pub fn derive_reference_entries(index: &Index) -> Result<()> {
     for kv in index.scan(Cf::Refs, &[], None, false) {
         let (k, v) = kv?;
         let (ns, blob) = decode_ref_key(&k)?;
-        let r = RefInfo::decode(&v)?;
+        let mut r = RefInfo::decode(&v)?;
+        // A lease ends when a file uses the blob (schema 6): end those
+        // stored before, so they hold no space once the files are purged.
+        if r.files > 0 {
+            txn.delete(Cf::CatalogIdx, records::lease_key(r.lease_until_ms, &k));
+            r.lease_until_ms = 0;
+        } else {
+            txn.put(Cf::CatalogIdx, records::lease_key(r.lease_until_ms, &k), Vec::new());
+        }
         txn.put(Cf::Refs, k.to_vec(), r.encode());
-        txn.put(Cf::CatalogIdx, records::lease_key(r.lease_until_ms, &k), Vec::new());
         txn.put(Cf::CatalogIdx, records::holder_key(&blob, &ns), Vec::new());
         *holders.entry(blob).or_default() += 1;
         if let Some(m) = index.get(Cf::Blobs, &blob.0)? {

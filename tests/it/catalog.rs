@@ -74,7 +74,12 @@ async fn check_clean(c: &Client) -> pb::CheckResponse {
 }
 
 async fn purge(c: &Client) -> pb::PurgeResponse {
-    c.admin.clone().purge(pb::PurgeRequest {}).await.unwrap().into_inner()
+    c.admin
+        .clone()
+        .purge(pb::PurgeRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
 }
 
 async fn events(c: &Client, f: pb::ListEventsRequest) -> Vec<pb::AuditEvent> {

@@ -299,7 +299,7 @@ async fn counters_follow_every_catalog_change_without_drift() {
         if round == 1 || round == 2 {
             // Past the trash window: purge, then collect what nothing uses.
             d.advance_clock(std::time::Duration::from_secs(2 * 24 * 3600));
-            c.admin.clone().purge(pb::PurgeRequest {}).await.unwrap();
+            c.admin.clone().purge(pb::PurgeRequest::default()).await.unwrap();
             c.retention
                 .clone()
                 .collect_garbage(pb::GcRequest { dry_run: false })
