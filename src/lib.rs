@@ -19,6 +19,7 @@ pub mod disk;
 pub mod engine;
 pub mod error;
 pub mod expand;
+pub mod figures;
 #[doc(hidden)]
 pub mod fuzz;
 pub mod gc;
@@ -31,6 +32,7 @@ pub mod rebuild;
 pub mod recovery;
 pub mod report;
 pub mod retention;
+pub mod space;
 pub mod store;
 
 pub use config::Config;

@@ -10,6 +10,11 @@
 //!   (what deleting the group, trash included, would free once purged and
 //!   collected); `shared_bytes` = physical − exclusive.
 //!
+//! These are `crate::figures`' terms over the group's files: its logical
+//! is `logical_bytes + trash_bytes`. The summary's figures are the store's
+//! (`crate::space::figures`), and a store-wide report carries the buckets
+//! of `crate::space` beside the data dir's measured size.
+//!
 //! [`compute`] walks every file of the catalog on one snapshot (a file in
 //! another namespace can make a chunk shared) and holds one entry per blob
 //! and per chunk the files use: the exact count, and what `--recompute`
@@ -104,7 +109,7 @@ pub struct Summary {
     /// Catalog files and their sizes ("artifacts"), active only.
     pub artifacts_count: u64,
     pub artifacts_bytes: u64,
-    /// 1 − physical / (logical of every namespace's blobs), in percent.
+    /// 1 − physical / logical, in percent (`crate::figures`).
     pub optimization_percent: f64,
     pub logical_bytes: u64,
     pub physical_bytes: u64,
@@ -117,6 +122,12 @@ pub struct Summary {
     pub fragmentation: f64,
     /// Free space where the data dir lives (a local pack store shares it).
     pub free_disk_bytes: Option<u64>,
+    /// The figures of `crate::figures` (logical and physical above too).
+    pub unique_bytes: u64,
+    pub dedup_ratio: f64,
+    pub compression_ratio: f64,
+    /// Store-wide reports: every byte in a named bucket (`crate::space`).
+    pub space: Option<crate::space::Space>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -285,18 +296,19 @@ pub fn compute(index: &Index, q: &Query, stats: &StoreStats) -> Result<Report> {
     if q.top > 0 {
         out.truncate(q.top);
     }
+    let f = crate::space::figures(index)?.figures;
     let summary = Summary {
         binaries_count: stats.blobs,
         binaries_bytes: stats.unique_bytes,
         artifacts_count: totals.files.max(0) as u64,
         artifacts_bytes: totals.logical_bytes.max(0) as u64,
-        optimization_percent: if totals.logical_bytes <= 0 {
-            0.0
-        } else {
-            100.0 * (1.0 - stats.physical_bytes as f64 / totals.logical_bytes as f64)
-        },
-        logical_bytes: stats.logical_bytes,
-        physical_bytes: stats.physical_bytes,
+        optimization_percent: f.optimization_percent(),
+        logical_bytes: f.logical_bytes,
+        physical_bytes: f.physical_bytes,
+        unique_bytes: f.unique_bytes,
+        dedup_ratio: f.dedup_ratio(),
+        compression_ratio: f.compression_ratio(),
+        space: None,
         trash_bytes: totals.trash_bytes.max(0) as u64,
         condemned_bytes: stats.condemned_bytes,
         dead_bytes: stats.dead_bytes,

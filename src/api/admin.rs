@@ -7,6 +7,7 @@ use tonic::{Request, Response, Status};
 use super::pb::{self, admin_service_server::AdminService};
 use super::{allow_everywhere, status};
 use crate::auth::Scope;
+use crate::catalog::ops::PurgeScope;
 use crate::engine::Engine;
 
 pub struct AdminApi {
@@ -18,10 +19,16 @@ impl AdminService for AdminApi {
     async fn stats(&self, req: Request<pb::StatsRequest>) -> Result<Response<pb::StatsResponse>, Status> {
         allow_everywhere(&req, Scope::Admin)?;
         let s = self.engine.stats().map_err(status)?;
+        let t = self.engine.totals().map_err(status)?;
+        let space = match req.get_ref().space {
+            true => Some(space_to(&self.engine.space().await.map_err(status)?)),
+            false => None,
+        };
+        let f = t.figures;
         Ok(Response::new(pb::StatsResponse {
-            logical_bytes: s.logical_bytes,
-            unique_bytes: s.unique_bytes,
-            physical_bytes: s.physical_bytes,
+            logical_bytes: f.logical_bytes,
+            unique_bytes: f.unique_bytes,
+            physical_bytes: f.physical_bytes,
             chunks: s.chunks,
             packs: s.packs,
             blobs: s.blobs,
@@ -29,6 +36,17 @@ impl AdminService for AdminApi {
             pack_bytes: s.pack_bytes,
             condemned_bytes: s.condemned_bytes,
             dead_bytes: s.dead_bytes,
+            dedup_ratio: f.dedup_ratio(),
+            compression_ratio: f.compression_ratio(),
+            package_count: t.packages,
+            version_count: t.versions,
+            file_count: t.files,
+            trash_files: t.trash_files,
+            trash_bytes: t.trash_bytes,
+            leased_blobs: t.leased_blobs,
+            leased_bytes: t.leased_bytes,
+            free_disk_bytes: self.engine.free_disk_bytes(),
+            space,
         }))
     }
 
@@ -62,13 +80,83 @@ impl AdminService for AdminApi {
 
     async fn purge(&self, req: Request<pb::PurgeRequest>) -> Result<Response<pb::PurgeResponse>, Status> {
         let actor = allow_everywhere(&req, Scope::Admin)?.id.clone();
-        let c = self.engine.purge(&actor).await.map_err(status)?;
+        let now = purge_scope(req.get_ref())?;
+        let (c, h) = self.engine.purge(&actor, now).await.map_err(status)?;
+        let held = |b: crate::engine::Blobs| {
+            Some(pb::HeldBlobs {
+                blobs: b.blobs,
+                bytes: b.bytes,
+            })
+        };
         Ok(Response::new(pb::PurgeResponse {
             packages: c.packages,
             versions: c.versions,
             files: c.files,
             references_released: c.references_released,
             blobs_unreferenced: c.blobs_unreferenced,
+            bytes_condemned: c.bytes_condemned,
+            collectable_after_unix_ms: h.collectable_after_ms,
+            held_by_files: held(h.by_files),
+            held_by_lease: held(h.by_lease),
+            lease_until_unix_ms: h.lease_until_ms,
+            held_by_other_namespaces: held(h.by_other_namespaces),
+            trash_files: h.trash_files,
+            trash_bytes: h.trash_bytes,
+            trash_next_due_unix_ms: h.trash_next_due_ms,
+            held_complete: h.complete,
         }))
+    }
+}
+
+/// The scope of `purge --now` (None without `now`); each level needs the one above.
+fn purge_scope(r: &pb::PurgeRequest) -> Result<Option<PurgeScope>, Status> {
+    let given = |s: &str| (!s.is_empty()).then(|| s.to_string());
+    if !r.now {
+        return match (given(&r.namespace), given(&r.project), r.r#type, given(&r.name)) {
+            (None, None, 0, None) => Ok(None),
+            _ => Err(Status::invalid_argument(
+                "a purge scope (namespace, project, package) needs now: only `purge --now` is scoped",
+            )),
+        };
+    }
+    let package = match (r.r#type, given(&r.name)) {
+        (0, None) => None,
+        (0, Some(_)) | (_, None) => {
+            return Err(Status::invalid_argument(
+                "a package to purge needs both its type and its name",
+            ));
+        }
+        (t, Some(name)) => Some((super::catalog::package_type(t)?, name)),
+    };
+    let scope = PurgeScope {
+        namespace: given(&r.namespace),
+        project: given(&r.project),
+        package,
+    };
+    if scope.package.is_some() && scope.project.is_none() {
+        return Err(Status::invalid_argument("a package to purge needs its project"));
+    }
+    if scope.project.is_some() && scope.namespace.is_none() {
+        return Err(Status::invalid_argument("a project to purge needs its namespace"));
+    }
+    Ok(Some(scope))
+}
+
+pub(super) fn space_to(s: &crate::space::Space) -> pb::StoreSpace {
+    pb::StoreSpace {
+        active_bytes: s.active_bytes,
+        trash_bytes: s.trash_bytes,
+        lease_bytes: s.lease_bytes,
+        condemned_bytes: s.condemned_bytes,
+        dead_bytes: s.dead_bytes,
+        retired_pack_bytes: s.retired_pack_bytes,
+        pack_overhead_bytes: s.pack_overhead_bytes,
+        pack_bytes: s.pack_bytes,
+        packs_elsewhere_bytes: s.packs_elsewhere_bytes,
+        index_bytes: s.index_bytes,
+        daemon_files_bytes: s.daemon_files_bytes,
+        other_bytes: s.other_bytes,
+        total_bytes: s.total_bytes,
+        data_dir_bytes: s.data_dir_bytes,
     }
 }

@@ -304,7 +304,12 @@ impl Client {
     }
 
     pub async fn stats(&self) -> Result<pb::StatsResponse, Status> {
-        Ok(self.admin.clone().stats(pb::StatsRequest {}).await?.into_inner())
+        Ok(self
+            .admin
+            .clone()
+            .stats(pb::StatsRequest::default())
+            .await?
+            .into_inner())
     }
 }
 

@@ -74,6 +74,10 @@ pub struct Metrics {
     gc_bytes: Family<Kind, Counter>,
     gc_packs_deleted: Counter,
     gc_last_run: Ratio,
+    gc_last_end: Ratio,
+    sweep_last_end: Ratio,
+    catalog: Family<Kind, Gauge>,
+    disk_free: Gauge,
     sweep_runs: Counter,
     sweep_deleted: Family<Kind, Counter>,
     sweep_progress: Family<Kind, Gauge>,
@@ -220,7 +224,7 @@ impl Metrics {
         let bytes = Family::<Kind, Gauge>::default();
         registry.register(
             "store_bytes",
-            "Bytes: logical (every namespace's blobs), unique (distinct blobs), physical (distinct chunks as stored), packs (pack files), condemned (unused chunks in their grace period), dead (collected chunks still in packs)",
+            "Bytes (README, Figures): logical (every file, active or in the trash, and blobs held by upload leases), unique (distinct blobs), physical (distinct chunks in use, as stored), trash (files in the trash), leased (blobs held by an upload lease only), packs (pack files), condemned (unused chunks in their grace period), dead (collected chunks still in packs)",
             bytes.clone(),
         );
         let objects = Family::<Kind, Gauge>::default();
@@ -259,9 +263,33 @@ impl Metrics {
         );
         let gc_last_run = Ratio::default();
         registry.register(
-            "gc_last_run_seconds",
+            "gc_last_run_duration_seconds",
             "Duration of the last GC run",
             gc_last_run.clone(),
+        );
+        let gc_last_end = Ratio::default();
+        registry.register(
+            "gc_last_run_timestamp_seconds",
+            "When the last GC run ended, Unix time (0: none since the daemon started)",
+            gc_last_end.clone(),
+        );
+        let sweep_last_end = Ratio::default();
+        registry.register(
+            "sweep_last_run_timestamp_seconds",
+            "When the last retention sweep finished, Unix time (0: none since the daemon started)",
+            sweep_last_end.clone(),
+        );
+        let catalog = Family::<Kind, Gauge>::default();
+        registry.register(
+            "catalog_objects",
+            "Catalog counts: active packages, versions and files; files in the trash; blobs held by an upload lease only",
+            catalog.clone(),
+        );
+        let disk_free = Gauge::default();
+        registry.register(
+            "disk_free_bytes",
+            "Free space on the data dir's filesystem (absent: unknown)",
+            disk_free.clone(),
         );
         let sweep_runs = Counter::default();
         registry.register(
@@ -288,6 +316,10 @@ impl Metrics {
             gc_bytes,
             gc_packs_deleted,
             gc_last_run,
+            gc_last_end,
+            sweep_last_end,
+            catalog,
+            disk_free,
             sweep_runs,
             sweep_deleted,
             sweep_progress,
@@ -322,10 +354,14 @@ impl Metrics {
     /// The OpenMetrics text of every metric, with the store gauges read now.
     pub fn render(&self, engine: &Engine) -> Result<String> {
         let s = engine.stats()?;
+        let t = engine.totals()?;
+        let f = t.figures;
         for (kind, v) in [
-            ("logical", s.logical_bytes),
-            ("unique", s.unique_bytes),
-            ("physical", s.physical_bytes),
+            ("logical", f.logical_bytes),
+            ("unique", f.unique_bytes),
+            ("physical", f.physical_bytes),
+            ("trash", t.trash_bytes),
+            ("leased", t.leased_bytes),
             ("packs", s.pack_bytes),
             ("condemned", s.condemned_bytes),
             ("dead", s.dead_bytes),
@@ -347,6 +383,20 @@ impl Metrics {
             follow(&self.gc_bytes.get_or_create(&Kind { kind }), v);
         }
         self.gc_last_run.set(p.gc_last_elapsed_ms as f64 / 1000.0);
+        self.gc_last_end.set(p.gc_last_end_ms as f64 / 1000.0);
+        self.sweep_last_end.set(p.sweep_last_end_ms as f64 / 1000.0);
+        for (kind, v) in [
+            ("packages", t.packages),
+            ("versions", t.versions),
+            ("files", t.files),
+            ("trash_files", t.trash_files),
+            ("leased_blobs", t.leased_blobs),
+        ] {
+            self.catalog.get_or_create(&Kind { kind }).set(v as i64);
+        }
+        if let Some(free) = engine.free_disk_bytes() {
+            self.disk_free.set(free as i64);
+        }
         follow(&self.sweep_runs, p.sweep_runs);
         follow(
             &self.sweep_deleted.get_or_create(&Kind { kind: "versions" }),
@@ -370,9 +420,8 @@ impl Metrics {
         ] {
             self.objects.get_or_create(&Kind { kind }).set(v as i64);
         }
-        let ratio = |a: u64, b: u64| if b == 0 { 1.0 } else { a as f64 / b as f64 };
-        self.dedup_ratio.set(ratio(s.logical_bytes, s.unique_bytes));
-        self.compression_ratio.set(ratio(s.unique_bytes, s.physical_bytes));
+        self.dedup_ratio.set(f.dedup_ratio());
+        self.compression_ratio.set(f.compression_ratio());
         self.uploads_in_progress.set(engine.uploads_in_progress() as i64);
         self.scrub.set(engine);
         let mut out = String::new();

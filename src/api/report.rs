@@ -76,6 +76,10 @@ pub fn report_to(r: report::Report) -> pb::CapacityReport {
             pack_bytes: s.pack_bytes,
             fragmentation: s.fragmentation,
             free_disk_bytes: s.free_disk_bytes,
+            unique_bytes: s.unique_bytes,
+            dedup_ratio: s.dedup_ratio,
+            compression_ratio: s.compression_ratio,
+            space: s.space.as_ref().map(super::admin::space_to),
         }),
         groups: r
             .groups

@@ -87,7 +87,14 @@ impl Ctx<'_, '_> {
                 policy,
                 actor,
             } => self.set_policy(namespace, *ty, policy, actor),
-            CatalogOp::Purge { actor, budget } => self.purge(actor, *budget).map(CatalogOutcome::Purged),
+            CatalogOp::Purge {
+                actor,
+                budget,
+                now,
+                after,
+            } => self
+                .purge(actor, *budget, now.as_ref(), after.as_deref())
+                .map(CatalogOutcome::Purged),
             CatalogOp::SetRetentionPolicy {
                 name,
                 namespace,
@@ -307,6 +314,11 @@ impl Ctx<'_, '_> {
             ver_id.to_be_bytes().to_vec(),
         );
         r.files += 1;
+        // The upload lease kept the blob until a file used it: it ends here.
+        if r.lease_until_ms != 0 {
+            self.txn.delete(Cf::CatalogIdx, rec::lease_key(r.lease_until_ms, &rk));
+            r.lease_until_ms = 0;
+        }
         self.txn.put_ref(ns, blob, &r);
         ver.files += 1;
         ver.size += f.size;

@@ -47,7 +47,8 @@ use crate::index::{Cf, Index, RefInfo, decode_ref_key};
 /// exclusive bytes within a namespace in the counters, the extra digests a
 /// namespace asked for in its references), retention policies named per
 /// namespace, file ids per namespace (a file's trash entry names its
-/// version).
+/// version); an upload lease ends when a file uses the
+/// blob (leases stored on blobs files use are ended).
 pub const SCHEMA: u32 = 6;
 pub const SCHEMA_KEY: &[u8] = b"schema";
 const MIGRATE_BATCH: usize = 10_000;
@@ -122,7 +123,8 @@ pub fn derive_all(index: &Index) -> Result<()> {
 }
 
 /// Writes everything derived from the references: each reference's current
-/// encoding, lease entry and place in its blob's holder list; each blob's
+/// encoding, lease entry (none, and the lease ended, once a file uses the
+/// blob) and place in its blob's holder list; each blob's
 /// holder count; each namespace's bytes held. A blob with no holder is left
 /// for [`chunks::derive`] to retire.
 pub fn derive_reference_entries(index: &Index) -> Result<()> {
@@ -132,9 +134,16 @@ pub fn derive_reference_entries(index: &Index) -> Result<()> {
     for kv in index.scan(Cf::Refs, &[], None, false) {
         let (k, v) = kv?;
         let (ns, blob) = decode_ref_key(&k)?;
-        let r = RefInfo::decode(&v)?;
+        let mut r = RefInfo::decode(&v)?;
+        // A lease ends when a file uses the blob (schema 6): end those
+        // stored before, so they hold no space once the files are purged.
+        if r.files > 0 {
+            txn.delete(Cf::CatalogIdx, records::lease_key(r.lease_until_ms, &k));
+            r.lease_until_ms = 0;
+        } else {
+            txn.put(Cf::CatalogIdx, records::lease_key(r.lease_until_ms, &k), Vec::new());
+        }
         txn.put(Cf::Refs, k.to_vec(), r.encode());
-        txn.put(Cf::CatalogIdx, records::lease_key(r.lease_until_ms, &k), Vec::new());
         txn.put(Cf::CatalogIdx, records::holder_key(&blob, &ns), Vec::new());
         *holders.entry(blob).or_default() += 1;
         if let Some(m) = index.get(Cf::Blobs, &blob.0)? {

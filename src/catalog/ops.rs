@@ -38,10 +38,14 @@ pub enum CatalogOp {
         actor: String,
     },
     /// Purges expired trash and ended leases, up to `budget` items. Runs
-    /// alone in its batch: it scans committed state.
+    /// alone in its batch: it scans committed state. With `now`, every
+    /// trash item in its scope is purged, whatever the trash window, from
+    /// the trash key `after` on (where the last batch stopped).
     Purge {
         actor: String,
         budget: usize,
+        now: Option<PurgeScope>,
+        after: Option<Vec<u8>>,
     },
     /// Stores (Some) or removes (None) a retention policy, already
     /// validated and encoded by `crate::retention`.
@@ -72,16 +76,44 @@ impl CatalogOp {
     }
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+/// What `admin purge --now` empties: a namespace's trash, or one
+/// project's, or one package's.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PurgeScope {
+    /// None: every namespace.
+    pub namespace: Option<String>,
+    pub project: Option<String>,
+    pub package: Option<(PackageType, String)>,
+}
+
+impl PurgeScope {
+    pub fn holds(&self, p: &PkgRef) -> bool {
+        self.namespace.as_deref().is_none_or(|n| n == p.namespace)
+            && self.project.as_deref().is_none_or(|pr| pr == p.project)
+            && self.package.as_ref().is_none_or(|(t, n)| *t == p.ty && *n == p.name)
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct PurgeCounts {
     pub packages: u64,
     pub versions: u64,
     pub files: u64,
     pub references_released: u64,
     pub blobs_unreferenced: u64,
+    /// Stored bytes of the chunks this purge condemned (no blob uses them
+    /// any more): collected by GC once their grace period ends.
+    pub bytes_condemned: u64,
     /// The budget ran out before everything due was purged.
     #[serde(skip)]
     pub more: bool,
+    /// With `more`: the trash key the next batch starts after.
+    #[serde(skip)]
+    pub resume: Option<Vec<u8>>,
+    /// The (namespace, blob) references a purged file released, to say
+    /// afterwards what still holds them.
+    #[serde(skip)]
+    pub touched: Vec<(String, Hash)>,
 }
 
 impl PurgeCounts {
@@ -91,6 +123,8 @@ impl PurgeCounts {
         self.files += o.files;
         self.references_released += o.references_released;
         self.blobs_unreferenced += o.blobs_unreferenced;
+        self.bytes_condemned += o.bytes_condemned;
+        self.touched.extend(o.touched.iter().cloned());
     }
 }
 

@@ -1,10 +1,11 @@
-//! Purge: trash older than the trash window is removed for good (packages,
-//! versions, files, their usage and their references), and references whose
-//! upload lease ended with no file using them are dropped. Bounded per batch.
+//! Purge: trash older than the trash window (or, `admin purge --now`, all
+//! the trash in a scope) is removed for good (packages, versions, files,
+//! their usage and their references), and references whose upload lease
+//! ended with no file using them are dropped. Bounded per batch.
 
 use super::apply::{Ctx, minus_one, pkg_only};
 use super::model::{PkgRef, VerRef};
-use super::ops::PurgeCounts;
+use super::ops::{PurgeCounts, PurgeScope};
 use super::records::{self as rec, FileRec, PackageRec, VersionRec, decode};
 use super::usage::{self, Counters, Deltas, Groups};
 use crate::error::{Error, Result};
@@ -16,28 +17,48 @@ use crate::manifest::Manifest;
 const MAX_PURGE_WRITES: usize = 100_000;
 
 impl Ctx<'_, '_> {
-    pub(super) fn purge(&mut self, actor: &str, budget: usize) -> Result<PurgeCounts> {
+    pub(super) fn purge(
+        &mut self,
+        actor: &str,
+        budget: usize,
+        now: Option<&PurgeScope>,
+        after: Option<&[u8]>,
+    ) -> Result<PurgeCounts> {
         let mut c = PurgeCounts::default();
-        let cutoff = self.now.saturating_sub(self.st.trash_window_ms);
+        let condemned_before = self.stats.condemned_bytes;
         let index = self.txn.index();
-        let from = [rec::tag::TRASH];
-        let to = rec::trash_key(cutoff.saturating_add(1), 0, 0);
+        let from = match after {
+            Some(k) => [k, &[0]].concat(),
+            None => vec![rec::tag::TRASH],
+        };
+        let to = match now {
+            // `--now`: the whole trash, whatever the window.
+            Some(_) => vec![rec::tag::TRASH + 1],
+            None => rec::trash_key(self.now.saturating_sub(self.st.trash_window_ms).saturating_add(1), 0, 0),
+        };
         let due: Vec<_> = index
             .scan(Cf::CatalogIdx, &from, Some(&to), false)
             .take(budget + 1)
             .collect::<Result<_>>()?;
-        c.more = due.len() > budget;
+        let mut last = None;
+        let mut stopped = due.len() > budget;
         for (k, v) in due.iter().take(budget) {
             if self.txn.len() >= MAX_PURGE_WRITES {
-                c.more = true;
+                stopped = true;
                 break;
             }
+            last = Some(k.to_vec());
             // The entry may be gone already: its parent was purged earlier in this batch.
             if self.txn.get(Cf::CatalogIdx, k)?.is_none() {
                 continue;
             }
+            if let Some(scope) = now
+                && !scope.holds(&self.trashed_package(k, v)?)
+            {
+                continue;
+            }
             // One damaged item must not stop every later purge: undo just it.
-            let (sp, stats, ids, counts) = (self.txn.savepoint(), *self.stats, self.st.ids, c);
+            let (sp, stats, ids, counts) = (self.txn.savepoint(), *self.stats, self.st.ids, c.clone());
             if let Err(e) = self.purge_item(k, v, actor, &mut c) {
                 if e.is_storage() {
                     return Err(e);
@@ -47,6 +68,13 @@ impl Ctx<'_, '_> {
                 (*self.stats, self.st.ids, c) = (stats, ids, counts);
             }
         }
+        // The next batch goes on after the last item seen here (one that
+        // failed or lies outside the scope is not seen again).
+        c.more = stopped;
+        c.resume = match stopped {
+            true => last.or_else(|| after.map(<[u8]>::to_vec)),
+            false => Some(vec![rec::tag::TRASH + 1]),
+        };
         // Upload leases that ended with no file using the blob.
         let to = rec::lease_key(self.now.saturating_add(1), &[]);
         let ended: Vec<_> = index
@@ -67,7 +95,20 @@ impl Ctx<'_, '_> {
                 self.drop_ref(&ns, &blob, &r, &mut c)?;
             }
         }
+        c.bytes_condemned = self.stats.condemned_bytes.saturating_sub(condemned_before);
         Ok(c)
+    }
+
+    /// The package a trash item belongs to (its value names it).
+    fn trashed_package(&self, k: &[u8], v: &[u8]) -> Result<PkgRef> {
+        match k.get(9) {
+            Some(&rec::TRASH_PACKAGE) => rec::parse_package_key(v),
+            Some(&rec::TRASH_VERSION | &rec::TRASH_FILE) => {
+                let (pkg_id, _) = rec::split_u64s(v.get(..16).unwrap_or_default())?;
+                Ok(self.package_by_id(pkg_id)?.1)
+            }
+            _ => Err(Error::corrupt("bad trash key")),
+        }
     }
 
     fn purge_item(&mut self, k: &[u8], v: &[u8], actor: &str, c: &mut PurgeCounts) -> Result<()> {
@@ -251,6 +292,7 @@ impl Ctx<'_, '_> {
         self.txn.delete(Cf::Files, fkey.to_vec());
         self.purge_usage(&v.pkg, &f)?;
         self.release_file(&v.pkg.namespace, &f.blob(), file_id, c)?;
+        c.touched.push((v.pkg.namespace.clone(), f.blob()));
         c.files += 1;
         if let Some(actor) = actor {
             let mut e = self.event_for(actor, "purge", "file", v, f.size);

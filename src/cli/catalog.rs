@@ -4,7 +4,7 @@
 use std::future::Future;
 
 use anyhow::{Context, bail};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use super::output::{Render, emit, print, table};
 use super::{
@@ -407,24 +407,6 @@ pub async fn check(conn: &Conn, json: bool, read_data: bool) -> anyhow::Result<(
         super::check::print_damage(&r, read_data)?;
     }
     super::check::verdict(&r)
-}
-
-pub async fn purge(conn: &Conn) -> anyhow::Result<()> {
-    let r = connect(conn)
-        .await?
-        .admin
-        .purge(pb::PurgeRequest {})
-        .await
-        .map_err(fail)?;
-    let r = r.into_inner();
-    let v = json!({
-        "packages": r.packages,
-        "versions": r.versions,
-        "files": r.files,
-        "references_released": r.references_released,
-        "blobs_unreferenced": r.blobs_unreferenced,
-    });
-    emit(|w| writeln!(w, "{v}"))
 }
 
 /// Fetches pages until the listing ends or `--limit` items arrived. `page`

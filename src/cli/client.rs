@@ -3,11 +3,11 @@
 use std::io::Write;
 
 use anyhow::Context;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use super::catalog::parse_digests;
 use super::output::emit;
-use super::{BlobCmd, Conn, connect, fail};
+use super::{BlobCmd, connect, fail};
 use crate::api::pb;
 
 fn digests_json(d: &pb::Digests, out: &mut Map<String, Value>) {
@@ -121,20 +121,4 @@ pub async fn blob(cmd: BlobCmd) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-pub async fn stats(conn: &Conn) -> anyhow::Result<()> {
-    let s = connect(conn).await?.stats().await.map_err(fail)?;
-    let v = json!({
-        "logical_bytes": s.logical_bytes,
-        "unique_bytes": s.unique_bytes,
-        "physical_bytes": s.physical_bytes,
-        "chunks": s.chunks,
-        "packs": s.packs,
-        "blobs": s.blobs,
-        "references": s.references,
-        "pack_bytes": s.pack_bytes,
-        "dedup_ratio": if s.physical_bytes == 0 { 0.0 } else { s.logical_bytes as f64 / s.physical_bytes as f64 },
-    });
-    emit(|w| writeln!(w, "{v}"))
 }

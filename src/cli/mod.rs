@@ -8,6 +8,7 @@ mod html;
 mod output;
 mod report;
 mod retention;
+mod space;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -284,10 +285,13 @@ pub enum BlobCmd {
 
 #[derive(Subcommand)]
 pub enum AdminCmd {
-    /// Store-wide figures as JSON.
+    /// Store-wide figures, and every byte of the store in a named bucket
+    /// beside the data dir's measured size (walks the catalog).
     Stats {
         #[command(flatten)]
         conn: Conn,
+        #[arg(long)]
+        json: bool,
     },
     /// Recount every reference and catalog aggregate; fails if any stored count drifted
     /// or a pack is damaged.
@@ -301,10 +305,13 @@ pub enum AdminCmd {
         #[arg(long)]
         read_data: bool,
     },
-    /// Purge expired trash and ended upload leases now; prints JSON.
+    /// Purge expired trash and ended upload leases now (with --now, the
+    /// whole trash of a scope); says what still holds space, and until when.
     Purge {
         #[command(flatten)]
         conn: Conn,
+        #[command(flatten)]
+        args: space::PurgeArgs,
     },
     /// Rebuild the index from the packs alone (daemon must be stopped).
     RebuildIndex(ServerArgs),
@@ -566,10 +573,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Token(TokenCmd::Create { id, scopes, namespaces }) => token_create(id, scopes, namespaces),
         Cmd::Retention(cmd) => retention::run(cmd).await,
         Cmd::Report(args) => report::run(args).await,
-        Cmd::Gc { conn, dry_run, json } => retention::gc(&conn, dry_run, json).await,
-        Cmd::Admin(AdminCmd::Stats { conn }) => client::stats(&conn).await,
+        Cmd::Gc { conn, dry_run, json } => space::gc(&conn, dry_run, json).await,
+        Cmd::Admin(AdminCmd::Stats { conn, json }) => space::stats(&conn, json).await,
         Cmd::Admin(AdminCmd::Check { conn, json, read_data }) => catalog::check(&conn, json, read_data).await,
-        Cmd::Admin(AdminCmd::Purge { conn }) => catalog::purge(&conn).await,
+        Cmd::Admin(AdminCmd::Purge { conn, args }) => space::purge(&conn, args).await,
         Cmd::Admin(AdminCmd::RebuildIndex(args)) => {
             let cfg = args.load()?;
             let report = crate::rebuild::rebuild_index(&cfg).await.context("rebuild-index")?;

@@ -37,6 +37,9 @@ const NUMERIC: &[&str] = &[
     "SHARED",
     "TRASH",
     "DEDUP",
+    "COUNT",
+    "VALUE",
+    "SHARE",
 ];
 
 pub(super) fn print<T: Render>(items: &[T], json: bool) -> anyhow::Result<()> {
@@ -82,7 +85,7 @@ pub(super) fn table(w: &mut dyn Write, header: &[&str], rows: impl IntoIterator<
     Ok(())
 }
 
-fn time(ms: i64) -> String {
+pub(super) fn time(ms: i64) -> String {
     match u64::try_from(ms) {
         Ok(ms) if ms > 0 => humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string(),
         _ => "-".into(),

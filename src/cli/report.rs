@@ -136,6 +136,10 @@ where
                     "pack_bytes": s.pack_bytes,
                     "fragmentation": s.fragmentation,
                     "free_disk_bytes": s.free_disk_bytes,
+                    "unique_bytes": s.unique_bytes,
+                    "dedup_ratio": s.dedup_ratio,
+                    "compression_ratio": s.compression_ratio,
+                    "space": s.space.as_ref().map(super::space::space_json),
                 },
                 "groups": groups,
                 "elapsed_ms": r.elapsed_ms,
@@ -191,14 +195,19 @@ where
         Format::Table => emit(|w| {
             writeln!(
                 w,
-                "binaries: {} ({}); artifacts: {} ({}); optimization {:.1}%; physical {}; packs {} ({}), \
+                "binaries: {} ({}); artifacts: {} ({}); logical {}, unique {}, physical {}: dedup {:.2}, \
+                 compression {:.2}, optimization {:.1}%; packs {} ({}), \
                  fragmentation {:.1}%; trash {}; condemned {}; dead {}{}",
                 s.binaries_count,
                 size(s.binaries_bytes),
                 s.artifacts_count,
                 size(s.artifacts_bytes),
-                s.optimization_percent,
+                size(s.logical_bytes),
+                size(s.unique_bytes),
                 size(s.physical_bytes),
+                s.dedup_ratio,
+                s.compression_ratio,
+                s.optimization_percent,
                 s.packs,
                 size(s.pack_bytes),
                 s.fragmentation * 100.0,
@@ -238,7 +247,12 @@ where
                 row.push(format!("{:.2}", g.dedup_ratio));
                 row
             });
-            table(w, &header, rows)
+            table(w, &header, rows)?;
+            if let Some(space) = &s.space {
+                writeln!(w)?;
+                super::space::space_table(w, space)?;
+            }
+            Ok(())
         }),
     }
 }

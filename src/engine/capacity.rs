@@ -29,6 +29,37 @@ impl Engine {
         })
     }
 
+    /// Free space where the data dir lives (None if unknown).
+    pub fn free_disk_bytes(&self) -> Option<u64> {
+        rustix::fs::statvfs(&self.cfg.data_dir)
+            .ok()
+            .map(|s| s.f_bavail.saturating_mul(s.f_frsize))
+    }
+
+    /// The catalog's counts and the store's figures, from counters.
+    pub fn totals(&self) -> Result<crate::space::Totals> {
+        crate::space::figures(&self.index)
+    }
+
+    /// Every byte of the store in a named bucket, beside the data dir's
+    /// measured size (walks the catalog and the data dir).
+    pub async fn space(self: &Arc<Self>) -> Result<crate::space::Space> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.space_now())
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))?
+    }
+
+    fn space_now(&self) -> Result<crate::space::Space> {
+        let layout = crate::space::Layout {
+            data_dir: &self.cfg.data_dir,
+            index_dir: self.cfg.index_dir(),
+            staging_dir: self.cfg.staging_dir(),
+            pack_root: self.store.local_root(),
+        };
+        crate::space::space(&self.index, self.packer.staged_file_bytes(), &layout)
+    }
+
     /// A capacity report (see `crate::report`) with trends, refreshing
     /// today's usage snapshot first.
     pub async fn capacity(self: &Arc<Self>, q: crate::report::Query) -> Result<crate::report::Report> {
@@ -37,11 +68,13 @@ impl Engine {
         tokio::task::spawn_blocking(move || {
             let mut r = crate::report::compute(&this.index, &q, &this.stats()?)?;
             r.trends = crate::report::trends(&this.index, &q, today)?;
-            // Free space moves with every tenant's uploads: the store's figure.
+            // Free space and the store's buckets move with every tenant's
+            // uploads: store-wide figures, for a grant over every namespace.
             if !q.tenant {
-                r.summary.free_disk_bytes = rustix::fs::statvfs(&this.cfg.data_dir)
-                    .ok()
-                    .map(|s| s.f_bavail.saturating_mul(s.f_frsize));
+                r.summary.free_disk_bytes = this.free_disk_bytes();
+                if q.namespace.is_none() {
+                    r.summary.space = Some(this.space_now()?);
+                }
             }
             Ok(r)
         })

@@ -22,7 +22,9 @@ use crate::pack::format::{self, Entry, Kind};
 
 impl Engine {
     /// One collection and compaction run (one at a time; a second caller
-    /// waits for the first to finish).
+    /// waits for the first to finish). A dry run makes the same decisions
+    /// on the index as it stands (collection as it would leave it): its
+    /// figures are the run's, barring writes meanwhile.
     pub async fn gc(self: &Arc<Self>, opts: GcOptions) -> Result<GcReport> {
         let _one = self.gc_running.lock().await;
         let started = Instant::now();
@@ -65,21 +67,28 @@ impl Engine {
                 }
             }
         }
+        // Dead bytes the run leaves: today's, plus what collection adds,
+        // less what compaction retires (a dry run's prediction).
+        let mut dead_after = self.index.stats()?.dead_bytes + expected_dead.values().sum::<u64>();
+        // Packs this run retires, with their sizes: deleted in this run too
+        // when the delete delay is zero.
+        let mut retired_now: Vec<u64> = Vec::new();
         for c in candidates(&self.index, opts.compact_threshold, &expected_dead)? {
             if rep.bytes_copied >= opts.max_repack_bytes || self.stop.is_cancelled() {
                 rep.packs_deferred += 1;
                 continue;
             }
-            if opts.dry_run {
-                rep.packs_compacted += 1;
-                rep.bytes_copied += c.size.saturating_sub(c.dead);
-                continue;
-            }
-            match self.compact(c.pack).await {
+            let done = match opts.dry_run {
+                true => self.compact_dry(c.pack, cutoff).await.map(Some),
+                false => self.compact(c.pack).await,
+            };
+            match done {
                 Ok(Some(copied)) => {
                     rep.packs_compacted += 1;
                     rep.bytes_copied += copied.bytes;
                     rep.records_copied += copied.records;
+                    dead_after = dead_after.saturating_sub(c.dead);
+                    retired_now.push(c.size);
                 }
                 Ok(None) => rep.packs_deferred += 1,
                 Err(e) => {
@@ -88,9 +97,14 @@ impl Engine {
                 }
             }
         }
-        // Retired packs whose delay is over (after this run's retirements,
-        // so a zero delay deletes them in the same run).
-        let due = crate::now_ms().saturating_sub(opts.pack_delete_delay.as_millis() as i64);
+        // Retired packs whose delay is over: those retired before the run
+        // started (by the run's start time), and with a zero delay the ones
+        // this run retired, so a dry run can say which.
+        let delay = opts.pack_delete_delay.as_millis() as i64;
+        let due = match delay {
+            0 => crate::now_ms(),
+            _ => now.saturating_sub(delay),
+        };
         let to = rec::retired_key(due.saturating_add(1), 0);
         let retired: Vec<_> = self
             .index
@@ -111,6 +125,10 @@ impl Engine {
             rep.packs_deleted += 1;
             rep.bytes_deleted += size;
         }
+        if opts.dry_run && delay == 0 {
+            rep.packs_deleted += retired_now.len() as u64;
+            rep.bytes_deleted += retired_now.iter().sum::<u64>();
+        }
         let stats = self.index.stats()?;
         rep.bytes_condemned = stats
             .condemned_bytes
@@ -125,7 +143,7 @@ impl Engine {
             )
             .count() as u64
             - if opts.dry_run { rep.chunks_collected } else { 0 };
-        rep.dead_bytes = stats.dead_bytes;
+        rep.dead_bytes = if opts.dry_run { dead_after } else { stats.dead_bytes };
         rep.elapsed_ms = started.elapsed().as_millis() as u64;
         if !opts.dry_run {
             let mut p = self.progress.lock().unwrap_or_else(|p| p.into_inner());
@@ -135,15 +153,25 @@ impl Engine {
             p.gc_packs_deleted += rep.packs_deleted;
             p.gc_bytes_deleted += rep.bytes_deleted;
             p.gc_last_elapsed_ms = rep.elapsed_ms;
+            p.gc_last_end_ms = crate::now_ms();
             drop(p);
-            tracing::info!(?rep, "gc run");
+            tracing::info!(
+                chunks_collected = rep.chunks_collected,
+                bytes_collected = rep.bytes_collected,
+                packs_compacted = rep.packs_compacted,
+                bytes_copied = rep.bytes_copied,
+                packs_deleted = rep.packs_deleted,
+                bytes_deleted = rep.bytes_deleted,
+                dead_bytes = rep.dead_bytes,
+                elapsed_ms = rep.elapsed_ms,
+                "gc run"
+            );
         }
         Ok(rep)
     }
 
-    /// Copies the live records of a sealed pack into the open pack and
-    /// commits the switch. `None`: the pack changed meanwhile (kept).
-    async fn compact(self: &Arc<Self>, pack: u64) -> Result<Option<Copied>> {
+    /// The footer entries of a sealed pack.
+    async fn pack_entries(&self, pack: u64) -> Result<Vec<Entry>> {
         let info = self
             .index
             .pack(pack)?
@@ -154,9 +182,45 @@ impl Engine {
             .await?;
         let (_, footer_at) = format::decode_trailer(&tail)?;
         let footer = self.store.get_range(pack, footer_at..info.size).await?;
-        let entries = format::decode_footer(&footer)?;
+        format::decode_footer(&footer)
+    }
+
+    /// What [`Self::compact`] would copy from `pack` once chunks condemned
+    /// by `cutoff` are collected: the same reads, and the same reference
+    /// records skipped (each one read), but nothing written.
+    async fn compact_dry(self: &Arc<Self>, pack: u64, cutoff: i64) -> Result<Copied> {
+        let entries = self.pack_entries(pack).await?;
         let this = self.clone();
-        let (live, left) = tokio::task::spawn_blocking(move || live_entries(&this.index, pack, entries))
+        let (live, _) = tokio::task::spawn_blocking(move || live_entries(&this.index, pack, entries, Some(cutoff)))
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))??;
+        let mut out = Copied::default();
+        for run in read_runs(&live) {
+            let run = &live[run];
+            let start = run[0].offset;
+            out.bytes += run.last().map_or(start, |e| e.offset + e.record_len()) - start;
+            for e in run {
+                if e.kind == Kind::Ref {
+                    let bytes = self.store.get_range(pack, e.offset..e.offset + e.record_len()).await?;
+                    let (_, data) = format::open_record(&bytes, e.offset, e.kind, &e.id)
+                        .map_err(|err| Error::corrupt(format!("pack {pack:016x}: {err}")))?;
+                    let (ns, _) = format::decode_ref(data)?;
+                    if self.index.reference(&ns, &e.id)?.is_none() {
+                        continue;
+                    }
+                }
+                out.records += 1;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Copies the live records of a sealed pack into the open pack and
+    /// commits the switch. `None`: the pack changed meanwhile (kept).
+    async fn compact(self: &Arc<Self>, pack: u64) -> Result<Option<Copied>> {
+        let entries = self.pack_entries(pack).await?;
+        let this = self.clone();
+        let (live, left) = tokio::task::spawn_blocking(move || live_entries(&this.index, pack, entries, None))
             .await
             .map_err(|e| Error::Internal(e.to_string()))??;
         let mut reloc = Relocation {

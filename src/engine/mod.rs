@@ -30,6 +30,7 @@ use crate::pack::Packer;
 use crate::store::PackStore;
 
 pub use crate::report::StoreStats;
+pub use purge::{Blobs, Held};
 pub use read::GET_FRAME;
 pub use upload::UploadSlot;
 
@@ -70,6 +71,9 @@ pub struct Progress {
     pub gc_packs_deleted: u64,
     pub gc_bytes_deleted: u64,
     pub gc_last_elapsed_ms: u64,
+    /// When the last GC run and the last sweep ended (Unix ms; 0: none yet).
+    pub gc_last_end_ms: i64,
+    pub sweep_last_end_ms: i64,
     pub sweep_runs: u64,
     pub sweep_versions_deleted: u64,
     pub sweep_files_deleted: u64,

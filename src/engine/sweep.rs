@@ -125,6 +125,7 @@ impl Engine {
         {
             let mut p = self.progress.lock().unwrap_or_else(|p| p.into_inner());
             p.sweep_runs += 1;
+            p.sweep_last_end_ms = crate::now_ms();
             p.sweep_versions_deleted += st.versions_deleted;
             p.sweep_files_deleted += st.files_deleted;
             p.sweep_done = 0;

@@ -54,15 +54,23 @@ pub fn candidates(index: &Index, threshold: f64, extra: &HashMap<u64, u64>) -> R
 
 /// Which records of a sealed pack are live now: chunks the index points at
 /// (condemned ones too: they may be revived), manifests of stored blobs,
-/// and references (decided once their record is read).
-pub fn live_entries(index: &Index, pack: u64, entries: Vec<Entry>) -> Result<(Vec<Entry>, Located)> {
+/// and references (decided once their record is read). `collected_by`: a
+/// dry run's view after collection, where chunks condemned at or before
+/// that time are gone.
+pub fn live_entries(
+    index: &Index,
+    pack: u64,
+    entries: Vec<Entry>,
+    collected_by: Option<i64>,
+) -> Result<(Vec<Entry>, Located)> {
     let mut live = Vec::new();
     let mut left = Vec::new();
     for e in entries {
         let keep = match e.kind {
-            Kind::Chunk => index
-                .chunk(&e.id)?
-                .is_some_and(|l| l.pack == pack && l.offset == e.offset),
+            Kind::Chunk => index.chunk_rec(&e.id)?.is_some_and(|c| {
+                let collected = collected_by.is_some_and(|t| c.refs == 0 && c.condemned_ms <= t);
+                c.loc.pack == pack && c.loc.offset == e.offset && !collected
+            }),
             Kind::Blob => index.has_blob(&e.id)?,
             Kind::Ref => true,
         };

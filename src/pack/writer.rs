@@ -433,6 +433,12 @@ impl Packer {
         used.fold((0, 0), |(n, b), p| (n + 1, b + p.size()))
     }
 
+    /// Bytes of every staging pack file, empty ones included.
+    pub fn staged_file_bytes(&self) -> u64 {
+        let s = self.staged.read().unwrap_or_else(|p| p.into_inner());
+        s.values().map(|p| p.size()).sum()
+    }
+
     /// Forgets an uploaded pack and removes its staging file, if still there.
     pub fn drop_staged(&self, id: u64) -> Result<()> {
         let p = self.staged.write().unwrap_or_else(|p| p.into_inner()).remove(&id);

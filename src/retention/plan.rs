@@ -5,7 +5,8 @@
 //! plan, not the store: the ids already planned (so overlapping policies do
 //! not count twice), and per blob the planned files that use it.
 //!
-//! Bytes freed, once the sweep's trash is purged and GC has run:
+//! Bytes freed, once the sweep's trash is purged and GC has run (in the
+//! terms of `crate::figures`):
 //! - `logical_bytes`: sizes of the files removed;
 //! - `unique_bytes` and `blobs_freed`: blobs every one of whose files (in
 //!   any namespace, active or already in the trash) is in the plan;

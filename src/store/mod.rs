@@ -82,6 +82,11 @@ impl PackStore {
         &self.url
     }
 
+    /// The store's folder, when it is a local directory.
+    pub fn local_root(&self) -> Option<&std::path::Path> {
+        self.local_root.as_deref()
+    }
+
     fn path(&self, pack: u64) -> Path {
         self.prefix.child("packs").child(format!("{pack:016x}.pack"))
     }

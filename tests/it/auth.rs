@@ -167,7 +167,7 @@ fn calls(blob: String, file_id: u64) -> Vec<(&'static str, &'static str, Call)> 
         c.admin.clone().check(pb::CheckRequest::default()).await
     ));
     call!("Purge", "admin", |c, blob, v, p, f| code(
-        c.admin.clone().purge(pb::PurgeRequest {}).await
+        c.admin.clone().purge(pb::PurgeRequest::default()).await
     ));
     out
 }
@@ -570,7 +570,13 @@ async fn quotas_hold_at_the_limit_and_refuse_over_it() {
     put(&c, "other", random_bytes(10, 50_000)).await;
     // Releasing bytes frees quota.
     d.advance_clock(std::time::Duration::from_secs(7200));
-    let r = c.admin.clone().purge(pb::PurgeRequest {}).await.unwrap().into_inner();
+    let r = c
+        .admin
+        .clone()
+        .purge(pb::PurgeRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(r.references_released, 2, "four's lease ended; six is published: {r:?}");
     put(&c, "small", random_bytes(11, 4000)).await;
     let check = c

@@ -62,7 +62,7 @@ async fn put_get_stat_and_stats_from_the_command_line() {
     assert_eq!(stat[0]["size"], 200_000);
     assert_eq!(stat[0]["sha256"], sha256_hex(&d1));
 
-    let stats = json_lines(&d.cli(&["admin", "stats"]));
+    let stats = json_lines(&d.cli(&["admin", "stats", "--json"]));
     for k in ["logical_bytes", "unique_bytes", "physical_bytes", "chunks", "packs"] {
         assert!(stats[0][k].as_u64().is_some(), "missing {k} in {}", stats[0]);
     }
@@ -315,7 +315,7 @@ async fn publish_list_delete_restore_and_audit_from_the_command_line() {
     assert_eq!(check[0]["files"], 3);
     let table = text(&d.cli(&["admin", "check"]));
     assert!(table.starts_with("PACKAGES"), "{table}");
-    let purge = json_lines(&d.cli(&["admin", "purge"]));
+    let purge = json_lines(&d.cli(&["admin", "purge", "--json"]));
     assert_eq!(purge[0]["versions"], 0);
 }
 
@@ -460,5 +460,5 @@ async fn serve_writes_the_addresses_it_bound_to_the_data_dir() {
     assert_eq!(d.metrics, None);
     let again = bound(&d, LISTEN_ADDR_FILE);
     assert_eq!(d.addr, format!("http://{again}"));
-    assert!(json_lines(&d.cli(&["admin", "stats"]))[0]["packs"].is_u64());
+    assert!(json_lines(&d.cli(&["admin", "stats", "--json"]))[0]["packs"].is_u64());
 }

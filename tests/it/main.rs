@@ -19,5 +19,6 @@ mod recovery;
 mod report;
 mod retention;
 mod s3;
+mod space;
 mod tls;
 mod txn_props;

@@ -146,7 +146,7 @@ async fn plan_frees_exactly_what_sweep_purge_and_gc_free() {
     let gc = json_lines(&d.cli(&["gc", "--json"]));
     assert_eq!(gc[0]["chunks_collected"], 0);
     d.advance_clock(2 * DAY);
-    let purged = json_lines(&d.cli(&["admin", "purge"]));
+    let purged = json_lines(&d.cli(&["admin", "purge", "--json"]));
     assert_eq!(purged[0]["versions"], 3);
     d.wait_sealed().await;
     let dry = json_lines(&d.cli(&["gc", "--dry-run", "--json"]));
@@ -254,7 +254,7 @@ async fn gc_racing_uploads_never_loses_an_acknowledged_byte() {
     // everything collectable once the open pack is sealed, then read all back.
     d.advance_clock(Duration::from_secs(2));
     let c = d.client().await;
-    c.admin.clone().purge(pb::PurgeRequest {}).await.unwrap();
+    c.admin.clone().purge(pb::PurgeRequest::default()).await.unwrap();
     d.wait_sealed().await;
     c.retention
         .clone()
@@ -299,7 +299,7 @@ async fn kill_9_during_compaction_loses_nothing() {
             }
         }
         d.advance_clock(2 * DAY);
-        c.admin.clone().purge(pb::PurgeRequest {}).await.unwrap();
+        c.admin.clone().purge(pb::PurgeRequest::default()).await.unwrap();
         d.wait_sealed().await;
         // Start a run and cut the daemon down while it works.
         let run = tokio::spawn(async move { c.retention.clone().collect_garbage(pb::GcRequest::default()).await });

@@ -462,7 +462,7 @@ async fn s3_gc_compacts_and_deletes_pack_objects() {
         c.publish_blob(v, "f.bin", h).await.unwrap();
     }
     s.d.advance_clock(Duration::from_secs(25 * 3600));
-    c.admin.clone().purge(pb::PurgeRequest {}).await.unwrap();
+    c.admin.clone().purge(pb::PurgeRequest::default()).await.unwrap();
     let before = s.objects();
     let r = c
         .retention

@@ -597,9 +597,9 @@ impl Case {
 
     async fn purge(&mut self) -> Step {
         self.window(true).await?;
-        let c = self
+        let (c, _) = self
             .engine()
-            .purge("proptest")
+            .purge("proptest", None)
             .await
             .map_err(|e| format!("purge failed: {e}"))?;
         self.tally.op("purge", true);
