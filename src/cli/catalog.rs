@@ -362,8 +362,8 @@ pub async fn audit(cmd: AuditCmd) -> anyhow::Result<()> {
         name,
         action,
         actor,
-        since_ms,
-        until_ms,
+        since,
+        until,
         listing,
     } = cmd;
     let req = pb::ListEventsRequest {
@@ -372,8 +372,8 @@ pub async fn audit(cmd: AuditCmd) -> anyhow::Result<()> {
         name: name.unwrap_or_default(),
         action: action.unwrap_or_default(),
         actor: actor.unwrap_or_default(),
-        since_unix_ms: since_ms.unwrap_or_default(),
-        until_unix_ms: until_ms.unwrap_or_default(),
+        since_unix_ms: since.unwrap_or_default(),
+        until_unix_ms: until.unwrap_or_default(),
         ..Default::default()
     };
     let c = connect(&conn).await?.audit;
@@ -391,6 +391,30 @@ pub async fn audit(cmd: AuditCmd) -> anyhow::Result<()> {
     })
     .await?;
     print(&items, listing.json)
+}
+
+/// A point in time as Unix ms: an age before now (`90s`, `1h`, `7d`), an
+/// RFC 3339 time, or Unix ms.
+pub(super) fn time_arg(s: &str) -> Result<i64, String> {
+    let s = s.trim();
+    if let Ok(ms) = s.parse::<i64>() {
+        return Ok(ms);
+    }
+    if let Ok(t) = humantime::parse_rfc3339_weak(s) {
+        let ms = t
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_err(|_| format!("{s} is before 1970"))?;
+        return i64::try_from(ms.as_millis()).map_err(|_| format!("{s} is too far away"));
+    }
+    match humantime::parse_duration(s) {
+        Ok(age) => {
+            let age = i64::try_from(age.as_millis()).map_err(|_| format!("{s} is too long ago"))?;
+            Ok(crate::now_ms().saturating_sub(age).max(1))
+        }
+        Err(_) => Err(format!(
+            "{s:?} is not a time: give an age (90s, 1h, 7d), an RFC 3339 time (2026-05-01T00:00:00Z) or Unix ms"
+        )),
+    }
 }
 
 pub async fn check(conn: &Conn, json: bool, read_data: bool) -> anyhow::Result<()> {

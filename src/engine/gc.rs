@@ -136,7 +136,19 @@ impl Engine {
             p.gc_bytes_deleted += rep.bytes_deleted;
             p.gc_last_elapsed_ms = rep.elapsed_ms;
             drop(p);
-            tracing::info!(?rep, "gc run");
+            tracing::info!(
+                chunks_collected = rep.chunks_collected,
+                bytes_collected = rep.bytes_collected,
+                chunks_condemned = rep.chunks_condemned,
+                packs_compacted = rep.packs_compacted,
+                bytes_copied = rep.bytes_copied,
+                packs_deferred = rep.packs_deferred,
+                packs_deleted = rep.packs_deleted,
+                bytes_deleted = rep.bytes_deleted,
+                dead_bytes = rep.dead_bytes,
+                elapsed_ms = rep.elapsed_ms,
+                "gc run"
+            );
         }
         Ok(rep)
     }

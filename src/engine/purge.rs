@@ -44,7 +44,14 @@ pub(super) fn purge_worker(engine: Arc<Engine>) -> impl Worker {
             async move {
                 let c = engine.purge("trash-purge").await?;
                 if c != PurgeCounts::default() {
-                    tracing::info!(?c, "purged");
+                    tracing::info!(
+                        packages = c.packages,
+                        versions = c.versions,
+                        files = c.files,
+                        references_released = c.references_released,
+                        blobs_unreferenced = c.blobs_unreferenced,
+                        "purged"
+                    );
                 }
                 Ok(())
             }
