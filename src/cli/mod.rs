@@ -6,6 +6,7 @@ mod check;
 mod client;
 mod errors;
 mod html;
+mod namespaces;
 mod output;
 mod report;
 mod retention;
@@ -43,9 +44,12 @@ pub enum Cmd {
     /// List, show, delete and restore versions of a package.
     #[command(subcommand)]
     Versions(VersionsCmd),
-    /// List, delete and restore files of a version; count downloads.
+    /// List, delete, restore and download files of a version.
     #[command(subcommand)]
     Files(FilesCmd),
+    /// The namespaces that hold something.
+    #[command(subcommand)]
+    Namespaces(namespaces::NamespacesCmd),
     /// Whether a namespace accepts a second file of the same name in a version.
     #[command(subcommand)]
     DuplicatePolicy(PolicyCmd),
@@ -495,8 +499,19 @@ pub enum FilesCmd {
     Delete(On<FileArgs>),
     /// Bring a file back from the trash.
     Restore(On<FileArgs>),
-    /// Count a download of a file (fetch its bytes with `blob get`).
-    Download(On<FileArgs>),
+    /// Download a file to -o FILE or stdout, and count the download.
+    Download(DownloadArgs),
+}
+
+#[derive(Args, Clone)]
+pub struct DownloadArgs {
+    #[command(flatten)]
+    pub conn: Conn,
+    #[command(flatten)]
+    pub target: FileArgs,
+    /// Write here (whole, or not at all) instead of stdout.
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
 }
 
 /// A namespace and package type.
@@ -582,6 +597,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Packages(cmd) => catalog::packages(cmd).await,
         Cmd::Versions(cmd) => catalog::versions(cmd).await,
         Cmd::Files(cmd) => catalog::files(cmd).await,
+        Cmd::Namespaces(cmd) => namespaces::run(cmd).await,
         Cmd::DuplicatePolicy(cmd) => catalog::policy(cmd).await,
         Cmd::Audit(cmd) => catalog::audit(cmd).await,
         Cmd::Token(TokenCmd::Create { id, scopes, namespaces }) => token_create(id, scopes, namespaces),
