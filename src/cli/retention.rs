@@ -180,12 +180,11 @@ fn rules_text(p: &Policy) -> String {
         }
         out
     }
-    let mut parts = vec![];
     let versions = rules(&p.versions);
-    parts.push(match versions.is_empty() {
+    let mut parts = vec![match versions.is_empty() {
         true => "versions: no rule".to_string(),
         false => versions.join(", "),
-    });
+    }];
     if let Some(pre) = &p.prereleases {
         parts.push(format!("prereleases: {}", rules(pre).join(", ")));
     }

@@ -302,8 +302,8 @@ mod tests {
             panic!()
         };
         let leaves = t
-            .iter()
-            .map(|(_, v)| match v {
+            .values()
+            .map(|v| match v {
                 Value::Table(s) if !s.is_empty() => s.len(),
                 Value::Array(_) => 0,
                 _ => 1,
