@@ -58,7 +58,7 @@ pub fn spawn<W: Worker>(mut w: W, stop: CancellationToken) -> JoinHandle<()> {
                 }
                 Ok(Next::Done) => return,
                 Err(e) => {
-                    tracing::error!(worker = w.name(), error = %e, retry_in = ?backoff, "background work failed");
+                    tracing::error!(worker = w.name(), error = %e, retry_in = %humantime::format_duration(backoff), "background work failed");
                     let b = backoff;
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                     b

@@ -21,7 +21,9 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// gRPC listen address. Default: "127.0.0.1:7420". With port 0 the
     /// kernel picks one; the bound address is written to
-    /// `<data_dir>/listen.addr` (`crate::api::LISTEN_ADDR_FILE`).
+    /// `<data_dir>/listen.addr` (`crate::api::LISTEN_ADDR_FILE`). A host
+    /// name (`localhost:7430`) is resolved at start (IPv4 first).
+    #[serde(deserialize_with = "resolve::addr")]
     pub listen: SocketAddr,
     /// Where sealed packs go, as an object_store URL: `file:///abs/dir`,
     /// `s3://bucket/prefix`, `gs://…`, `az://…`, `memory://`.
@@ -70,7 +72,9 @@ pub struct Config {
     pub max_uploads_per_token: usize,
     /// Where Prometheus scrapes `GET /metrics` (plain HTTP). Default: none
     /// (no metrics listener). The bound address is written to
-    /// `<data_dir>/metrics.addr` (`crate::api::METRICS_ADDR_FILE`).
+    /// `<data_dir>/metrics.addr` (`crate::api::METRICS_ADDR_FILE`). A host
+    /// name is resolved as for `listen`.
+    #[serde(deserialize_with = "resolve::some_addr")]
     pub metrics_listen: Option<SocketAddr>,
     /// TLS for the gRPC listener. Default: none (plain HTTP/2, for loopback).
     pub tls: Option<Tls>,
@@ -260,6 +264,23 @@ impl Config {
         toml::from_str(&text).map_err(|e| Error::invalid(format!("config {}: {e}", path.display())))
     }
 
+    /// The config file as a TOML table, before defaults (empty without a
+    /// file): flags and environment variables are applied to it.
+    pub fn load_table(path: Option<&Path>) -> Result<toml::Table> {
+        let Some(path) = path else {
+            return Ok(toml::Table::new());
+        };
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::invalid(format!("cannot read config {}: {e}", path.display())))?;
+        toml::from_str(&text).map_err(|e| Error::invalid(format!("config {}: {e}", path.display())))
+    }
+
+    /// A config from a TOML table; missing fields take their defaults.
+    pub fn from_table(t: toml::Table) -> Result<Self> {
+        t.try_into()
+            .map_err(|e: toml::de::Error| Error::invalid(format!("config: {}", e.message())))
+    }
+
     pub fn chunk_params(&self) -> Result<ChunkParams> {
         let to_u32 = |b: ByteSize, what: &str| {
             u32::try_from(b.as_u64()).map_err(|_| Error::invalid(format!("chunking.{what} is too large")))
@@ -334,9 +355,53 @@ impl Config {
     }
 }
 
+/// Listen addresses: `ip:port`, or `host:port` resolved now.
+mod resolve {
+    use std::net::{SocketAddr, ToSocketAddrs};
+
+    use serde::{Deserialize, Deserializer, de::Error as _};
+
+    pub fn resolve(s: &str) -> Result<SocketAddr, String> {
+        if let Ok(a) = s.parse() {
+            return Ok(a);
+        }
+        let all: Vec<SocketAddr> = s
+            .to_socket_addrs()
+            .map_err(|e| format!("cannot resolve listen address {s:?} (want host:port): {e}"))?
+            .collect();
+        all.iter()
+            .find(|a| a.is_ipv4())
+            .or(all.first())
+            .copied()
+            .ok_or_else(|| format!("{s:?} resolves to no address"))
+    }
+
+    pub fn addr<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
+        resolve(&String::deserialize(d)?).map_err(D::Error::custom)
+    }
+
+    pub fn some_addr<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+        Option::<String>::deserialize(d)?
+            .map(|s| resolve(&s).map_err(D::Error::custom))
+            .transpose()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn listen_addresses_may_name_a_host() {
+        let c: Config = toml::from_str("listen = \"localhost:7430\"\nmetrics_listen = \"localhost:0\"\n").unwrap();
+        assert!(c.listen.ip().is_loopback(), "{}", c.listen);
+        assert_eq!(c.listen.port(), 7430);
+        assert!(c.metrics_listen.unwrap().ip().is_loopback());
+        let c: Config = toml::from_str("listen = \"[::1]:9\"\n").unwrap();
+        assert_eq!(c.listen, "[::1]:9".parse().unwrap());
+        let e = toml::from_str::<Config>("listen = \"nohost.invalid:x\"\n").unwrap_err();
+        assert!(e.to_string().contains("nohost.invalid"), "{e}");
+    }
 
     #[test]
     fn parses_readable_sizes_and_durations() {

@@ -15,6 +15,7 @@ pub mod chunker;
 pub mod cli;
 pub mod committer;
 pub mod config;
+pub mod dirlock;
 pub mod disk;
 pub mod engine;
 pub mod error;

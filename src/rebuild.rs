@@ -63,8 +63,9 @@ fn salvage_note(s: &crate::index::Salvage) -> String {
 
 pub async fn rebuild_index(cfg: &Config) -> Result<RebuildReport> {
     cfg.validate()?;
-    // Holding the live index's lock keeps a running daemon out (and us out
-    // of a running daemon's staging folder).
+    // The data dir's lock keeps a running daemon out, naming it; holding
+    // the live index's lock too keeps us out of its staging folder.
+    let _dir = crate::dirlock::DirLock::acquire(&cfg.data_dir)?;
     let live = cfg.index_dir();
     let mut report = RebuildReport::default();
     let (lock, salvaged) = match live.exists() {

@@ -23,3 +23,9 @@ if [ "${1:-}" = --test ] && ! python3 -c 'import moto.server, flask, flask_cors'
   python3 -m pip install -q --disable-pip-version-check 'moto[server]' 2>/dev/null \
     || python3 -m pip install -q --disable-pip-version-check --break-system-packages 'moto[server]'
 fi
+# tests/it/operator.rs asks the daemon's reflection with Python's grpcio-reflection (v1alpha).
+if [ "${1:-}" = --test ] && ! python3 -c 'import grpc, grpc_reflection' >/dev/null 2>&1; then
+  echo "setup: installing grpcio-reflection (a v1alpha reflection client for the tests)" >&2
+  python3 -m pip install -q --disable-pip-version-check grpcio grpcio-reflection 2>/dev/null \
+    || python3 -m pip install -q --disable-pip-version-check --break-system-packages grpcio grpcio-reflection
+fi

@@ -49,7 +49,7 @@ pub struct Client {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
-    #[error("{0}")]
+    #[error(transparent)]
     Transport(#[from] tonic::transport::Error),
     #[error("the token is not valid in a header")]
     BadToken,

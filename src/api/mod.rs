@@ -12,7 +12,7 @@ mod report;
 pub mod retention;
 mod server;
 
-pub use server::{LISTEN_ADDR_FILE, METRICS_ADDR_FILE, serve};
+pub use server::{LISTEN_ADDR_FILE, Listeners, METRICS_ADDR_FILE, bind, serve};
 
 use std::sync::Arc;
 

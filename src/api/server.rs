@@ -75,8 +75,28 @@ fn server_tls(t: &crate::config::Tls) -> Result<ServerTlsConfig> {
     Ok(c)
 }
 
+/// The daemon's bound sockets: bound before the store is opened, so a busy
+/// port is refused before anything is created on disk.
+pub struct Listeners {
+    grpc: tokio::net::TcpListener,
+    metrics: Option<tokio::net::TcpListener>,
+}
+
+/// Binds the gRPC port and, with `metrics_listen`, the metrics port.
+pub async fn bind(cfg: &crate::config::Config) -> Result<Listeners> {
+    let listen = cfg.listen;
+    let grpc = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| Error::Unavailable(format!("cannot listen on {listen}: {e}")))?;
+    let metrics = match cfg.metrics_listen {
+        Some(at) => Some(super::metrics::bind(at).await?),
+        None => None,
+    };
+    Ok(Listeners { grpc, metrics })
+}
+
 /// Serves until `shutdown` resolves, then drains in-flight requests.
-pub async fn serve(engine: Arc<Engine>, listen: SocketAddr, shutdown: impl Future<Output = ()> + Send) -> Result<()> {
+pub async fn serve(engine: Arc<Engine>, listeners: Listeners, shutdown: impl Future<Output = ()> + Send) -> Result<()> {
     let cfg = engine.config();
     // The engine holds the index lock: these are ours, left by an earlier run.
     for name in [LISTEN_ADDR_FILE, METRICS_ADDR_FILE] {
@@ -85,9 +105,10 @@ pub async fn serve(engine: Arc<Engine>, listen: SocketAddr, shutdown: impl Futur
             _ => {}
         }
     }
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .map_err(|e| Error::Unavailable(format!("cannot listen on {listen}: {e}")))?;
+    let Listeners {
+        grpc: listener,
+        metrics,
+    } = listeners;
     let addr = listener.local_addr()?;
     let (health, health_svc) = tonic_health::server::health_reporter();
     health.set_serving::<BlobServiceServer<BlobApi>>().await;
@@ -101,7 +122,16 @@ pub async fn serve(engine: Arc<Engine>, listen: SocketAddr, shutdown: impl Futur
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .map_err(|e| Error::Internal(format!("reflection: {e}")))?;
+    // Older clients (grpcurl before 1.8.8, Python's grpcio-reflection) ask v1alpha.
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .map_err(|e| Error::Internal(format!("reflection: {e}")))?;
     let auth = Authenticate(Arc::new(Auth::load(&cfg.tokens, &cfg.data_dir)?));
+    let admin_token = cfg.data_dir.join(crate::auth::ADMIN_TOKEN_FILE);
+    let admin_token = std::path::absolute(&admin_token).unwrap_or(admin_token);
+    tracing::info!(path = %admin_token.display(), "local admin token");
     let blob = BlobServiceServer::new(BlobApi { engine: engine.clone() })
         .max_decoding_message_size(MAX_MESSAGE)
         .max_encoding_message_size(GET_FRAME * 2);
@@ -133,14 +163,15 @@ pub async fn serve(engine: Arc<Engine>, listen: SocketAddr, shutdown: impl Futur
     // The builder's tcp_nodelay does not reach an incoming stream we bring:
     // without it Nagle and delayed ACKs add ~40 ms to small answers.
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let metrics_listener = metrics;
     let metrics = Arc::new(Metrics::new(&[
         pb::FILE_DESCRIPTOR_SET,
         tonic_health::pb::FILE_DESCRIPTOR_SET,
         tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
+        tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
     ])?);
-    let metrics_task = match cfg.metrics_listen {
-        Some(at) => {
-            let listener = super::metrics::bind(at).await?;
+    let metrics_task = match metrics_listener {
+        Some(listener) => {
             publish_addr(&cfg.data_dir, METRICS_ADDR_FILE, listener.local_addr()?)?;
             Some(tokio::spawn(super::metrics::serve(
                 metrics.clone(),
@@ -176,6 +207,7 @@ pub async fn serve(engine: Arc<Engine>, listen: SocketAddr, shutdown: impl Futur
         .http2_max_header_list_size(Some(MAX_HEADER_LIST))
         .add_service(health_svc)
         .add_service(reflection)
+        .add_service(reflection_v1alpha)
         .add_service(blob)
         .add_service(admin)
         .add_service(catalog)

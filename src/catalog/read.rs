@@ -417,6 +417,14 @@ impl EventFilter {
 
 /// Audit events, newest first.
 pub fn list_events(index: &Index, f: &EventFilter, size: usize, token: &str) -> Result<Page<(u64, EventRec)>> {
+    // A filter that can match nothing is a mistake worth saying.
+    if !f.action.is_empty() && !rec::ACTIONS.contains(&f.action.as_str()) {
+        return Err(Error::invalid(format!(
+            "unknown action {:?}; the actions are {}",
+            f.action,
+            rec::ACTIONS.join(", ")
+        )));
+    }
     let to = id_token(token)?.map(|last| last.to_be_bytes());
     let mut page = Page::default();
     let mut last_seen = None;

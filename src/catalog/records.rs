@@ -92,6 +92,18 @@ impl DupPolicy {
     }
 }
 
+/// Every `EventRec::action` the catalog writes: what `audit list --action`
+/// accepts.
+pub const ACTIONS: &[&str] = &[
+    "publish",
+    "delete",
+    "restore",
+    "purge",
+    "set-policy",
+    "set-retention-policy",
+    "delete-retention-policy",
+];
+
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EventRec {
     pub unix_ms: i64,

@@ -6,10 +6,10 @@ use std::future::Future;
 use anyhow::{Context, bail};
 use serde_json::{Map, Value};
 
-use super::output::{Render, emit, print, table};
+use super::output::{Render, emit, print, print_or, table};
 use super::{
-    AuditCmd, Conn, FileArgs, FilesCmd, Listing, PackageArgs, PackagesCmd, PolicyCmd, PublishArgs, SortArg, StateArg,
-    VersionArgs, VersionsCmd, connect, fail,
+    AuditCmd, Conn, DownloadArgs, FileArgs, FilesCmd, Listing, PackageArgs, PackagesCmd, PolicyCmd, PublishArgs,
+    SortArg, StateArg, VersionArgs, VersionsCmd, connect, fail,
 };
 use crate::api::client::Status;
 use crate::api::pb;
@@ -154,8 +154,9 @@ pub async fn packages(cmd: PackagesCmd) -> anyhow::Result<()> {
             desc,
             listing,
         } => {
+            let filtered = project.is_some() || ty.is_some() || name_contains.is_some();
             let req = pb::ListPackagesRequest {
-                namespace,
+                namespace: namespace.clone(),
                 project: project.unwrap_or_default(),
                 r#type: ty.as_deref().map(package_type).transpose()?.unwrap_or_default(),
                 name_contains: name_contains.unwrap_or_default(),
@@ -164,7 +165,8 @@ pub async fn packages(cmd: PackagesCmd) -> anyhow::Result<()> {
                 descending: desc,
                 ..Default::default()
             };
-            let c = connect(&conn).await?.catalog;
+            let client = connect(&conn).await?;
+            let c = client.catalog.clone();
             let items = fetch_all(&listing, |page_size, page_token| {
                 let mut c = c.clone();
                 let req = pb::ListPackagesRequest {
@@ -178,6 +180,10 @@ pub async fn packages(cmd: PackagesCmd) -> anyhow::Result<()> {
                 }
             })
             .await?;
+            if items.is_empty() && !listing.json {
+                let said = super::namespaces::empty_listing(&client, &namespace, filtered).await;
+                return print_or(&items, false, &said);
+            }
             print(&items, listing.json)
         }
         PackagesCmd::Show(on) => {
@@ -312,17 +318,43 @@ pub async fn files(cmd: FilesCmd) -> anyhow::Result<()> {
             let r = connect(&on.conn).await?.catalog.restore_file(req).await.map_err(fail)?;
             print(&[r.into_inner()], on.json)
         }
-        FilesCmd::Download(on) => {
-            let req = on.target.to_pb()?;
-            let r = connect(&on.conn)
-                .await?
-                .catalog
-                .record_download(req)
-                .await
-                .map_err(fail)?;
-            print(&[r.into_inner()], on.json)
-        }
+        FilesCmd::Download(d) => download(d).await,
     }
+}
+
+/// Writes a file's bytes to `-o FILE` (whole, or not at all) or stdout,
+/// then counts the download: a failed one is not counted.
+async fn download(d: DownloadArgs) -> anyhow::Result<()> {
+    let at = d.target.to_pb()?;
+    let client = connect(&d.conn).await?;
+    let v = client
+        .catalog
+        .clone()
+        .get_version(pb::GetVersionRequest {
+            r#ref: at.version.clone(),
+        })
+        .await
+        .map_err(fail)?
+        .into_inner();
+    let Some(file) = v.file_list.iter().find(|f| f.file_id == at.file_id) else {
+        bail!("version {} has no file {}", d.target.version.version, at.file_id);
+    };
+    if file.deleted_unix_ms.is_some() {
+        bail!(
+            "file {} ({}) is in the trash: `stowage files restore` it first",
+            at.file_id,
+            file.file_name
+        );
+    }
+    let req = pb::GetRequest {
+        namespace: d.target.version.package.namespace.clone(),
+        blake3: file.digests.as_ref().map(|x| x.blake3.clone()).unwrap_or_default(),
+        offset: 0,
+        length: None,
+    };
+    super::client::get_to(&client, req, d.output.as_deref()).await?;
+    client.catalog.clone().record_download(at).await.map_err(fail)?;
+    Ok(())
 }
 
 pub async fn policy(cmd: PolicyCmd) -> anyhow::Result<()> {
@@ -362,8 +394,8 @@ pub async fn audit(cmd: AuditCmd) -> anyhow::Result<()> {
         name,
         action,
         actor,
-        since_ms,
-        until_ms,
+        since,
+        until,
         listing,
     } = cmd;
     let req = pb::ListEventsRequest {
@@ -372,8 +404,8 @@ pub async fn audit(cmd: AuditCmd) -> anyhow::Result<()> {
         name: name.unwrap_or_default(),
         action: action.unwrap_or_default(),
         actor: actor.unwrap_or_default(),
-        since_unix_ms: since_ms.unwrap_or_default(),
-        until_unix_ms: until_ms.unwrap_or_default(),
+        since_unix_ms: since.unwrap_or_default(),
+        until_unix_ms: until.unwrap_or_default(),
         ..Default::default()
     };
     let c = connect(&conn).await?.audit;
@@ -390,7 +422,31 @@ pub async fn audit(cmd: AuditCmd) -> anyhow::Result<()> {
         }
     })
     .await?;
-    print(&items, listing.json)
+    print_or(&items, listing.json, "no audit events match")
+}
+
+/// A point in time as Unix ms: an age before now (`90s`, `1h`, `7d`), an
+/// RFC 3339 time, or Unix ms.
+pub(super) fn time_arg(s: &str) -> Result<i64, String> {
+    let s = s.trim();
+    if let Ok(ms) = s.parse::<i64>() {
+        return Ok(ms);
+    }
+    if let Ok(t) = humantime::parse_rfc3339_weak(s) {
+        let ms = t
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_err(|_| format!("{s} is before 1970"))?;
+        return i64::try_from(ms.as_millis()).map_err(|_| format!("{s} is too far away"));
+    }
+    match humantime::parse_duration(s) {
+        Ok(age) => {
+            let age = i64::try_from(age.as_millis()).map_err(|_| format!("{s} is too long ago"))?;
+            Ok(crate::now_ms().saturating_sub(age).max(1))
+        }
+        Err(_) => Err(format!(
+            "{s:?} is not a time: give an age (90s, 1h, 7d), an RFC 3339 time (2026-05-01T00:00:00Z) or Unix ms"
+        )),
+    }
 }
 
 pub async fn check(conn: &Conn, json: bool, read_data: bool) -> anyhow::Result<()> {

@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 use super::catalog::parse_digests;
 use super::output::emit;
 use super::{BlobCmd, connect, fail};
+use crate::api::client::Client;
 use crate::api::pb;
 
 fn digests_json(d: &pb::Digests, out: &mut Map<String, Value>) {
@@ -70,27 +71,7 @@ pub async fn blob(cmd: BlobCmd) -> anyhow::Result<()> {
                 offset,
                 length,
             };
-            match output {
-                Some(path) => {
-                    let tmp = path.with_extension("stowage-partial");
-                    let mut f = std::io::BufWriter::new(
-                        std::fs::File::create(&tmp).with_context(|| format!("{}", tmp.display()))?,
-                    );
-                    let r = client.get_to(req, |b| f.write_all(b)).await;
-                    drop(f);
-                    if let Err(s) = r {
-                        let _ = std::fs::remove_file(&tmp);
-                        return Err(fail(s));
-                    }
-                    std::fs::rename(&tmp, &path)?;
-                }
-                None => {
-                    let stdout = std::io::stdout();
-                    let mut lock = stdout.lock();
-                    client.get_to(req, |b| lock.write_all(b)).await.map_err(fail)?;
-                    lock.flush()?;
-                }
-            }
+            get_to(&client, req, output.as_deref()).await?;
         }
         BlobCmd::Stat {
             conn,
@@ -118,6 +99,38 @@ pub async fn blob(cmd: BlobCmd) -> anyhow::Result<()> {
                 .await
                 .map_err(fail)?;
             emit(|w| missing.iter().try_for_each(|h| writeln!(w, "{h}")))?;
+        }
+    }
+    Ok(())
+}
+
+/// Streams a read to `output` (written whole under a temporary name, then
+/// renamed: a failed read leaves nothing) or to stdout.
+pub(super) async fn get_to(
+    client: &Client,
+    req: pb::GetRequest,
+    output: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    match output {
+        Some(path) => {
+            let tmp = path.with_extension("stowage-partial");
+            let mut f =
+                std::io::BufWriter::new(std::fs::File::create(&tmp).with_context(|| format!("{}", tmp.display()))?);
+            let r = client.get_to(req, |b| f.write_all(b)).await;
+            let flushed = f.flush();
+            drop(f);
+            if let Err(s) = r {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(fail(s));
+            }
+            flushed.with_context(|| format!("{}", tmp.display()))?;
+            std::fs::rename(&tmp, path)?;
+        }
+        None => {
+            let stdout = std::io::stdout();
+            let mut lock = stdout.lock();
+            client.get_to(req, |b| lock.write_all(b)).await.map_err(fail)?;
+            lock.flush()?;
         }
     }
     Ok(())

@@ -4,13 +4,15 @@
 mod catalog;
 mod check;
 mod client;
+mod errors;
 mod html;
+mod namespaces;
 mod output;
 mod report;
 mod retention;
+mod settings;
 mod space;
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -18,6 +20,8 @@ use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 
 use crate::api::client::{Client, Status};
 use crate::config::Config;
+
+pub use errors::error_line;
 
 #[derive(Parser)]
 #[command(name = "stowage", version, about = "Deduplicated storage for package registries")]
@@ -29,7 +33,7 @@ pub struct Cli {
 #[derive(Subcommand)]
 pub enum Cmd {
     /// Run the daemon (defaults: ./stowage-data, 127.0.0.1:7420).
-    Serve(ServerArgs),
+    Serve(ServeArgs),
     /// Store, read and inspect blobs.
     #[command(subcommand)]
     Blob(BlobCmd),
@@ -41,9 +45,12 @@ pub enum Cmd {
     /// List, show, delete and restore versions of a package.
     #[command(subcommand)]
     Versions(VersionsCmd),
-    /// List, delete and restore files of a version; count downloads.
+    /// List, delete, restore and download files of a version.
     #[command(subcommand)]
     Files(FilesCmd),
+    /// The namespaces that hold something.
+    #[command(subcommand)]
+    Namespaces(namespaces::NamespacesCmd),
     /// Whether a namespace accepts a second file of the same name in a version.
     #[command(subcommand)]
     DuplicatePolicy(PolicyCmd),
@@ -115,43 +122,38 @@ fn token_create(id: String, scopes: Vec<String>, namespaces: Vec<String>) -> any
     })
 }
 
-/// Where the daemon keeps its data; flags override the config file.
+/// The daemon's config: defaults, then the `--config` file, then
+/// environment variables, then flags (one per config field, see
+/// [`settings`]).
 #[derive(Args, Clone)]
 pub struct ServerArgs {
     /// TOML config file (every field optional; see README).
     #[arg(long, env = "STOWAGE_CONFIG")]
     pub config: Option<PathBuf>,
-    /// Data folder (index and pack staging).
-    #[arg(long)]
-    pub data_dir: Option<PathBuf>,
-    /// gRPC listen address.
-    #[arg(long)]
-    pub listen: Option<SocketAddr>,
-    /// Pack store URL (file:///dir, s3://bucket/prefix, ...).
-    #[arg(long)]
-    pub pack_store: Option<String>,
+    #[command(flatten)]
+    pub set: settings::Overrides,
 }
 
 impl ServerArgs {
     pub fn load(&self) -> anyhow::Result<Config> {
-        let mut cfg = Config::load(self.config.as_deref())?;
-        if let Some(d) = &self.data_dir {
-            cfg.data_dir = d.clone();
-        }
-        if let Some(l) = self.listen {
-            cfg.listen = l;
-        }
-        if let Some(p) = &self.pack_store {
-            cfg.pack_store = Some(p.clone());
-        }
-        cfg.validate()?;
-        Ok(cfg)
+        settings::load(self.config.as_deref(), &self.set)
     }
 }
 
 #[derive(Args, Clone)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// Print the effective configuration (TOML: every field, from defaults,
+    /// the config file, environment and flags) and exit.
+    #[arg(long)]
+    pub print_config: bool,
+}
+
+#[derive(Args, Clone)]
 pub struct Conn {
-    /// Daemon address.
+    /// Daemon address: `http://host:port`, `https://host:port`, or
+    /// `host:port` (plain HTTP).
     #[arg(long, env = "STOWAGE_ADDR", default_value = "http://127.0.0.1:7420", global = true)]
     pub addr: String,
     /// Access token. Default: the local admin token in `<data-dir>/admin.token`.
@@ -190,20 +192,37 @@ impl Conn {
         }
     }
 
-    /// `--token`, else the local daemon's admin token if there is one and
-    /// the daemon is on this machine: the store-wide token never goes to a
-    /// remote address on its own.
-    pub fn token(&self) -> anyhow::Result<Option<String>> {
+    /// The address as a URL: `host:port` means `http://host:port`.
+    pub fn url(&self) -> String {
+        match self.addr.contains("://") {
+            true => self.addr.clone(),
+            false => format!("http://{}", self.addr),
+        }
+    }
+
+    /// `--token`, else the local daemon's admin token if the daemon is on
+    /// this machine: the store-wide token never goes to a remote address on
+    /// its own. Every stowage service needs a token, so finding none is an
+    /// error that says where the CLI looked and how to point it elsewhere.
+    pub fn token(&self) -> anyhow::Result<String> {
         if let Some(t) = &self.token {
-            return Ok(Some(t.trim().to_string()));
+            return Ok(t.trim().to_string());
         }
         if !is_loopback(&self.addr) {
-            return Ok(None);
+            anyhow::bail!(
+                "no token for {}: pass --token or set STOWAGE_TOKEN (the local admin token is sent only \
+                 to a daemon on this machine)",
+                self.addr
+            );
         }
-        let path = self.data_dir.join(crate::auth::ADMIN_TOKEN_FILE);
+        let path = std::path::absolute(self.data_dir.join(crate::auth::ADMIN_TOKEN_FILE))?;
         match std::fs::read_to_string(&path) {
-            Ok(t) => Ok(Some(t.trim().to_string())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Ok(t) => Ok(t.trim().to_string()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => anyhow::bail!(
+                "no token: {} does not exist; point --token-data-dir (or STOWAGE_DATA_DIR) at the \
+                 daemon's data dir, or pass --token (or STOWAGE_TOKEN)",
+                path.display()
+            ),
             Err(e) => Err(anyhow::anyhow!("cannot read {}: {e}", path.display())),
         }
     }
@@ -212,15 +231,15 @@ impl Conn {
 /// A client for `--addr`, with the token `conn` finds.
 async fn connect(conn: &Conn) -> anyhow::Result<Client> {
     let token = conn.token()?;
-    Client::connect_with(&conn.addr, token.as_deref(), &conn.tls())
+    Client::connect_with(&conn.url(), Some(&token), &conn.tls())
         .await
         .with_context(|| format!("cannot connect to {}", conn.addr))
 }
 
-/// `Code: message`, on one line even when the message has several.
+/// `Code: message`, on one line even when the message has several, and
+/// the code said once.
 fn fail(s: Status) -> anyhow::Error {
-    let lines: Vec<&str> = s.message().lines().map(str::trim).filter(|l| !l.is_empty()).collect();
-    anyhow::anyhow!("{:?}: {}", s.code(), lines.join(" "))
+    anyhow::anyhow!(errors::status_line(&s))
 }
 
 /// True for an address on this machine (`localhost`, 127.0.0.0/8, `::1`).
@@ -487,8 +506,19 @@ pub enum FilesCmd {
     Delete(On<FileArgs>),
     /// Bring a file back from the trash.
     Restore(On<FileArgs>),
-    /// Count a download of a file (fetch its bytes with `blob get`).
-    Download(On<FileArgs>),
+    /// Download a file to -o FILE or stdout, and count the download.
+    Download(DownloadArgs),
+}
+
+#[derive(Args, Clone)]
+pub struct DownloadArgs {
+    #[command(flatten)]
+    pub conn: Conn,
+    #[command(flatten)]
+    pub target: FileArgs,
+    /// Write here (whole, or not at all) instead of stdout.
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
 }
 
 /// A namespace and package type.
@@ -543,18 +573,20 @@ pub enum AuditCmd {
         /// Package name.
         #[arg(long)]
         name: Option<String>,
-        /// publish, delete, restore or purge.
+        /// publish, delete, restore, purge, set-policy (duplicates),
+        /// set-retention-policy or delete-retention-policy.
         #[arg(long)]
         action: Option<String>,
         /// A token id, local-admin, trash-purge or retention-policy.
         #[arg(long)]
         actor: Option<String>,
-        /// Only events at or after this time (Unix ms).
-        #[arg(long)]
-        since_ms: Option<i64>,
-        /// Only events at or before this time (Unix ms).
-        #[arg(long)]
-        until_ms: Option<i64>,
+        /// Only events at or after this time: an age (`90s`, `1h`, `7d`), an
+        /// RFC 3339 time (`2026-05-01T00:00:00Z`) or Unix ms.
+        #[arg(long, visible_alias = "since-ms", value_name = "TIME", value_parser = catalog::time_arg)]
+        since: Option<i64>,
+        /// Only events at or before this time (as --since).
+        #[arg(long, visible_alias = "until-ms", value_name = "TIME", value_parser = catalog::time_arg)]
+        until: Option<i64>,
         #[command(flatten)]
         listing: Listing,
     },
@@ -562,12 +594,17 @@ pub enum AuditCmd {
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
-        Cmd::Serve(args) => serve(args.load()?).await,
+        Cmd::Serve(args) if args.print_config => {
+            let text = settings::effective(args.server.config.as_deref(), &args.server.set)?;
+            output::emit(|w| write!(w, "{text}"))
+        }
+        Cmd::Serve(args) => serve(args.server.load()?).await,
         Cmd::Blob(cmd) => client::blob(cmd).await,
         Cmd::Publish(args) => catalog::publish(args).await,
         Cmd::Packages(cmd) => catalog::packages(cmd).await,
         Cmd::Versions(cmd) => catalog::versions(cmd).await,
         Cmd::Files(cmd) => catalog::files(cmd).await,
+        Cmd::Namespaces(cmd) => namespaces::run(cmd).await,
         Cmd::DuplicatePolicy(cmd) => catalog::policy(cmd).await,
         Cmd::Audit(cmd) => catalog::audit(cmd).await,
         Cmd::Token(TokenCmd::Create { id, scopes, namespaces }) => token_create(id, scopes, namespaces),
@@ -591,10 +628,25 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 const DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
 
 async fn serve(cfg: Config) -> anyhow::Result<()> {
-    let listen = cfg.listen;
+    // Nothing is created on disk until the ports are ours and the data dir
+    // is free: a refused start leaves no trace.
+    crate::dirlock::DirLock::check_free(&cfg.data_dir)?;
+    let listeners = crate::api::bind(&cfg).await?;
     let engine = crate::engine::Engine::open(cfg).await?;
+    let served = serve_until_stopped(&engine, listeners).await;
+    // On every path, even a failed one: a process that exits while RocksDB's
+    // background threads still run can abort in its teardown (`pthread
+    // lock: Invalid argument`).
+    engine.close(std::time::Duration::from_secs(1)).await;
+    served
+}
+
+async fn serve_until_stopped(
+    engine: &std::sync::Arc<crate::engine::Engine>,
+    listeners: crate::api::Listeners,
+) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let mut server = tokio::spawn(crate::api::serve(engine.clone(), listen, async {
+    let mut server = tokio::spawn(crate::api::serve(engine.clone(), listeners, async {
         let _ = stop_rx.await;
     }));
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -609,7 +661,6 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         Ok(r) => r??,
         Err(_) => tracing::warn!("requests still running after {DRAIN:?}; exiting anyway"),
     }
-    engine.close(std::time::Duration::from_secs(1)).await;
     Ok(())
 }
 

@@ -1,7 +1,12 @@
 //! Terminal output of the CLI: results as aligned tables or JSON lines
-//! ([`Render`], [`print`], [`table`]), the cells they are made of (times,
+//! ([`Render`], [`print`], [`table`]), summaries as aligned `label  value`
+//! lines ([`fields`]), the cells they are made of (times, sizes, counts with
 //! sizes, CSV fields, `-` for nothing), and [`emit`], the stdout writer for
 //! which a reader that went away is not an error.
+//!
+//! By default a command prints for people (tables, readable sizes); with
+//! `--json` it prints the machine form (one JSON object per line, raw
+//! numbers).
 
 use std::io::{self, Write};
 use std::time::{Duration, UNIX_EPOCH};
@@ -40,6 +45,7 @@ const NUMERIC: &[&str] = &[
     "COUNT",
     "VALUE",
     "SHARE",
+    "STORED",
 ];
 
 pub(super) fn print<T: Render>(items: &[T], json: bool) -> anyhow::Result<()> {
@@ -50,6 +56,15 @@ pub(super) fn print<T: Render>(items: &[T], json: bool) -> anyhow::Result<()> {
             table(w, T::HEADER, items.iter().map(Render::row))
         }
     })
+}
+
+/// As [`print`], but an empty listing prints `empty` (a sentence saying
+/// what holds nothing) instead of a lone header; with `json`, nothing.
+pub(super) fn print_or<T: Render>(items: &[T], json: bool, empty: &str) -> anyhow::Result<()> {
+    match (items.is_empty(), json) {
+        (true, false) => emit(|w| writeln!(w, "{empty}")),
+        _ => print(items, json),
+    }
 }
 
 /// Writes to stdout; a reader that went away (`| head`) is not an error.
@@ -85,6 +100,21 @@ pub(super) fn table(w: &mut dyn Write, header: &[&str], rows: impl IntoIterator<
     Ok(())
 }
 
+/// A summary for people: one `label  value` line per field, values aligned.
+pub(super) fn fields(w: &mut dyn Write, rows: &[(&str, String)]) -> io::Result<()> {
+    let width = rows.iter().map(|(l, _)| l.chars().count()).max().unwrap_or(0);
+    for (label, value) in rows {
+        writeln!(w, "{label:<width$}  {value}")?;
+    }
+    Ok(())
+}
+
+/// `n` things and their size: `3 (1.2 MiB)`.
+pub(super) fn count_size(n: u64, bytes: u64) -> String {
+    format!("{n} ({})", size(bytes))
+}
+
+/// A Unix time in ms as RFC 3339 (UTC), `-` for none.
 pub(super) fn time(ms: i64) -> String {
     match u64::try_from(ms) {
         Ok(ms) if ms > 0 => humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string(),
@@ -240,7 +270,7 @@ impl Render for pb::AuditEvent {
         "NAME",
         "VERSION",
         "FILE",
-        "BYTES",
+        "SIZE",
     ];
 
     fn json(&self) -> Value {
@@ -274,7 +304,7 @@ impl Render for pb::AuditEvent {
             or_dash(&self.name),
             or_dash(&self.version),
             or_dash(&self.file_name),
-            self.bytes.to_string(),
+            size(self.bytes),
         ]
     }
 }

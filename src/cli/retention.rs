@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 use futures::StreamExt;
 use serde_json::json;
 
-use super::output::{csv_cell, emit};
+use super::output::{count_size, csv_cell, emit, fields, size, table};
 use super::{Conn, connect, fail};
 use crate::api::pb;
 use crate::api::retention::{policy_from, policy_to};
@@ -146,18 +146,18 @@ pub async fn run(cmd: RetentionCmd) -> anyhow::Result<()> {
                     }
                     return Ok(());
                 }
-                writeln!(w, "{:<24} {:<24} {:<16} RULES", "NAME", "NAMESPACE", "PROJECT")?;
-                for p in &ps {
-                    let rules = serde_json::to_string(&json!({
-                        "versions": p.versions,
-                        "prereleases": p.prereleases,
-                        "keep_n_duplicated_package_files": p.keep_n_duplicated_package_files,
-                    }))
-                    .unwrap_or_default();
-                    let project = p.project.as_deref().unwrap_or("*");
-                    writeln!(w, "{:<24} {:<24} {:<16} {rules}", p.name, p.namespace, project)?;
+                if ps.is_empty() {
+                    return writeln!(w, "no retention policies");
                 }
-                Ok(())
+                let rows = ps.iter().map(|p| {
+                    vec![
+                        p.name.clone(),
+                        p.namespace.clone(),
+                        p.project.clone().unwrap_or_else(|| "*".into()),
+                        rules_text(p),
+                    ]
+                });
+                table(w, &["NAME", "NAMESPACE", "PROJECT", "RULES"], rows)
             })
         }
         RetentionCmd::Delete { conn, name, namespace } => {
@@ -173,6 +173,96 @@ pub async fn run(cmd: RetentionCmd) -> anyhow::Result<()> {
     }
 }
 
+/// A policy's rules in words: `keep latest 3, older than 30 days;
+/// prereleases: keep latest 1`.
+fn rules_text(p: &Policy) -> String {
+    fn rules(r: &crate::retention::Rules) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(n) = r.keep_latest {
+            out.push(format!("keep latest {n}"));
+        }
+        if let Some(d) = r.older_than_days {
+            out.push(format!("older than {d} days"));
+        }
+        if let Some(d) = r.not_downloaded_days {
+            out.push(format!("not downloaded in {d} days"));
+        }
+        out
+    }
+    let versions = rules(&p.versions);
+    let mut parts = vec![match versions.is_empty() {
+        true => "versions: no rule".to_string(),
+        false => versions.join(", "),
+    }];
+    if let Some(pre) = &p.prereleases {
+        parts.push(format!("prereleases: {}", rules(pre).join(", ")));
+    }
+    match &p.keep_n_duplicated_package_files {
+        Some(crate::retention::policy::KeepFiles::Count(n)) => parts.push(format!("keep {n} files of a name")),
+        Some(crate::retention::policy::KeepFiles::Word(w)) => parts.push(format!("keep {w} files of a name")),
+        None => {}
+    }
+    if !p.package_types.is_empty() {
+        parts.push(format!("types {}", p.package_types.join(",")));
+    }
+    if !p.protected.is_empty() {
+        parts.push(format!("{} protected", p.protected.len()));
+    }
+    parts.join("; ")
+}
+
+/// The package a plan item is about: `namespace/project/type:name`.
+fn package_of(it: &pb::PlanItem) -> String {
+    format!("{}/{}/{}:{}", it.namespace, it.project, it.package_type, it.package)
+}
+
+const PLAN_HEADER: &[&str] = &[
+    "POLICY", "ACTION", "PACKAGE", "VERSION", "FILE", "FILES", "SIZE", "REASON",
+];
+
+fn plan_row(it: &pb::PlanItem) -> Vec<String> {
+    let file = match it.file_id {
+        0 => "-".to_string(),
+        id => format!("#{id} {}", it.file_name),
+    };
+    vec![
+        it.policy.clone(),
+        it.action.clone(),
+        package_of(it),
+        it.version.clone(),
+        file,
+        it.files.to_string(),
+        size(it.logical_bytes),
+        it.reason.clone(),
+    ]
+}
+
+fn plan_summary(w: &mut dyn std::io::Write, s: &pb::PlanSummary) -> std::io::Result<()> {
+    fields(
+        w,
+        &[
+            ("versions to delete", s.versions.to_string()),
+            ("files to delete", count_size(s.files, s.logical_bytes)),
+            ("blobs freed", count_size(s.blobs_freed, s.unique_bytes)),
+            (
+                "stored bytes freed",
+                format!(
+                    "{} ({} chunks no surviving file uses)",
+                    size(s.physical_bytes),
+                    s.chunks_freed
+                ),
+            ),
+            (
+                "scanned",
+                format!(
+                    "{} policies, {} packages, {} versions, {} files in {} ms",
+                    s.policies, s.packages_scanned, s.versions_scanned, s.files_scanned, s.elapsed_ms
+                ),
+            ),
+        ],
+    )
+}
+
 async fn plan(conn: &Conn, which: &Which, json: bool, csv: bool) -> anyhow::Result<()> {
     let mut stream = connect(conn)
         .await?
@@ -183,15 +273,9 @@ async fn plan(conn: &Conn, which: &Which, json: bool, csv: bool) -> anyhow::Resu
         .into_inner();
     if csv {
         emit(|w| writeln!(w, "{CSV_HEADER}"))?;
-    } else if !json {
-        emit(|w| {
-            writeln!(
-                w,
-                "{:<14} {:<32} {:<20} {:>8} {:>14}  REASON",
-                "ACTION", "PACKAGE", "VERSION", "FILES", "BYTES"
-            )
-        })?;
     }
+    // For people, one table: its columns fit the widest item.
+    let mut rows = Vec::new();
     while let Some(msg) = stream.next().await {
         let msg = msg.map_err(fail)?;
         emit(|w| {
@@ -202,16 +286,7 @@ async fn plan(conn: &Conn, which: &Which, json: bool, csv: bool) -> anyhow::Resu
                 } else if json {
                     writeln!(w, "{}", serde_json::to_string(&item).unwrap_or_default())?;
                 } else {
-                    let what = match it.file_id {
-                        0 => it.version.clone(),
-                        id => format!("{} #{id} {}", it.version, it.file_name),
-                    };
-                    let pkg = format!("{}/{} ({})", it.namespace, it.package, it.package_type);
-                    writeln!(
-                        w,
-                        "{:<14} {:<32} {:<20} {:>8} {:>14}  {}",
-                        it.action, pkg, what, it.files, it.logical_bytes, it.reason
-                    )?;
+                    rows.push(plan_row(it));
                 }
             }
             Ok(())
@@ -237,20 +312,13 @@ async fn plan(conn: &Conn, which: &Which, json: bool, csv: bool) -> anyhow::Resu
                 (true, _) => emit(|w| writeln!(w, "{v}"))?,
                 (_, true) => eprintln!("{v}"),
                 _ => emit(|w| {
-                    writeln!(
-                        w,
-                        "\n{} versions and {} files ({} bytes); frees {} blobs ({} bytes) and {} bytes stored \
-                         ({} chunks no surviving file uses); {} packages scanned in {} ms",
-                        s.versions,
-                        s.files,
-                        s.logical_bytes,
-                        s.blobs_freed,
-                        s.unique_bytes,
-                        s.physical_bytes,
-                        s.chunks_freed,
-                        s.packages_scanned,
-                        s.elapsed_ms
-                    )
+                    if rows.is_empty() {
+                        writeln!(w, "nothing to remove")?;
+                    } else {
+                        table(w, PLAN_HEADER, std::mem::take(&mut rows))?;
+                    }
+                    writeln!(w)?;
+                    plan_summary(w, &s)
                 })?,
             }
         }
@@ -339,7 +407,22 @@ async fn sweep(conn: &Conn, which: &Which, json: bool) -> anyhow::Result<()> {
     }
     let p = last.context("the sweep ended without a report")?;
     if !json {
-        emit(|w| writeln!(w, "{}", progress_json(&p)))?;
+        emit(|w| {
+            let state = match p.finished {
+                true => "finished",
+                false => "stopped before the end",
+            };
+            fields(
+                w,
+                &[
+                    ("sweep", format!("{state}: {} of {} removals", p.done, p.total)),
+                    ("versions deleted", p.versions_deleted.to_string()),
+                    ("files deleted", p.files_deleted.to_string()),
+                    ("skipped", p.skipped.to_string()),
+                    ("moved to the trash", size(p.logical_bytes)),
+                ],
+            )
+        })?;
     }
     Ok(())
 }

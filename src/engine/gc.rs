@@ -158,8 +158,10 @@ impl Engine {
             tracing::info!(
                 chunks_collected = rep.chunks_collected,
                 bytes_collected = rep.bytes_collected,
+                chunks_condemned = rep.chunks_condemned,
                 packs_compacted = rep.packs_compacted,
                 bytes_copied = rep.bytes_copied,
+                packs_deferred = rep.packs_deferred,
                 packs_deleted = rep.packs_deleted,
                 bytes_deleted = rep.bytes_deleted,
                 dead_bytes = rep.dead_bytes,

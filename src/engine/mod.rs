@@ -60,6 +60,8 @@ pub struct Engine {
     token_uploads: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Semaphore>>>,
     /// Set by a write that found the disk full; refuses uploads until space returns.
     disk: crate::disk::DiskGuard,
+    /// The data dir's lock file, held while the engine lives.
+    _lock: crate::dirlock::DirLock,
 }
 
 /// Totals of background work since the daemon started.

@@ -32,6 +32,8 @@ impl Engine {
     /// Opens the store and recovers from whatever a crash left behind.
     pub async fn open(cfg: Config) -> Result<Arc<Self>> {
         cfg.validate()?;
+        // Before RocksDB: a second daemon hears who holds the dir.
+        let lock = crate::dirlock::DirLock::acquire(&cfg.data_dir)?;
         let index = Arc::new(Index::open_with(
             &cfg.index_dir(),
             cfg.index_cache_size.as_u64() as usize,
@@ -134,6 +136,7 @@ impl Engine {
             usage_running: Default::default(),
             progress: Default::default(),
             scrub: Default::default(),
+            _lock: lock,
         });
         engine.reconcile(&committer, &in_store).await?;
         let stop = engine.stop.clone();
@@ -164,7 +167,7 @@ impl Engine {
         }
         tracing::info!(
             data_dir = %engine.cfg.data_dir.display(),
-            pack_store = engine.store.url(),
+            pack_store = %engine.store.url(),
             recovered_packs = staged.len(),
             quarantined_packs = engine.quarantined_packs(),
             "engine open"

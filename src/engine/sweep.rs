@@ -134,7 +134,16 @@ impl Engine {
         if let Some(p) = &progress {
             let _ = p.send(st).await;
         }
-        tracing::info!(?st, "retention sweep finished");
+        tracing::info!(
+            total = st.total,
+            done = st.done,
+            versions_deleted = st.versions_deleted,
+            files_deleted = st.files_deleted,
+            skipped = st.skipped,
+            logical_bytes = st.logical_bytes,
+            finished = st.finished,
+            "retention sweep finished"
+        );
         Ok(st)
     }
 
@@ -164,7 +173,10 @@ impl Worker for Sweeper {
             if let Ok(Some(v)) = self.engine.index.get(Cf::CatalogIdx, SWEEP_KEY) {
                 match serde_json::from_slice::<SweepRecord>(&v) {
                     Ok(r) => {
-                        tracing::info!(policy = ?r.policy, "resuming an interrupted retention sweep");
+                        tracing::info!(
+                            policy = r.policy.as_deref().unwrap_or("*"),
+                            "resuming an interrupted retention sweep"
+                        );
                         if let Err(e) = self.engine.sweep(r.policy, r.namespace, None).await {
                             tracing::error!(error = %e, "resumed sweep failed");
                         }

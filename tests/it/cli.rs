@@ -229,9 +229,13 @@ async fn publish_list_delete_restore_and_audit_from_the_command_line() {
     let table = text(&d.cli(&ver(&["files", "list"], "1.0.0")));
     assert!(table.starts_with("ID") && table.contains(&b3(&db)), "{table}");
     let id = id_b.to_string();
-    let dl = json_lines(&d.cli(&[ver(&["files", "download", "--json"], "1.0.0"), vec!["--file-id", &id]].concat()));
-    assert_eq!(dl[0]["download_count"], 1);
-    assert!(dl[0]["last_download_unix_ms"].as_i64().unwrap() > 0);
+    let got = d.dir.path().join("got.md");
+    let out = got.to_str().unwrap();
+    text(&d.cli(&[ver(&["files", "download"], "1.0.0"), vec!["--file-id", &id, "-o", out]].concat()));
+    assert!(std::fs::read(&got).unwrap() == db);
+    let dl = json_lines(&d.cli(&ver(&["files", "list", "--json"], "1.0.0")));
+    assert_eq!(dl[1]["download_count"], 1);
+    assert!(dl[1]["last_download_unix_ms"].as_i64().unwrap() > 0);
 
     // Delete and restore a version.
     let del = json_lines(&d.cli(&ver(&["versions", "delete", "--json"], "2.0.0")));

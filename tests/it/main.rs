@@ -14,6 +14,7 @@ mod harness;
 mod limits;
 mod metrics;
 mod names;
+mod operator;
 mod rebuild;
 mod recovery;
 mod report;
