@@ -7,6 +7,7 @@ mod client;
 mod html;
 mod output;
 mod report;
+mod report_json;
 mod retention;
 
 use std::net::SocketAddr;

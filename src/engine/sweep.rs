@@ -27,6 +27,7 @@ impl Engine {
         progress: Option<mpsc::Sender<SweepProgress>>,
     ) -> Result<SweepProgress> {
         let _one = self.sweep_running.lock().await;
+        let began = Instant::now();
         let policies = plan::select(&self.index, policy.as_deref(), namespace.as_deref())?;
         let record = SweepRecord {
             policy,
@@ -129,6 +130,8 @@ impl Engine {
             p.sweep_files_deleted += st.files_deleted;
             p.sweep_done = 0;
             p.sweep_total = 0;
+            p.sweep_last_run_ms = Some(crate::now_ms());
+            p.sweep_last_elapsed_ms = began.elapsed().as_millis() as u64;
         }
         if let Some(p) = &progress {
             let _ = p.send(st).await;
@@ -174,6 +177,12 @@ impl Worker for Sweeper {
         } else if let Err(e) = self.engine.sweep(None, None, None).await {
             tracing::error!(error = %e, "scheduled sweep failed");
         }
+        let next = (!every.is_zero()).then(|| crate::now_ms().saturating_add(every.as_millis() as i64));
+        self.engine
+            .progress
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .sweep_next_run_ms = next;
         Ok(if every.is_zero() { Next::Done } else { Next::Idle(every) })
     }
 }
