@@ -829,7 +829,7 @@ fn status(h: &mut String, r: &pb::CapacityReport) {
     let rows: Vec<Vec<String>> = [("garbage collection", &r.gc), ("retention sweep", &r.sweep)]
         .into_iter()
         .map(|(name, run)| {
-            let b = run.clone().unwrap_or_default();
+            let b = run.unwrap_or_default();
             vec![
                 name.to_string(),
                 match b.interval_ms {
@@ -892,7 +892,7 @@ mod tests {
     #[test]
     fn dates_and_growth_claim_only_the_days_with_data() {
         assert_eq!(date(0), "1970-01-01");
-        assert_eq!(date(20_424), "2025-12-01");
+        assert_eq!(date(20_424), "2025-12-02");
         assert_eq!(when(86_400_000 + 3_723_000), "1970-01-02 01:02 UTC");
         let day = |d| pb::DayUsage {
             day: d,

@@ -109,8 +109,15 @@ pub struct Run {
 impl Engine {
     /// Notes that the GC schedule runs next `every` from now.
     pub(super) fn schedule_gc(&self, every: Duration) {
-        let next = (!every.is_zero()).then(|| crate::now_ms().saturating_add(every.as_millis() as i64));
-        self.progress.lock().unwrap_or_else(|p| p.into_inner()).gc_next_run_ms = next;
+        self.progress.lock().unwrap_or_else(|p| p.into_inner()).gc_next_run_ms = next_run(every);
+    }
+
+    /// Notes that the sweep schedule runs next `every` from now.
+    pub(super) fn schedule_sweep(&self, every: Duration) {
+        self.progress
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .sweep_next_run_ms = next_run(every);
     }
 
     /// Garbage collection and retention sweeps: last and next runs.
@@ -134,4 +141,9 @@ impl Engine {
         };
         (gc, sweep)
     }
+}
+
+/// `every` from now (Unix ms); None if `every` is zero (not scheduled).
+fn next_run(every: Duration) -> Option<i64> {
+    (!every.is_zero()).then(|| crate::now_ms().saturating_add(every.as_millis() as i64))
 }

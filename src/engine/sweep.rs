@@ -177,12 +177,7 @@ impl Worker for Sweeper {
         } else if let Err(e) = self.engine.sweep(None, None, None).await {
             tracing::error!(error = %e, "scheduled sweep failed");
         }
-        let next = (!every.is_zero()).then(|| crate::now_ms().saturating_add(every.as_millis() as i64));
-        self.engine
-            .progress
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .sweep_next_run_ms = next;
+        self.engine.schedule_sweep(every);
         Ok(if every.is_zero() { Next::Done } else { Next::Idle(every) })
     }
 }

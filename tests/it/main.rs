@@ -17,6 +17,7 @@ mod names;
 mod rebuild;
 mod recovery;
 mod report;
+mod report_page;
 mod retention;
 mod s3;
 mod tls;
