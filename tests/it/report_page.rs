@@ -326,6 +326,20 @@ async fn report_says_what_could_be_freed() {
     );
     assert!(page.contains("<td>acme/web/npm:never</td>") && page.contains("<td>acme/web/npm:old</td>"));
     assert!(!page.contains("acme/api/npm:svc"));
+
+    // A sweep shows as the last run; afterwards the policy has nothing left to free.
+    let out = d.cli(&["retention", "sweep", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r = json(&d.cli(&["report", "--format", "json"]));
+    assert_eq!(r["sweep"]["runs"], 1, "{}", r["sweep"]);
+    assert!(r["sweep"]["last_run_ms"].as_i64().is_some());
+    assert_eq!(r["freeable"]["policies"][0]["versions"], 0);
+    let page = html(&d, &[]);
+    assert_eq!(
+        page.matches("none since the start").count(),
+        1,
+        "GC has not run, the sweep has"
+    );
 }
 
 async fn plan_summary(c: &Client, policy: &str) -> pb::PlanSummary {
