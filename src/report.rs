@@ -142,6 +142,8 @@ pub struct Report {
     /// With `recomputed`: where the counters disagree (empty when exact).
     pub drift: Vec<Drift>,
     pub elapsed_ms: u64,
+    /// With `Query::freeable`: what could be freed in the scope.
+    pub freeable: Option<crate::retention::freeable::Freeable>,
 }
 
 /// What to report on.
@@ -156,6 +158,8 @@ pub struct Query {
     pub recompute: bool,
     /// A tenant's view of `namespace`: nothing about other namespaces.
     pub tenant: bool,
+    /// Also what could be freed (see `retention::freeable`).
+    pub freeable: bool,
 }
 
 impl Query {
@@ -329,6 +333,7 @@ pub fn compute(index: &Index, q: &Query, stats: &StoreStats) -> Result<Report> {
         recomputed: q.recompute,
         drift: drift.unwrap_or_default(),
         elapsed_ms: started.elapsed().as_millis() as u64,
+        freeable: None,
     })
 }
 
@@ -496,6 +501,10 @@ pub fn trends(index: &Index, q: &Query, today: u64) -> Result<Trends> {
             serde_json::from_slice(&v).map_err(|e| Error::corrupt(format!("daily usage record: {e}")))
         })
         .collect::<Result<_>>()?;
+    let days = match (&q.namespace, &q.project) {
+        (Some(ns), Some(pr)) => project_days(index, ns, pr, days)?,
+        _ => days,
+    };
     let Some(now) = days.last().cloned() else {
         return Ok(Trends::default());
     };
@@ -543,4 +552,33 @@ pub fn trends(index: &Index, q: &Query, today: u64) -> Result<Trends> {
         growth_90d: g90,
         fastest_growing: fastest,
     })
+}
+
+/// A project's days, from its packages' daily sizes on the days its
+/// namespace has a snapshot: only `file_bytes` and `packages` are known.
+fn project_days(index: &Index, ns: &str, project: &str, ns_days: Vec<DayUsage>) -> Result<Vec<DayUsage>> {
+    let from = rec::namespace_prefix(ns);
+    let mut ids = Vec::new();
+    for kv in index.scan(Cf::Packages, &from, rec::prefix_end(&from).as_deref(), false) {
+        let (k, v) = kv?;
+        if rec::parse_package_key(&k)?.project == project {
+            ids.push(decode::<PackageRec>(&v, "package")?.id);
+        }
+    }
+    ns_days
+        .into_iter()
+        .map(|d| {
+            let mut u = DayUsage {
+                day: d.day,
+                ..Default::default()
+            };
+            for &id in &ids {
+                if let Some(v) = index.get(Cf::CatalogIdx, &package_day_key(d.day, id))? {
+                    u.file_bytes += rec::be_u64(&v)?;
+                    u.packages += 1;
+                }
+            }
+            Ok(u)
+        })
+        .collect()
 }

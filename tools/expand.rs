@@ -62,7 +62,9 @@ impl Sum {
 /// `botocore-1.34.100-py3-none-any.whl` -> `botocore`.
 fn family(name: &str) -> String {
     let b = name.as_bytes();
-    let cut = (1..b.len()).find(|&i| b[i].is_ascii_digit() && matches!(b[i - 1], b'-' | b'_')).unwrap_or(b.len());
+    let cut = (1..b.len())
+        .find(|&i| b[i].is_ascii_digit() && matches!(b[i - 1], b'-' | b'_'))
+        .unwrap_or(b.len());
     name[..cut].trim_end_matches(['-', '_']).to_string()
 }
 

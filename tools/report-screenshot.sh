@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Renders the HTML capacity report of a small sample store (three
 # namespaces, four package types, two weeks of daily snapshots on the
-# daemon's test clock) and takes a screenshot of it with headless Chromium,
-# installing Debian's chromium if it is missing. Fails if the page does not
-# render to a non-trivial PNG.
+# daemon's test clock) and takes screenshots of it and of project acme/web's
+# with headless Chromium, installing Debian's chromium if it is missing.
+# Fails if the page does not render to a non-trivial PNG.
 # Usage: tools/report-screenshot.sh [OUT_DIR]   (default: ./report-sample)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,12 +32,20 @@ for day in $(seq 0 13); do
     pub acme api maven "com.acme:core" "2.$day" core.jar $((400000 + day * 50000)) $((100 + day))
     pub beta lib pypi requests-lite "0.$day" "lite-0.$day.whl" 150000 $((200 + day % 3))
     [ $((day % 3)) = 0 ] && pub gamma img generic base-image "$day" layer.tar 900000 $((300 + day))
+    [ $((day % 4)) = 1 ] && pub acme web npm "@acme/icons" "0.$day.0" icons.tgz 120000 $((400 + day))
     "$B/stowage" report --format json >/dev/null   # takes the day's snapshot
 done
 "$B/stowage" report --format html --output "$OUT/report.html"
-chromium --headless --no-sandbox --disable-gpu --disable-dev-shm-usage --disable-background-networking \
-    --disable-extensions --hide-scrollbars --window-size=1000,2200 \
-    --screenshot="$OUT/report.png" "file://$OUT/report.html" 2>"$W/chromium.log" || { cat "$W/chromium.log"; exit 1; }
+# Without the networking flags Chromium waits for services it cannot reach.
+shot() { # html png
+    timeout 120 chromium --headless --no-sandbox --disable-gpu --disable-dev-shm-usage --disable-quic \
+        --no-first-run --disable-background-networking --disable-component-update --disable-sync \
+        --disable-extensions --hide-scrollbars --user-data-dir="$W/chromium-profile" --window-size=1000,3400 \
+        --screenshot="$2" "file://$1" 2>"$W/chromium.log" || { cat "$W/chromium.log"; exit 1; }
+}
+shot "$OUT/report.html" "$OUT/report.png"
+"$B/stowage" report --format html -n acme -p web --output "$OUT/report-acme-web.html"
+shot "$OUT/report-acme-web.html" "$OUT/report-acme-web.png"
 size=$(stat -c %s "$OUT/report.png")
 [ "$size" -gt 20000 ] || { echo "screenshot is only $size bytes"; exit 1; }
 echo "rendered $OUT/report.html ($(stat -c %s "$OUT/report.html") bytes) to $OUT/report.png ($size bytes)"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building Stowage needs on Debian/Ubuntu when it is missing:
 # libclang (RocksDB's bindgen) and a C++ compiler; with --test also moto's
-# S3 server, which the S3 tests start. Safe to run again.
+# S3 server, which the S3 tests start, and chromium, which the report
+# screenshot test runs. Safe to run again.
 set -euo pipefail
 need=()
 ls /usr/lib/llvm-*/lib/libclang.so* /usr/lib/x86_64-linux-gnu/libclang*.so* >/dev/null 2>&1 || need+=(libclang-dev)
@@ -28,4 +29,10 @@ if [ "${1:-}" = --test ] && ! python3 -c 'import grpc, grpc_reflection' >/dev/nu
   echo "setup: installing grpcio-reflection (a v1alpha reflection client for the tests)" >&2
   python3 -m pip install -q --disable-pip-version-check grpcio grpcio-reflection 2>/dev/null \
     || python3 -m pip install -q --disable-pip-version-check --break-system-packages grpcio grpcio-reflection
+fi
+# tests/it/report_page.rs screenshots the HTML report with headless Chromium.
+if [ "${1:-}" = --test ] && ! command -v chromium >/dev/null 2>&1; then
+  echo "setup: installing chromium (the report screenshot test)" >&2
+  SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
 fi

@@ -383,8 +383,9 @@ impl Metrics {
             follow(&self.gc_bytes.get_or_create(&Kind { kind }), v);
         }
         self.gc_last_run.set(p.gc_last_elapsed_ms as f64 / 1000.0);
-        self.gc_last_end.set(p.gc_last_end_ms as f64 / 1000.0);
-        self.sweep_last_end.set(p.sweep_last_end_ms as f64 / 1000.0);
+        self.gc_last_end.set(p.gc_last_run_ms.unwrap_or(0) as f64 / 1000.0);
+        self.sweep_last_end
+            .set(p.sweep_last_run_ms.unwrap_or(0) as f64 / 1000.0);
         for (kind, v) in [
             ("packages", t.packages),
             ("versions", t.versions),

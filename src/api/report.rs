@@ -48,12 +48,86 @@ impl ReportService for ReportApi {
             top: r.top as usize,
             recompute: r.recompute,
             tenant,
+            freeable: r.freeable,
         };
+        let store_wide = q.namespace.is_none();
         let rep = self.engine.capacity(q).await.map_err(status)?;
-        Ok(Response::new(pb::CapacityReport {
-            namespace_scoped: tenant,
-            ..report_to(rep)
-        }))
+        let mut out = report_to(rep);
+        out.namespace_scoped = tenant;
+        out.generated_ms = crate::now_ms();
+        out.daemon = Some(self.daemon(store_wide && !tenant));
+        let (gc, sweep) = self.engine.runs();
+        (out.gc, out.sweep) = (Some(run_to(gc)), Some(run_to(sweep)));
+        Ok(Response::new(out))
+    }
+}
+
+impl ReportApi {
+    /// The daemon's version and start; its data dir and host only to a
+    /// caller granted every namespace.
+    fn daemon(&self, store_wide: bool) -> pb::DaemonInfo {
+        let mut d = pb::DaemonInfo {
+            version: env!("CARGO_PKG_VERSION").into(),
+            started_ms: self.engine.progress().started_ms,
+            ..Default::default()
+        };
+        if store_wide {
+            d.data_dir = self.engine.config().data_dir.display().to_string();
+            d.host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_string())
+                .unwrap_or_default();
+        }
+        d
+    }
+}
+
+fn run_to(r: crate::engine::Run) -> pb::BackgroundRun {
+    pb::BackgroundRun {
+        interval_ms: r.interval_ms,
+        runs: r.runs,
+        last_run_ms: r.last_run_ms,
+        last_elapsed_ms: r.last_elapsed_ms,
+        next_run_ms: r.next_run_ms,
+        running: r.running,
+    }
+}
+
+fn freeable_to(f: crate::retention::freeable::Freeable) -> pb::Freeable {
+    let idle = |i: crate::retention::freeable::Idle| pb::IdlePackages {
+        packages: i.packages,
+        files: i.files,
+        logical_bytes: i.logical_bytes,
+        exclusive_bytes: i.exclusive_bytes,
+        largest: i
+            .largest
+            .into_iter()
+            .map(|p| pb::IdlePackage {
+                package: p.package,
+                files: p.files,
+                logical_bytes: p.logical_bytes,
+                exclusive_bytes: p.exclusive_bytes,
+                last_download_ms: p.last_download_ms,
+            })
+            .collect(),
+    };
+    pb::Freeable {
+        idle_days: f.idle_days,
+        never_downloaded: Some(idle(f.never_downloaded)),
+        not_downloaded: Some(idle(f.not_downloaded)),
+        policies: f
+            .policies
+            .into_iter()
+            .map(|p| pb::PolicyFreed {
+                policy: p.policy,
+                namespace: p.namespace,
+                project: p.project,
+                versions: p.versions,
+                files: p.files,
+                logical_bytes: p.logical_bytes,
+                unique_bytes: p.unique_bytes,
+                physical_bytes: p.physical_bytes,
+            })
+            .collect(),
     }
 }
 
@@ -125,7 +199,8 @@ pub fn report_to(r: report::Report) -> pb::CapacityReport {
                 growth_30d: p.growth_30d,
             })
             .collect(),
-        namespace_scoped: false,
+        freeable: r.freeable.map(freeable_to),
+        ..Default::default()
     }
 }
 

@@ -9,6 +9,7 @@ mod html;
 mod namespaces;
 mod output;
 mod report;
+mod report_json;
 mod retention;
 mod settings;
 mod space;

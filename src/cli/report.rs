@@ -24,15 +24,16 @@ pub struct ReportArgs {
     pub namespace: Option<String>,
     #[arg(long, short)]
     pub project: Option<String>,
-    /// Group by namespace, project, package or type.
-    #[arg(long, default_value = "namespace")]
-    pub by: String,
+    /// Group by namespace, project, package or type [default: namespace;
+    /// package in a project's report].
+    #[arg(long)]
+    pub by: Option<String>,
     /// Only the N largest groups (by physical bytes).
     #[arg(long)]
     pub top: Option<u32>,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
-    /// html: write to this file instead of stdout.
+    /// Write to this file instead of stdout (any format).
     #[arg(long, short)]
     pub output: Option<std::path::PathBuf>,
     /// Recompute every figure from the catalog (slow: reads every file
@@ -68,20 +69,26 @@ fn fields(g: &pb::CapacityGroup, total_physical: u64) -> [(&'static str, serde_j
 
 pub async fn run(a: ReportArgs) -> anyhow::Result<()> {
     let client = connect(&a.conn).await?;
-    let ask = |by: &str, top: u32, recompute: bool| {
+    let ask = |by: &str, top: u32, recompute: bool, freeable: bool| {
         let req = pb::CapacityRequest {
             namespace: a.namespace.clone().unwrap_or_default(),
             project: a.project.clone().unwrap_or_default(),
             by: by.into(),
             top,
             recompute,
+            freeable,
         };
         let mut c = client.report.clone();
         async move { Ok::<_, anyhow::Error>(c.capacity(req).await.map_err(fail)?.into_inner()) }
     };
-    let r = ask(&a.by, a.top.unwrap_or(0), a.recompute).await?;
+    let by = a.by.as_deref().unwrap_or(match a.project {
+        Some(_) => "package",
+        None => "namespace",
+    });
+    let freeable = matches!(a.format, Format::Json | Format::Html);
+    let r = ask(by, a.top.unwrap_or(0), a.recompute, freeable).await?;
     let s = r.summary.unwrap_or_default();
-    print(&a, &r, &s, ask).await?;
+    print(&a, &r, &s, |by, top, recompute| ask(by, top, recompute, false)).await?;
     if r.recomputed {
         for d in &r.drift {
             eprintln!(
@@ -151,33 +158,49 @@ where
                     "recomputed": d.recomputed,
                 })).collect::<Vec<_>>(),
             });
-            emit(|w| writeln!(w, "{v}"))
+            let mut v = v;
+            if let serde_json::Value::Object(m) = &mut v {
+                m.extend(super::report_json::extras(r));
+            }
+            write_out(a, |w| writeln!(w, "{v}"))
         }
         Format::Html => {
-            // One project's files are not counted by namespace or type.
-            let (ns, ty) = match a.project {
-                Some(_) => Default::default(),
-                None => (ask("namespace", 0, false).await?, ask("type", 0, false).await?),
-            };
-            let pkgs = ask("package", 10, false).await?;
+            use super::html::Scope;
             let scope = match (&a.namespace, &a.project) {
-                (Some(n), Some(p)) => format!(" of {n}/{p}"),
-                (Some(n), None) => format!(" of {n}"),
-                _ => String::new(),
+                (Some(n), Some(p)) => Scope::Project(n, p),
+                (Some(n), None) => Scope::Namespace(n),
+                _ => Scope::Store,
             };
+            // The scope's own figures, the groups it is made of, its types
+            // (not counted per project) and its largest packages.
+            let (own, parts) = match scope {
+                Scope::Store => (None, ask("namespace", 0, false).await?),
+                Scope::Namespace(_) => (Some(ask("namespace", 0, false).await?), ask("project", 0, false).await?),
+                Scope::Project(..) => (Some(ask("project", 0, false).await?), ask("package", 0, false).await?),
+            };
+            let ty = match scope {
+                Scope::Project(..) => None,
+                _ => Some(ask("type", 0, false).await?),
+            };
+            let pkgs = ask("package", TREEMAP_PACKAGES, false).await?;
+            let title = match scope {
+                Scope::Project(n, p) => format!("Stowage capacity report of {n}/{p}"),
+                Scope::Namespace(n) => format!("Stowage capacity report of {n}"),
+                Scope::Store => "Stowage capacity report".into(),
+            };
+            let empty = pb::CapacityGroup::default();
             let page = super::html::render(&super::html::Page {
-                title: &format!("Stowage capacity report{scope}"),
+                title: &title,
+                scope,
                 report: r,
-                by_namespace: &ns.groups,
-                by_type: &ty.groups,
-                largest: &pkgs.groups,
+                scoped: own.as_ref().map(|o| o.groups.first().unwrap_or(&empty)),
+                parts: &parts.groups,
+                by_type: ty.as_ref().map(|t| &t.groups[..]),
+                packages: &pkgs.groups,
             });
-            match &a.output {
-                Some(path) => Ok(std::fs::write(path, page)?),
-                None => emit(|w| w.write_all(page.as_bytes())),
-            }
+            write_out(a, |w| w.write_all(page.as_bytes()))
         }
-        Format::Csv => emit(|w| {
+        Format::Csv => write_out(a, |w| {
             let header: Vec<&str> = fields(&Default::default(), 0).iter().map(|f| f.0).collect();
             writeln!(w, "{}", header.join(","))?;
             for g in &r.groups {
@@ -192,7 +215,7 @@ where
             }
             Ok(())
         }),
-        Format::Table => emit(|w| {
+        Format::Table => write_out(a, |w| {
             writeln!(
                 w,
                 "binaries: {} ({}); artifacts: {} ({}); logical {}, unique {}, physical {}: dedup {:.2}, \
@@ -255,4 +278,17 @@ where
             Ok(())
         }),
     }
+}
+
+/// Packages the HTML report's treemap shows at most (the largest).
+const TREEMAP_PACKAGES: u32 = 300;
+
+/// Writes the report to `--output` if given (created or replaced), else to stdout.
+fn write_out(a: &ReportArgs, f: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>) -> anyhow::Result<()> {
+    let Some(path) = &a.output else { return emit(f) };
+    let file = std::fs::File::create(path).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+    let mut w = std::io::BufWriter::new(file);
+    f(&mut w)
+        .and_then(|()| std::io::Write::flush(&mut w))
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))
 }

@@ -76,6 +76,16 @@ impl Engine {
                     r.summary.space = Some(this.space_now()?);
                 }
             }
+            if q.freeable {
+                let (ns, pr) = (q.namespace.as_deref(), q.project.as_deref());
+                r.freeable = Some(crate::retention::freeable::compute(
+                    &this.index,
+                    ns,
+                    pr,
+                    q.tenant,
+                    crate::now_ms(),
+                )?);
+            }
             Ok(r)
         })
         .await
@@ -120,4 +130,57 @@ pub(super) fn usage_worker(engine: Arc<Engine>) -> impl Worker {
             async move { engine.daily_usage().await.map(drop) }
         },
     }
+}
+
+/// A scheduled background job as the report shows it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Run {
+    pub interval_ms: u64,
+    pub runs: u64,
+    pub last_run_ms: Option<i64>,
+    pub last_elapsed_ms: u64,
+    pub next_run_ms: Option<i64>,
+    pub running: bool,
+}
+
+impl Engine {
+    /// Notes that the GC schedule runs next `every` from now.
+    pub(super) fn schedule_gc(&self, every: Duration) {
+        self.progress.lock().unwrap_or_else(|p| p.into_inner()).gc_next_run_ms = next_run(every);
+    }
+
+    /// Notes that the sweep schedule runs next `every` from now.
+    pub(super) fn schedule_sweep(&self, every: Duration) {
+        self.progress
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .sweep_next_run_ms = next_run(every);
+    }
+
+    /// Garbage collection and retention sweeps: last and next runs.
+    pub fn runs(&self) -> (Run, Run) {
+        let p = self.progress();
+        let gc = Run {
+            interval_ms: self.cfg.gc.interval.as_millis() as u64,
+            runs: p.gc_runs,
+            last_run_ms: p.gc_last_run_ms,
+            last_elapsed_ms: p.gc_last_elapsed_ms,
+            next_run_ms: p.gc_next_run_ms,
+            running: self.gc_running.try_lock().is_err(),
+        };
+        let sweep = Run {
+            interval_ms: self.cfg.retention.sweep_interval.as_millis() as u64,
+            runs: p.sweep_runs,
+            last_run_ms: p.sweep_last_run_ms,
+            last_elapsed_ms: p.sweep_last_elapsed_ms,
+            next_run_ms: p.sweep_next_run_ms,
+            running: self.sweep_running.try_lock().is_err(),
+        };
+        (gc, sweep)
+    }
+}
+
+/// `every` from now (Unix ms); None if `every` is zero (not scheduled).
+fn next_run(every: Duration) -> Option<i64> {
+    (!every.is_zero()).then(|| crate::now_ms().saturating_add(every.as_millis() as i64))
 }

@@ -153,7 +153,7 @@ impl Engine {
             p.gc_packs_deleted += rep.packs_deleted;
             p.gc_bytes_deleted += rep.bytes_deleted;
             p.gc_last_elapsed_ms = rep.elapsed_ms;
-            p.gc_last_end_ms = crate::now_ms();
+            p.gc_last_run_ms = Some(crate::now_ms());
             drop(p);
             tracing::info!(
                 chunks_collected = rep.chunks_collected,
@@ -288,13 +288,18 @@ impl Engine {
 /// the interval is not zero).
 pub(super) fn gc_worker(engine: Arc<Engine>) -> impl Worker {
     let every = engine.cfg.gc.interval;
+    engine.schedule_gc(every);
     Periodic {
         name: "gc",
         first: Some(every),
         period: every,
         f: move || {
             let engine = engine.clone();
-            async move { engine.gc(GcOptions::from(&engine.cfg.gc)).await.map(drop) }
+            async move {
+                let r = engine.gc(GcOptions::from(&engine.cfg.gc)).await.map(drop);
+                engine.schedule_gc(every);
+                r
+            }
         },
     }
 }

@@ -30,6 +30,7 @@ use crate::pack::Packer;
 use crate::store::PackStore;
 
 pub use crate::report::StoreStats;
+pub use capacity::Run;
 pub use purge::{Blobs, Held};
 pub use read::GET_FRAME;
 pub use upload::UploadSlot;
@@ -73,15 +74,21 @@ pub struct Progress {
     pub gc_packs_deleted: u64,
     pub gc_bytes_deleted: u64,
     pub gc_last_elapsed_ms: u64,
-    /// When the last GC run and the last sweep ended (Unix ms; 0: none yet).
-    pub gc_last_end_ms: i64,
-    pub sweep_last_end_ms: i64,
     pub sweep_runs: u64,
     pub sweep_versions_deleted: u64,
     pub sweep_files_deleted: u64,
     /// Items the sweep in progress has done and has in total (0/0: none running).
     pub sweep_done: u64,
     pub sweep_total: u64,
+    /// When the daemon started (Unix ms).
+    pub started_ms: i64,
+    /// When the last GC run and sweep finished (Unix ms), and when the
+    /// schedule runs them next (None: not scheduled).
+    pub gc_last_run_ms: Option<i64>,
+    pub gc_next_run_ms: Option<i64>,
+    pub sweep_last_run_ms: Option<i64>,
+    pub sweep_last_elapsed_ms: u64,
+    pub sweep_next_run_ms: Option<i64>,
 }
 
 impl Engine {

@@ -134,7 +134,10 @@ impl Engine {
             gc_running: Default::default(),
             sweep_running: Default::default(),
             usage_running: Default::default(),
-            progress: Default::default(),
+            progress: std::sync::Mutex::new(super::Progress {
+                started_ms: crate::now_ms(),
+                ..Default::default()
+            }),
             scrub: Default::default(),
             _lock: lock,
         });

@@ -27,6 +27,7 @@ impl Engine {
         progress: Option<mpsc::Sender<SweepProgress>>,
     ) -> Result<SweepProgress> {
         let _one = self.sweep_running.lock().await;
+        let began = Instant::now();
         let policies = plan::select(&self.index, policy.as_deref(), namespace.as_deref())?;
         let record = SweepRecord {
             policy,
@@ -125,11 +126,12 @@ impl Engine {
         {
             let mut p = self.progress.lock().unwrap_or_else(|p| p.into_inner());
             p.sweep_runs += 1;
-            p.sweep_last_end_ms = crate::now_ms();
             p.sweep_versions_deleted += st.versions_deleted;
             p.sweep_files_deleted += st.files_deleted;
             p.sweep_done = 0;
             p.sweep_total = 0;
+            p.sweep_last_run_ms = Some(crate::now_ms());
+            p.sweep_last_elapsed_ms = began.elapsed().as_millis() as u64;
         }
         if let Some(p) = &progress {
             let _ = p.send(st).await;
@@ -187,6 +189,7 @@ impl Worker for Sweeper {
         } else if let Err(e) = self.engine.sweep(None, None, None).await {
             tracing::error!(error = %e, "scheduled sweep failed");
         }
+        self.engine.schedule_sweep(every);
         Ok(if every.is_zero() { Next::Done } else { Next::Idle(every) })
     }
 }

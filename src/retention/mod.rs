@@ -10,7 +10,9 @@
 //! - [`policy`]: the policy model, validation, and the rules applied to
 //!   one package's versions. Pure.
 //! - [`plan`]: walks the catalog (one snapshot) and counts the bytes freed.
+//! - [`freeable`]: idle packages and each policy's plan, for the report.
 
+pub mod freeable;
 pub mod plan;
 pub mod policy;
 pub mod sweep;

@@ -18,6 +18,7 @@ mod operator;
 mod rebuild;
 mod recovery;
 mod report;
+mod report_page;
 mod retention;
 mod s3;
 mod space;
