@@ -11,7 +11,8 @@
 //!    journaling every acknowledged one;
 //! 3. kills the daemon with SIGKILL at a random moment;
 //! 4. restarts it and verifies every acknowledged write: each put whose
-//!    upload lease has not ended (or that an acknowledged, never-deleted
+//!    upload lease has not ended (it ends at the first publish by its hash;
+//!    re-putting starts a new one) (or that an acknowledged, never-deleted
 //!    file holds) reads back byte-exact (regenerated from its seed); each
 //!    acknowledged, never-deleted file is active in its version with its
 //!    BLAKE3 and size and its bytes read back exact; each acknowledged delete
@@ -114,8 +115,12 @@ struct Put {
     b3: String,
     seed: u64,
     len: usize,
-    /// When the put was sent: its lease runs at least until this + LEASE_MS.
+    /// When the put was sent: its lease runs at least until this + LEASE_MS,
+    /// or until a file uses the blob.
     sent_ms: i64,
+    /// A publish by this blob's hash was sent after the put: its lease may
+    /// have ended there (only live files hold it from then on).
+    used: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -413,7 +418,13 @@ async fn load(
                         j.errors.push(format!("put answered blake3 {b3}, sent {want}"));
                     }
                     j.acked.puts += 1;
-                    j.puts.push(Put { b3, seed, len, sent_ms });
+                    j.puts.push(Put {
+                        b3,
+                        seed,
+                        len,
+                        sent_ms,
+                        used: false,
+                    });
                 }
                 Err(e) if give_up(&journal, &stop, "put", &e) => return,
                 Err(_) => {}
@@ -430,13 +441,19 @@ async fn load(
             let name = format!("f-{seed}.tgz");
             // Half streamed, half by BLAKE3 of a recent put still under its lease.
             let recent = if r.random_bool(0.5) {
-                let j = journal.lock().unwrap();
-                j.puts
-                    .iter()
+                let mut j = journal.lock().unwrap();
+                let p = j
+                    .puts
+                    .iter_mut()
                     .rev()
                     .take(50)
-                    .find(|p| p.sent_ms + LEASE_MS - LEASE_MARGIN_MS > now_ms())
-                    .cloned()
+                    .find(|p| !p.used && p.sent_ms + LEASE_MS - LEASE_MARGIN_MS > now_ms());
+                p.map(|p| {
+                    // The publish ends the lease: from now on only a live
+                    // file holds the blob.
+                    p.used = true;
+                    p.clone()
+                })
             } else {
                 None
             };
@@ -558,7 +575,7 @@ async fn verify(c: &Client, journal: &Mutex<Journal>) -> anyhow::Result<Verified
         latest.insert(&p.b3, p);
     }
     for p in latest.values() {
-        if held.contains(p.b3.as_str()) || p.sent_ms + LEASE_MS - LEASE_MARGIN_MS > now_ms() {
+        if held.contains(p.b3.as_str()) || (!p.used && p.sent_ms + LEASE_MS - LEASE_MARGIN_MS > now_ms()) {
             read_exact(c, &p.b3, p.seed, p.len, "acknowledged put").await?;
             v.puts += 1;
         } else {
@@ -570,7 +587,7 @@ async fn verify(c: &Client, journal: &Mutex<Journal>) -> anyhow::Result<Verified
         let now = now_ms();
         let mut j = journal.lock().unwrap();
         j.puts
-            .retain(|p| held.contains(p.b3.as_str()) || p.sent_ms + LEASE_MS > now);
+            .retain(|p| held.contains(p.b3.as_str()) || (!p.used && p.sent_ms + LEASE_MS > now));
     }
     // Files, one GetVersion per version.
     let mut by_version: BTreeMap<String, VersionFiles> = BTreeMap::new();
