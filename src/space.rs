@@ -131,7 +131,12 @@ pub struct Layout<'a> {
 }
 
 /// Files the daemon itself writes into the data dir.
-const DAEMON_FILES: [&str; 3] = [crate::auth::ADMIN_TOKEN_FILE, "listen.addr", "metrics.addr"];
+const DAEMON_FILES: [&str; 4] = [
+    crate::auth::ADMIN_TOKEN_FILE,
+    "listen.addr",
+    "metrics.addr",
+    crate::dirlock::PID_FILE,
+];
 
 /// Walks the store (see the module doc). `staged_bytes`: the sizes of the
 /// staging packs, as the packer holds them.
