@@ -270,7 +270,16 @@ where
                 row.push(format!("{:.2}", g.dedup_ratio));
                 row
             });
-            table(w, &header, rows)?;
+            if r.groups.is_empty() {
+                // No lone header: say what holds nothing.
+                match (&a.namespace, &a.project) {
+                    (Some(ns), Some(p)) => writeln!(w, "project {ns}/{p} holds no files")?,
+                    (Some(ns), None) => writeln!(w, "namespace {ns:?} holds no files")?,
+                    _ => writeln!(w, "the store holds no files")?,
+                }
+            } else {
+                table(w, &header, rows)?;
+            }
             if let Some(space) = &s.space {
                 writeln!(w)?;
                 super::space::space_table(w, space)?;

@@ -88,7 +88,7 @@ async fn cli_errors_are_one_clear_line() {
     assert!(String::from_utf8(out.stderr).unwrap().contains("InvalidArgument"));
 
     let out = std::process::Command::new(BIN)
-        .args(["admin", "stats", "--addr", "http://127.0.0.1:1"])
+        .args(["admin", "stats", "--addr", "http://127.0.0.1:1", "--token", "unused"])
         .output()
         .unwrap();
     assert!(!out.status.success());

@@ -399,6 +399,9 @@ async fn namespaces_are_listed_and_an_empty_one_says_so() {
     assert!(ghost.contains("namespace \"ghost\" holds nothing"), "{ghost}");
     assert!(!ghost.contains("PROJECT"), "no lone header: {ghost}");
     assert_eq!(ok(&d.cli(&["packages", "list", "-n", "ghost", "--json"])), "");
+    let report = ok(&d.cli(&["report", "-n", "ghost"]));
+    assert!(report.contains("namespace \"ghost\" holds no files"), "{report}");
+    assert!(!report.contains("PACKAGES"), "no lone header: {report}");
     let none = ok(&d.cli(&["packages", "list", "-n", "acme", "--name-contains", "zzz"]));
     assert!(none.contains("no packages of namespace \"acme\" match"), "{none}");
 }
