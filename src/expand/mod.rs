@@ -14,7 +14,7 @@
 //! original blob: container bytes that are not member data are
 //! [`Node::Residual`], member data is [`Node::Content`], and a deflate stream
 //! is [`Node::Deflate`] over the nodes of its plain text. Invariant:
-//! `recreate(expand(b)) == b` for every input, whatever it is; a malformed,
+//! `recipe::recreate(recipe::plan(expand(b))) == b` for every input, whatever it is; a malformed,
 //! truncated or lying archive only makes more of it residual. Expansion is
 //! bounded by [`Budget`] (expanded bytes as a total and as a ratio per
 //! stream, nesting depth, member count, time), so a zip bomb costs bounded
@@ -224,23 +224,6 @@ fn merge(nodes: Vec<Node>) -> Vec<Node> {
         }
     }
     out
-}
-
-/// Makes the bytes again, handing them to `out` in order. None when a
-/// deflate method cannot recreate (corrupt corrections); the caller verifies
-/// the bytes against their BLAKE3 in any case.
-pub fn recreate(nodes: &[Node], out: &mut dyn FnMut(&[u8])) -> Option<()> {
-    for n in nodes {
-        match n {
-            Node::Residual(b) | Node::Content(b) => out(b),
-            Node::Deflate { method, inner } => {
-                let mut plain = Vec::new();
-                recreate(inner, &mut |b| plain.extend_from_slice(b))?;
-                out(&deflate::recreate(method, &plain)?);
-            }
-        }
-    }
-    Some(())
 }
 
 /// Little-endian readers over a byte slice, bounds-checked.
