@@ -109,6 +109,15 @@ impl Ctx<'_, '_> {
                 keep_days,
             } => self.daily_usage(*day, usage, namespaces, packages, *keep_days),
             CatalogOp::SweepState(state) => self.sweep_state(state.as_deref()),
+            CatalogOp::LastRun {
+                job,
+                ended_ms,
+                elapsed_ms,
+            } => {
+                let v = rec::encode_last_run(*ended_ms, *elapsed_ms);
+                self.txn.put(Cf::CatalogIdx, job.key().to_vec(), v);
+                Ok(CatalogOutcome::Done)
+            }
         }
     }
 

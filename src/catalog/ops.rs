@@ -57,6 +57,12 @@ pub enum CatalogOp {
     },
     /// Records (Some) or clears (None) the retention sweep in progress.
     SweepState(Option<Vec<u8>>),
+    /// Records when a background job's run ended and how long it took.
+    LastRun {
+        job: super::records::Job,
+        ended_ms: i64,
+        elapsed_ms: u64,
+    },
     /// Keeps a day's usage (`D` day) and each package's bytes that day
     /// (`E` day pkg), for trends; drops days older than `keep_days`.
     DailyUsage {

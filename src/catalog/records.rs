@@ -197,9 +197,11 @@ pub mod tag {
     pub const PKG_DAY: u8 = b'E';
     /// `F` ns -> the namespace's next file id:u64
     pub const FILE_IDS: u8 = b'F';
+    /// `R` job:u8 -> when the job's last run ended:i64 ms, and took:u64 ms
+    pub const LAST_RUN: u8 = b'R';
 
     /// Every tag, with its name.
-    pub const ALL: [(u8, &str); 27] = [
+    pub const ALL: [(u8, &str); 28] = [
         (PKG_BY_ID, "pkg_by_id"),
         (PKG_CREATED, "pkg_created"),
         (VERSION_NAME, "version_name"),
@@ -227,6 +229,7 @@ pub mod tag {
         (NS_DAY, "ns_day"),
         (PKG_DAY, "pkg_day"),
         (FILE_IDS, "file_ids"),
+        (LAST_RUN, "last_run"),
     ];
 
     /// The key range holding every key of `tag`.
@@ -394,6 +397,41 @@ pub fn retention_policy_prefix(ns: &str) -> Vec<u8> {
 }
 
 pub const SWEEP_KEY: &[u8] = &[tag::SWEEP];
+
+/// A background job whose last run the catalog keeps across restarts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Job {
+    Gc,
+    Sweep,
+}
+
+impl Job {
+    pub fn key(self) -> [u8; 2] {
+        [
+            tag::LAST_RUN,
+            match self {
+                Job::Gc => b'g',
+                Job::Sweep => b's',
+            },
+        ]
+    }
+}
+
+/// When a job's last run ended (Unix ms) and how long it took (ms).
+pub fn encode_last_run(ended_ms: i64, elapsed_ms: u64) -> Vec<u8> {
+    [ended_ms.to_be_bytes(), elapsed_ms.to_be_bytes()].concat()
+}
+
+pub fn decode_last_run(v: &[u8]) -> Result<(i64, u64)> {
+    let (a, b) = v
+        .split_at_checked(8)
+        .filter(|(_, b)| b.len() == 8)
+        .ok_or_else(|| Error::corrupt("bad last-run record"))?;
+    Ok((
+        i64::from_be_bytes(a.try_into().unwrap_or_default()),
+        u64::from_be_bytes(b.try_into().unwrap_or_default()),
+    ))
+}
 
 /// A package's or version's place in the trash.
 pub fn trash_key(deleted_ms: i64, kind: u8, id: u64) -> Vec<u8> {

@@ -733,6 +733,9 @@ td:first-child,th:first-child{{text-align:left}} .cards{{display:flex;flex-wrap:
     table(&mut h, &["package", "bytes", "growth"], &rows, &none);
 
     freeable(&mut h, r);
+    if let Some(space) = r.summary.as_ref().and_then(|s| s.space.as_ref()) {
+        on_disk(&mut h, space);
+    }
     status(&mut h, r);
     let _ = writeln!(
         h,
@@ -823,6 +826,59 @@ fn freeable(h: &mut String, r: &pb::CapacityReport) {
     }
 }
 
+/// Every byte of the store in a named bucket: one stacked bar, and the
+/// table whose sum stands beside the data dir's measured size.
+fn on_disk(h: &mut String, s: &pb::StoreSpace) {
+    const COLOURS: [&str; 10] = [
+        "#3182ce", "#ed8936", "#ecc94b", "#e53e3e", "#9b2c2c", "#718096", "#a0aec0", "#48bb78", "#4fd1c5", "#2d3748",
+    ];
+    h.push_str("<h2>Where every byte on disk is</h2>");
+    let buckets = super::space::buckets(s);
+    let total = s.total_bytes.max(1) as f64;
+    let mut x = 0.0;
+    let _ = write!(h, r#"<svg width="{W}" height="28" role="img">"#);
+    for ((name, n), c) in buckets.iter().zip(COLOURS) {
+        let bw = *n as f64 / total * W;
+        if bw > 0.0 {
+            let _ = write!(
+                h,
+                r#"<rect x="{x:.1}" y="0" width="{bw:.1}" height="24" fill="{c}"><title>{}: {}</title></rect>"#,
+                esc(name),
+                human(*n)
+            );
+        }
+        x += bw;
+    }
+    h.push_str("</svg>");
+    let mut rows: Vec<(&str, String, String, String)> = buckets
+        .iter()
+        .zip(COLOURS)
+        .map(|((name, n), c)| (c, name.to_string(), human(*n), percent(*n, s.total_bytes)))
+        .collect();
+    if s.packs_elsewhere_bytes > 0 {
+        let what = "packs in the pack store (not in the data dir)".to_string();
+        rows.push(("", what, human(s.packs_elsewhere_bytes), "–".into()));
+    }
+    let total = percent(s.total_bytes, s.total_bytes);
+    rows.push(("", "total of the buckets".into(), human(s.total_bytes), total));
+    rows.push(("", "data dir, measured".into(), human(s.data_dir_bytes), "–".into()));
+    h.push_str("<table><tr><th>bucket</th><th>bytes</th><th>share</th></tr>");
+    for (colour, name, bytes, share) in rows {
+        let square = match colour {
+            "" => String::new(),
+            c => format!(r#"<span style="color:{c}">■</span> "#),
+        };
+        let _ = write!(
+            h,
+            "<tr><td>{square}{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&name),
+            esc(&bytes),
+            esc(&share)
+        );
+    }
+    h.push_str("</table>");
+}
+
 /// Garbage collection and retention sweeps: last and next runs.
 fn status(h: &mut String, r: &pb::CapacityReport) {
     h.push_str("<h2>Garbage collection and retention sweeps</h2>");
@@ -839,7 +895,7 @@ fn status(h: &mut String, r: &pb::CapacityReport) {
                 b.runs.to_string(),
                 match b.last_run_ms {
                     Some(ms) => format!("{} (took {} ms)", when(ms), b.last_elapsed_ms),
-                    None => "none since the start".into(),
+                    None => "no run yet".into(),
                 },
                 match (b.running, b.next_run_ms) {
                     (true, _) => "running now".into(),

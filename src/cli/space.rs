@@ -281,6 +281,23 @@ pub(super) fn space_json(s: &pb::StoreSpace) -> Value {
     })
 }
 
+/// The named buckets in the order every view shows them; they add up to
+/// `total_bytes`.
+pub(super) fn buckets(s: &pb::StoreSpace) -> [(&'static str, u64); 10] {
+    [
+        ("active files", s.active_bytes),
+        ("trash", s.trash_bytes),
+        ("held by upload lease", s.lease_bytes),
+        ("condemned (gc after grace)", s.condemned_bytes),
+        ("dead in packs", s.dead_bytes),
+        ("retired packs", s.retired_pack_bytes),
+        ("pack overhead", s.pack_overhead_bytes),
+        ("index (RocksDB)", s.index_bytes),
+        ("daemon files", s.daemon_files_bytes),
+        ("other files", s.other_bytes),
+    ]
+}
+
 /// The buckets as a table, their sum beside the data dir's measured size.
 pub(super) fn space_table(w: &mut dyn Write, s: &pb::StoreSpace) -> std::io::Result<()> {
     let share = |n: u64| match s.total_bytes {
@@ -288,18 +305,7 @@ pub(super) fn space_table(w: &mut dyn Write, s: &pb::StoreSpace) -> std::io::Res
         t => format!("{:.1}%", 100.0 * n as f64 / t as f64),
     };
     let row = |what: &str, n: u64| vec![what.to_string(), size(n), share(n)];
-    let mut rows = vec![
-        row("active files", s.active_bytes),
-        row("trash", s.trash_bytes),
-        row("held by upload lease", s.lease_bytes),
-        row("condemned (gc after grace)", s.condemned_bytes),
-        row("dead in packs", s.dead_bytes),
-        row("retired packs", s.retired_pack_bytes),
-        row("pack overhead", s.pack_overhead_bytes),
-        row("index (RocksDB)", s.index_bytes),
-        row("daemon files", s.daemon_files_bytes),
-        row("other files", s.other_bytes),
-    ];
+    let mut rows: Vec<_> = buckets(s).iter().map(|(what, n)| row(what, *n)).collect();
     if s.packs_elsewhere_bytes > 0 {
         rows.push(vec![
             "packs in the pack store (not in the data dir)".into(),

@@ -10,7 +10,8 @@ use std::time::Instant;
 
 use super::Engine;
 use crate::background::{Periodic, Worker};
-use crate::catalog::records::{self as rec, be_u64};
+use crate::catalog::CatalogOp;
+use crate::catalog::records::{self as rec, Job, be_u64};
 use crate::committer::CommitReq;
 use crate::error::{Error, Result};
 use crate::gc::{
@@ -146,15 +147,25 @@ impl Engine {
         rep.dead_bytes = if opts.dry_run { dead_after } else { stats.dead_bytes };
         rep.elapsed_ms = started.elapsed().as_millis() as u64;
         if !opts.dry_run {
-            let mut p = self.progress.lock().unwrap_or_else(|p| p.into_inner());
-            p.gc_runs += 1;
-            p.gc_bytes_collected += rep.bytes_collected;
-            p.gc_bytes_copied += rep.bytes_copied;
-            p.gc_packs_deleted += rep.packs_deleted;
-            p.gc_bytes_deleted += rep.bytes_deleted;
-            p.gc_last_elapsed_ms = rep.elapsed_ms;
-            p.gc_last_run_ms = Some(crate::now_ms());
-            drop(p);
+            let ended_ms = crate::now_ms();
+            {
+                let mut p = self.progress.lock().unwrap_or_else(|p| p.into_inner());
+                p.gc_runs += 1;
+                p.gc_bytes_collected += rep.bytes_collected;
+                p.gc_bytes_copied += rep.bytes_copied;
+                p.gc_packs_deleted += rep.packs_deleted;
+                p.gc_bytes_deleted += rep.bytes_deleted;
+                p.gc_last_elapsed_ms = rep.elapsed_ms;
+                p.gc_last_run_ms = Some(ended_ms);
+            }
+            let elapsed_ms = rep.elapsed_ms;
+            let job = Job::Gc;
+            self.catalog(CatalogOp::LastRun {
+                job,
+                ended_ms,
+                elapsed_ms,
+            })
+            .await?;
             tracing::info!(
                 chunks_collected = rep.chunks_collected,
                 bytes_collected = rep.bytes_collected,

@@ -19,10 +19,11 @@ use tokio_util::sync::CancellationToken;
 use super::Engine;
 use crate::background;
 use crate::catalog;
+use crate::catalog::records::{Job, decode_last_run};
 use crate::committer::{CatalogSettings, CommitReq, Committer, Pending};
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::index::{Index, PackInfo, PackState};
+use crate::index::{Cf, Index, PackInfo, PackState};
 use crate::ingest::Ingest;
 use crate::pack::format;
 use crate::pack::{OpenPack, Packer, list_staged, staging_file_id};
@@ -120,6 +121,13 @@ impl Engine {
         });
         let uploads = Arc::new(tokio::sync::Semaphore::new(cfg.max_concurrent_uploads));
         let disk = crate::disk::DiskGuard::new(cfg.data_dir.clone());
+        let last = |job: Job| -> Result<Option<(i64, u64)>> {
+            index
+                .get(Cf::CatalogIdx, &job.key())?
+                .map(|v| decode_last_run(&v))
+                .transpose()
+        };
+        let (gc_last, sweep_last) = (last(Job::Gc)?, last(Job::Sweep)?);
         let engine = Arc::new(Engine {
             cfg,
             index,
@@ -136,6 +144,10 @@ impl Engine {
             usage_running: Default::default(),
             progress: std::sync::Mutex::new(super::Progress {
                 started_ms: crate::now_ms(),
+                gc_last_run_ms: gc_last.map(|l| l.0),
+                gc_last_elapsed_ms: gc_last.map_or(0, |l| l.1),
+                sweep_last_run_ms: sweep_last.map(|l| l.0),
+                sweep_last_elapsed_ms: sweep_last.map_or(0, |l| l.1),
                 ..Default::default()
             }),
             scrub: Default::default(),

@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 use super::Engine;
 use crate::background::{Next, Worker};
 use crate::catalog::CatalogOp;
-use crate::catalog::records::SWEEP_KEY;
+use crate::catalog::records::{Job, SWEEP_KEY};
 use crate::error::{Error, Result};
 use crate::index::Cf;
 use crate::retention::ACTOR;
@@ -123,6 +123,7 @@ impl Engine {
         walker.await.map_err(|e| Error::Internal(e.to_string()))??;
         self.catalog(CatalogOp::SweepState(None)).await?;
         st.finished = true;
+        let (ended_ms, elapsed_ms) = (crate::now_ms(), began.elapsed().as_millis() as u64);
         {
             let mut p = self.progress.lock().unwrap_or_else(|p| p.into_inner());
             p.sweep_runs += 1;
@@ -130,9 +131,16 @@ impl Engine {
             p.sweep_files_deleted += st.files_deleted;
             p.sweep_done = 0;
             p.sweep_total = 0;
-            p.sweep_last_run_ms = Some(crate::now_ms());
-            p.sweep_last_elapsed_ms = began.elapsed().as_millis() as u64;
+            p.sweep_last_run_ms = Some(ended_ms);
+            p.sweep_last_elapsed_ms = elapsed_ms;
         }
+        let job = Job::Sweep;
+        self.catalog(CatalogOp::LastRun {
+            job,
+            ended_ms,
+            elapsed_ms,
+        })
+        .await?;
         if let Some(p) = &progress {
             let _ = p.send(st).await;
         }

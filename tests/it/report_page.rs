@@ -100,7 +100,7 @@ async fn sample(d: &Daemon, days: u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_and_html_reports_are_dated_scoped_and_show_runs() {
-    let d = Daemon::start("[gc]\ninterval = \"1h\"\n").await;
+    let mut d = Daemon::start("[gc]\ninterval = \"1h\"\n").await;
     sample(&d, 4).await;
     let gc = d.cli(&["gc"]);
     assert!(gc.status.success(), "{}", String::from_utf8_lossy(&gc.stderr));
@@ -185,7 +185,18 @@ async fn json_and_html_reports_are_dated_scoped_and_show_runs() {
         assert!(page.contains(pkg), "treemap lacks {pkg}");
     }
     assert!(page.contains("garbage collection") && page.contains("every 1h"));
-    assert!(page.contains("none since the start"), "no sweep ran yet");
+    assert!(page.contains("<td>no run yet</td>"), "no sweep ran yet");
+    // Every byte on disk in a bucket, their sum beside the data dir's size.
+    assert!(page.contains("Where every byte on disk is"), "{page}");
+    let cell = |bucket: &str| {
+        let at = page
+            .find(&format!("{bucket}</td><td>"))
+            .unwrap_or_else(|| panic!("no {bucket} row"));
+        let rest = &page[at + bucket.len() + 9..];
+        rest[..rest.find("</td>").unwrap()].to_string()
+    };
+    assert_ne!(cell("active files"), "0 B");
+    assert_eq!(cell("total of the buckets"), cell("data dir, measured"));
     assert!(page.contains("No retention policy covers this scope."));
     for external in ["src=", "href=", "url(", "<script", "@import"] {
         assert!(!page.contains(external), "the page refers outside itself: {external}");
@@ -211,6 +222,10 @@ async fn json_and_html_reports_are_dated_scoped_and_show_runs() {
         "no store-wide card"
     );
     assert!(page.contains("By package: stored bytes"));
+    assert!(
+        !page.contains("Where every byte on disk is"),
+        "the buckets are store-wide"
+    );
     assert!(page.contains("Package types are counted per namespace"));
     assert!(page.contains("<title>acme/web/npm:@acme/ui"));
     assert!(
@@ -228,6 +243,13 @@ async fn json_and_html_reports_are_dated_scoped_and_show_runs() {
     assert!(page.contains("No packages in namespace nobody yet."));
     assert!(page.contains("Nothing stored yet."));
     assert!(page.contains("No package of any type yet."));
+
+    // The last run's time outlives a restart; the run count is since the start.
+    d.restart().await;
+    let after = json(&d.cli(&["report", "--format", "json"]));
+    assert_eq!(after["gc"]["last_run_ms"], r["gc"]["last_run_ms"], "{after}");
+    assert_eq!(after["gc"]["last_elapsed_ms"], r["gc"]["last_elapsed_ms"]);
+    assert_eq!(after["gc"]["runs"], 0);
 }
 
 fn ns_group<'a>(r: &'a serde_json::Value, key: &str) -> &'a serde_json::Value {
@@ -336,7 +358,7 @@ async fn report_says_what_could_be_freed() {
     assert_eq!(r["freeable"]["policies"][0]["versions"], 0);
     let page = html(&d, &[]);
     assert_eq!(
-        page.matches("none since the start").count(),
+        page.matches("<td>no run yet</td>").count(),
         1,
         "GC has not run, the sweep has"
     );
