@@ -97,6 +97,84 @@ pub struct Config {
     pub gc: Gc,
     pub retention: Retention,
     pub scrub: Scrub,
+    pub optimize: Optimize,
+}
+
+/// The package-aware optimizer (`engine::optimize`, `crate::expand`):
+/// stored zip, gzip and tar blobs become recipes over their expanded
+/// contents, in the background.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Optimize {
+    /// Whether the background optimizer runs (`stowage optimize` works
+    /// either way). Default: true.
+    pub enabled: bool,
+    /// After a pass found nothing more to do, the next starts this much
+    /// later. Default: "10m".
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// The background optimizer rests this many times as long as each blob
+    /// took (0: no rest), so it leaves most of the cores to requests.
+    /// Default: 2.
+    pub tranquility: u32,
+    /// Blobs larger than this stay raw. Default: "256MiB".
+    pub max_blob: ByteSize,
+    /// Expanded bytes of one blob, all nesting levels. Default: "512MiB".
+    pub max_expanded: ByteSize,
+    /// Expanded bytes per compressed byte of one stream. Default: 200.
+    pub max_ratio: u32,
+    /// Containers inside containers. Default: 4.
+    pub max_depth: u8,
+    /// Members of one blob. Default: 100000.
+    pub max_members: u32,
+    /// Time spent expanding one blob; past it the rest stays as it is.
+    /// Default: "60s".
+    #[serde(with = "humantime_serde")]
+    pub time_per_blob: Duration,
+    /// zstd level of the expanded chunks (decompression speed barely
+    /// depends on it). Default: 9.
+    pub zstd_level: i32,
+    /// A recipe is stored only if it saves at least this fraction of the
+    /// stored bytes it releases; negative: it may cost that much more,
+    /// because the next versions of the package dedup against its expanded
+    /// contents (the first version of a package rarely saves on its own).
+    /// Default: -0.1.
+    pub min_saving: f64,
+    /// Recreated blobs kept in memory, for hot reads (each at most an
+    /// eighth of it). Default: "256MiB".
+    pub cache_size: ByteSize,
+}
+
+impl Default for Optimize {
+    fn default() -> Self {
+        Optimize {
+            enabled: true,
+            interval: Duration::from_secs(600),
+            tranquility: 2,
+            max_blob: ByteSize::mib(256),
+            max_expanded: ByteSize::mib(512),
+            max_ratio: 200,
+            max_depth: 4,
+            max_members: 100_000,
+            time_per_blob: Duration::from_secs(60),
+            zstd_level: 9,
+            min_saving: -0.1,
+            cache_size: ByteSize::mib(256),
+        }
+    }
+}
+
+impl Optimize {
+    /// The expansion budget of one blob.
+    pub fn budget(&self) -> crate::expand::Budget {
+        crate::expand::Budget {
+            max_plain: self.max_expanded.as_u64().min(usize::MAX as u64) as usize,
+            max_ratio: self.max_ratio as usize,
+            depth: self.max_depth,
+            max_members: self.max_members as usize,
+            time: self.time_per_blob,
+        }
+    }
 }
 
 /// The background scrubber (see `crate::scrub`): reads every pack back and
@@ -252,6 +330,7 @@ impl Default for Config {
             gc: Gc::default(),
             retention: Retention::default(),
             scrub: Scrub::default(),
+            optimize: Optimize::default(),
         }
     }
 }
@@ -326,6 +405,19 @@ impl Config {
         }
         if self.scrub.rate.as_u64() < 4096 {
             return Err(Error::invalid("scrub.rate must be at least 4KiB (bytes per second)"));
+        }
+        let o = &self.optimize;
+        if !(1..=22).contains(&o.zstd_level) {
+            return Err(Error::invalid("optimize.zstd_level must be between 1 and 22"));
+        }
+        if !(-1.0..1.0).contains(&o.min_saving) {
+            return Err(Error::invalid("optimize.min_saving must be at least -1 and below 1"));
+        }
+        if o.interval < Duration::from_millis(100) {
+            return Err(Error::invalid("optimize.interval must be at least 100ms"));
+        }
+        if o.max_depth == 0 || o.max_depth > 8 {
+            return Err(Error::invalid("optimize.max_depth must be between 1 and 8"));
         }
         if self.purge_interval < Duration::from_millis(100) {
             return Err(Error::invalid("purge_interval must be at least 100ms"));

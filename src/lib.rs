@@ -10,6 +10,7 @@
 pub mod api;
 pub mod auth;
 pub mod background;
+pub mod cache;
 pub mod catalog;
 pub mod chunker;
 pub mod cli;

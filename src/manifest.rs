@@ -1,14 +1,21 @@
 //! Blob manifests: what a blob is made of. Pure encode/decode.
 //!
-//! The encoding starts with a version byte. Version 1 is a plain list of
-//! chunks; later versions (for example format-aware expansion of zip and
-//! gzip packages) get their own tag and decode side by side, so old data
-//! never needs a migration.
+//! The encoding starts with a version byte, and versions decode side by
+//! side, so old data never needs a migration:
+//! - version 1: the blob's bytes are its chunks, in order (their lengths
+//!   add up to its size);
+//! - version 2, a *recipe manifest* (the optimizer's, `crate::expand`):
+//!   the chunks are the blob's expanded space (the recipe's streams, one
+//!   after the other; their lengths add up to the streams' total), and the
+//!   encoded recipe follows, which recreates the blob's exact bytes from
+//!   them (its size is the blob's).
 
 use crate::error::{Error, Result};
+use crate::expand::recipe::Recipe;
 use crate::hash::{FileDigests, Hash};
 
 const V1: u8 = 1;
+const V2: u8 = 2;
 const HAS_SHA1: u8 = 1;
 const HAS_SHA512: u8 = 2;
 const HAS_MD5: u8 = 4;
@@ -26,13 +33,21 @@ pub struct Manifest {
     pub digests: FileDigests,
     pub created_ms: i64,
     pub chunks: Vec<ChunkRef>,
+    /// Recipe manifests: how to make the blob's bytes from its chunks.
+    pub recipe: Option<Box<Recipe>>,
 }
 
 impl Manifest {
+    /// Bytes the chunk list covers: the blob's size, or for a recipe
+    /// manifest its expanded space.
+    pub fn chunk_bytes(&self) -> u64 {
+        self.chunks.iter().map(|c| c.len as u64).sum()
+    }
+
     pub fn encode(&self) -> Vec<u8> {
         let d = &self.digests;
         let mut out = Vec::with_capacity(128 + self.chunks.len() * 36);
-        out.push(V1);
+        out.push(if self.recipe.is_some() { V2 } else { V1 });
         out.extend_from_slice(&self.size.to_be_bytes());
         out.extend_from_slice(&self.created_ms.to_be_bytes());
         out.extend_from_slice(&d.blake3.0);
@@ -55,14 +70,22 @@ impl Manifest {
             out.extend_from_slice(&c.id.0);
             out.extend_from_slice(&c.len.to_be_bytes());
         }
+        if let Some(r) = &self.recipe {
+            out.extend_from_slice(&r.encode());
+        }
         out
+    }
+
+    /// Whether an encoded manifest is a recipe manifest (without decoding it).
+    pub fn is_recipe(b: &[u8]) -> bool {
+        b.first() == Some(&V2)
     }
 
     pub fn decode(b: &[u8]) -> Result<Self> {
         let mut r = Reader(b);
-        match r.take::<1>()?[0] {
-            V1 => {}
-            v => return Err(Error::corrupt(format!("manifest version {v} is unknown"))),
+        let version = r.take::<1>()?[0];
+        if version != V1 && version != V2 {
+            return Err(Error::corrupt(format!("manifest version {version} is unknown")));
         }
         let size = u64::from_be_bytes(r.take()?);
         let created_ms = i64::from_be_bytes(r.take()?);
@@ -79,7 +102,11 @@ impl Manifest {
         let sha512 = if flags & HAS_SHA512 != 0 { Some(r.take()?) } else { None };
         let md5 = if flags & HAS_MD5 != 0 { Some(r.take()?) } else { None };
         let n = u32::from_be_bytes(r.take()?) as usize;
-        if r.0.len() != n * 36 {
+        let list = n
+            .checked_mul(36)
+            .filter(|&l| l <= r.0.len())
+            .ok_or_else(|| Error::corrupt("manifest chunk list has the wrong length"))?;
+        if version == V1 && r.0.len() != list {
             return Err(Error::corrupt("manifest chunk list has the wrong length"));
         }
         let chunks = (0..n)
@@ -90,9 +117,25 @@ impl Manifest {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        if chunks.iter().map(|c| c.len as u64).sum::<u64>() != size {
-            return Err(Error::corrupt("manifest chunk lengths do not add up to its size"));
-        }
+        let covered = chunks.iter().map(|c| c.len as u64).sum::<u64>();
+        let recipe = match version {
+            V1 if covered != size => {
+                return Err(Error::corrupt("manifest chunk lengths do not add up to its size"));
+            }
+            V1 => None,
+            _ => {
+                let recipe = Recipe::decode(r.0)?;
+                if recipe.size != size {
+                    return Err(Error::corrupt("manifest's recipe makes another size than the blob's"));
+                }
+                if recipe.streams().total() != covered {
+                    return Err(Error::corrupt(
+                        "manifest chunk lengths do not add up to its recipe's streams",
+                    ));
+                }
+                Some(Box::new(recipe))
+            }
+        };
         Ok(Manifest {
             size,
             digests: FileDigests {
@@ -104,6 +147,7 @@ impl Manifest {
             },
             created_ms,
             chunks,
+            recipe,
         })
     }
 }
@@ -145,6 +189,7 @@ mod tests {
                 },
                 created_ms: created,
                 chunks,
+                recipe: None,
             };
             let enc = m.encode();
             prop_assert_eq!(Manifest::decode(&enc).unwrap(), m);
@@ -176,6 +221,7 @@ mod tests {
             },
             created_ms: 0,
             chunks: vec![],
+            recipe: None,
         }
         .encode();
         assert!(Manifest::decode(&enc).is_ok());

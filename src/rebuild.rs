@@ -104,7 +104,9 @@ pub async fn rebuild_index(cfg: &Config) -> Result<RebuildReport> {
     }
 
     let mut chunks: HashMap<Hash, ChunkLoc> = HashMap::new();
-    let mut blobs: HashMap<Hash, Manifest> = HashMap::new();
+    // Every manifest record of each blob: a blob the optimizer switched to
+    // its recipe has its raw manifest in an older record (`pick` chooses).
+    let mut manifests: HashMap<Hash, Vec<Manifest>> = HashMap::new();
     let mut refs: HashMap<(String, Hash), RefInfo> = HashMap::new();
     let mut packs = Vec::new();
     for id in store.list().await? {
@@ -141,7 +143,10 @@ pub async fn rebuild_index(cfg: &Config) -> Result<RebuildReport> {
                             if m.digests.blake3 != e.id {
                                 return Err(Error::corrupt("manifest of another blob"));
                             }
-                            blobs.entry(e.id).or_insert(m);
+                            let known = manifests.entry(e.id).or_default();
+                            if !known.contains(&m) {
+                                known.push(m);
+                            }
                         } else {
                             // Earliest creation; the latest upload starts the lease.
                             let (ns, created_ms) = format::decode_ref(data)?;
@@ -181,6 +186,8 @@ pub async fn rebuild_index(cfg: &Config) -> Result<RebuildReport> {
             },
         ));
     }
+
+    let blobs: HashMap<Hash, Manifest> = manifests.into_iter().map(|(id, ms)| (id, pick(ms, &chunks))).collect();
 
     let tmp = cfg.data_dir.join("index.rebuild");
     if tmp.exists() {
@@ -335,4 +342,18 @@ fn copy_catalog(old: &Index, w: &mut Writer<'_>) -> Result<u64> {
         w.batch.put(Cf::Meta, rec::IDS_KEY, v);
     }
     Ok(n)
+}
+
+/// Of a blob's manifest records, the one to index: a recipe manifest whose
+/// chunks are all in the packs (the optimizer's switch, which also released
+/// the raw chunks), else a raw one whose chunks are, else the first (its
+/// missing chunks are reported).
+fn pick(mut ms: Vec<Manifest>, chunks: &HashMap<Hash, ChunkLoc>) -> Manifest {
+    let whole = |m: &Manifest| m.chunks.iter().all(|c| chunks.contains_key(&c.id));
+    let best = ms
+        .iter()
+        .position(|m| m.recipe.is_some() && whole(m))
+        .or_else(|| ms.iter().position(whole))
+        .unwrap_or(0);
+    ms.swap_remove(best)
 }

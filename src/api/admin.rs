@@ -1,7 +1,11 @@
 //! `AdminService`: operator views of the whole store.
 
+use std::pin::Pin;
 use std::sync::Arc;
 
+use futures::Stream;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use super::pb::{self, admin_service_server::AdminService};
@@ -12,6 +16,28 @@ use crate::engine::Engine;
 
 pub struct AdminApi {
     pub engine: Arc<Engine>,
+}
+
+type OptimizeStream = Pin<Box<dyn Stream<Item = Result<pb::OptimizeProgress, Status>> + Send>>;
+
+fn optimize_to(p: crate::engine::OptimizeProgress) -> pb::OptimizeProgress {
+    pb::OptimizeProgress {
+        total: p.total,
+        done: p.done,
+        optimized: p.optimized,
+        optimized_bytes: p.optimized_bytes,
+        opaque: p.opaque,
+        no_saving: p.no_saving,
+        too_large: p.too_large,
+        failed: p.failed,
+        released_bytes: p.released_bytes,
+        added_bytes: p.added_bytes,
+        zlib_streams: p.zlib,
+        preflate_streams: p.preflate,
+        opaque_streams: p.opaque_streams,
+        dry_run: p.dry_run,
+        finished: p.finished,
+    }
 }
 
 #[tonic::async_trait]
@@ -76,6 +102,27 @@ impl AdminService for AdminApi {
             records_verified: data.records,
             bytes_verified: data.bytes,
         }))
+    }
+
+    type OptimizeStream = OptimizeStream;
+
+    async fn optimize(&self, req: Request<pb::OptimizeRequest>) -> Result<Response<OptimizeStream>, Status> {
+        allow_everywhere(&req, Scope::Admin)?;
+        let dry_run = req.get_ref().dry_run;
+        let (ptx, mut prx) = mpsc::channel(16);
+        let (tx, rx) = mpsc::channel::<Result<pb::OptimizeProgress, Status>>(16);
+        let engine = self.engine.clone();
+        // The pass runs to the end even if the client goes away.
+        let run = tokio::spawn(async move { engine.optimize(dry_run, Some(ptx)).await });
+        tokio::spawn(async move {
+            while let Some(p) = prx.recv().await {
+                let _ = tx.send(Ok(optimize_to(p))).await;
+            }
+            if let Ok(Err(e)) = run.await {
+                let _ = tx.send(Err(status(e))).await;
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
     async fn purge(&self, req: Request<pb::PurgeRequest>) -> Result<Response<pb::PurgeResponse>, Status> {

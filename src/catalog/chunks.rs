@@ -78,7 +78,46 @@ pub fn release(txn: &mut Txn<'_>, stats: &mut Stats, now: i64, m: &Manifest) -> 
     sub(&mut stats.blobs, 1, "store blobs")?;
     sub(&mut stats.unique_bytes, m.size, "store unique bytes")?;
     txn.delete_blob(m);
-    Ok(())
+    super::optimized::forget(txn, &m.digests.blake3)
+}
+
+/// Switches a stored blob from manifest `old` to `new` (the same blob:
+/// its recipe): holds `new`'s chunks first, so a chunk both use is never
+/// condemned, then lets go of `old`'s; stores `new`. Returns the stored
+/// bytes of the chunks this condemned.
+pub fn swap(txn: &mut Txn<'_>, stats: &mut Stats, now: i64, old: &Manifest, new: &Manifest) -> Result<u64> {
+    for (id, n) in occurrences(new) {
+        let mut c = txn.chunk_rec(&id)?.ok_or_else(|| {
+            Error::Unavailable(format!(
+                "chunk {id} of blob {}'s recipe was collected while it was being optimized; it is tried again",
+                new.digests.blake3
+            ))
+        })?;
+        if c.refs == 0 {
+            revive(txn, stats, &id, &mut c)?;
+        }
+        c.refs += n;
+        txn.put_chunk_rec(&id, &c);
+    }
+    let mut condemned = 0;
+    for (id, n) in occurrences(old) {
+        let mut c = txn
+            .chunk_rec(&id)?
+            .ok_or_else(|| Error::corrupt(format!("chunk {id} of blob {} is not indexed", old.digests.blake3)))?;
+        c.refs = c.refs.checked_sub(n).ok_or_else(|| {
+            Error::corrupt(format!(
+                "chunk {id} is used by fewer manifests than blob {} claims",
+                old.digests.blake3
+            ))
+        })?;
+        if c.refs == 0 {
+            condemn(txn, stats, now, &id, &mut c);
+            condemned += c.loc.stored_len as u64;
+        }
+        txn.put_chunk_rec(&id, &c);
+    }
+    txn.put_blob(new);
+    Ok(condemned)
 }
 
 pub fn condemn(txn: &mut Txn<'_>, stats: &mut Stats, now: i64, id: &Hash, c: &mut ChunkRec) {

@@ -18,6 +18,7 @@ pub mod check;
 pub mod chunks;
 pub mod model;
 pub mod ops;
+pub mod optimized;
 mod purge;
 pub mod read;
 pub mod records;

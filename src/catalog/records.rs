@@ -199,9 +199,13 @@ pub mod tag {
     pub const FILE_IDS: u8 = b'F';
     /// `R` job:u8 -> when the job's last run ended:i64 ms, and took:u64 ms
     pub const LAST_RUN: u8 = b'R';
+    /// `z` blob -> what the optimizer did to it (`catalog::optimized`)
+    pub const OPTIMIZED: u8 = b'z';
+    /// `Z` -> the sums of those records
+    pub const OPTIMIZE_TOTALS: u8 = b'Z';
 
     /// Every tag, with its name.
-    pub const ALL: [(u8, &str); 28] = [
+    pub const ALL: [(u8, &str); 30] = [
         (PKG_BY_ID, "pkg_by_id"),
         (PKG_CREATED, "pkg_created"),
         (VERSION_NAME, "version_name"),
@@ -230,6 +234,8 @@ pub mod tag {
         (PKG_DAY, "pkg_day"),
         (FILE_IDS, "file_ids"),
         (LAST_RUN, "last_run"),
+        (OPTIMIZED, "optimized"),
+        (OPTIMIZE_TOTALS, "optimize_totals"),
     ];
 
     /// The key range holding every key of `tag`.

@@ -7,6 +7,7 @@ mod client;
 mod errors;
 mod html;
 mod namespaces;
+mod optimize;
 mod output;
 mod report;
 mod report_json;
@@ -69,6 +70,17 @@ pub enum Cmd {
     Retention(retention::RetentionCmd),
     /// Where the storage goes: capacity per namespace, project, package or type.
     Report(report::ReportArgs),
+    /// Store zip, gzip and tar packages by their expanded contents now
+    /// (what the background optimizer does), with a progress bar.
+    Optimize {
+        #[command(flatten)]
+        conn: Conn,
+        /// Say what a pass would do now; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// Collect unused chunks past their grace period and compact packs.
     Gc {
         #[command(flatten)]
@@ -612,6 +624,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Retention(cmd) => retention::run(cmd).await,
         Cmd::Report(args) => report::run(args).await,
         Cmd::Gc { conn, dry_run, json } => space::gc(&conn, dry_run, json).await,
+        Cmd::Optimize { conn, dry_run, json } => optimize::run(&conn, dry_run, json).await,
         Cmd::Admin(AdminCmd::Stats { conn, json }) => space::stats(&conn, json).await,
         Cmd::Admin(AdminCmd::Check { conn, json, read_data }) => catalog::check(&conn, json, read_data).await,
         Cmd::Admin(AdminCmd::Purge { conn, args }) => space::purge(&conn, args).await,

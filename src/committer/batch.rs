@@ -29,7 +29,7 @@ pub(super) struct Writer {
 fn exclusive(req: &CommitReq) -> bool {
     match req {
         CommitReq::Catalog(op) => op.exclusive(),
-        CommitReq::Collect { .. } => true,
+        CommitReq::Collect { .. } | CommitReq::Optimize { .. } => true,
         _ => false,
     }
 }
@@ -141,6 +141,20 @@ impl Writer {
                         ..Default::default()
                     })
                 }
+                CommitReq::Optimize {
+                    old,
+                    recipe,
+                    outcome,
+                    candidates,
+                } => super::optimize::optimize(
+                    &mut ctx,
+                    &self.packer,
+                    &mut syncs,
+                    old,
+                    recipe.as_deref(),
+                    outcome,
+                    candidates,
+                ),
                 CommitReq::ForgetPack { retired_key, pack } => {
                     gc::forget(ctx.txn, ctx.stats, retired_key, *pack).map(|()| CommitOutcome::default())
                 }

@@ -23,6 +23,7 @@
 //! the stats and the ids).
 
 mod batch;
+mod optimize;
 mod pending;
 mod put;
 
@@ -62,14 +63,26 @@ pub enum CommitReq {
     Relocate(Box<gc::Relocation>),
     /// A retired pack was deleted from the store.
     ForgetPack { retired_key: Vec<u8>, pack: u64 },
+    /// The optimizer's verdict on a blob whose manifest was `old` (encoded):
+    /// switch it to `recipe`, or (None) record that it stays raw. Alone in
+    /// its batch.
+    Optimize {
+        old: Vec<u8>,
+        recipe: Option<Box<Manifest>>,
+        outcome: crate::catalog::optimized::Outcome,
+        /// The recipe's chunks written, or found among uncommitted writes.
+        candidates: Vec<(Hash, ChunkLoc)>,
+    },
 }
 
 #[derive(Clone, Debug, Default)]
 pub struct CommitOutcome {
-    /// The blob was new to the store.
+    /// The blob was new to the store (an optimize: it switched to its recipe).
     pub new: bool,
     /// Stored bytes of chunks this request made new.
     pub added_bytes: u64,
+    /// Stored bytes of chunks an optimize condemned (its raw chunks).
+    pub released_bytes: u64,
     /// The namespace did not hold the blob before.
     pub new_to_namespace: bool,
     /// What a catalog request did.

@@ -8,8 +8,10 @@
 mod capacity;
 mod gc;
 mod open;
+mod optimize;
 mod purge;
 mod read;
+mod recreate;
 pub mod scrub;
 mod seal;
 mod sweep;
@@ -31,6 +33,7 @@ use crate::store::PackStore;
 
 pub use crate::report::StoreStats;
 pub use capacity::Run;
+pub use optimize::OptimizeProgress;
 pub use purge::{Blobs, Held};
 pub use read::GET_FRAME;
 pub use upload::UploadSlot;
@@ -47,6 +50,10 @@ pub struct Engine {
     gc_running: tokio::sync::Mutex<()>,
     /// Held by the retention sweep in progress.
     sweep_running: tokio::sync::Mutex<()>,
+    /// Held by the optimizer pass (or background unit) in progress.
+    optimize_running: tokio::sync::Mutex<()>,
+    /// Recreated blobs of recipe manifests, for hot reads (`recreate`).
+    recreated: crate::cache::LruBytes<crate::hash::Hash>,
     /// Held while a usage snapshot is read and written, so an older one
     /// never overwrites a newer one.
     usage_running: tokio::sync::Mutex<()>,

@@ -128,6 +128,7 @@ impl Engine {
                 .transpose()
         };
         let (gc_last, sweep_last) = (last(Job::Gc)?, last(Job::Sweep)?);
+        let recreated = crate::cache::LruBytes::new(cfg.optimize.cache_size.as_u64() as usize);
         let engine = Arc::new(Engine {
             cfg,
             index,
@@ -141,6 +142,8 @@ impl Engine {
             disk,
             gc_running: Default::default(),
             sweep_running: Default::default(),
+            optimize_running: Default::default(),
+            recreated,
             usage_running: Default::default(),
             progress: std::sync::Mutex::new(super::Progress {
                 started_ms: crate::now_ms(),
@@ -173,6 +176,14 @@ impl Engine {
         };
         background::spawn(sweeper, stop.clone());
         background::spawn(super::capacity::usage_worker(engine.clone()), stop.clone());
+        if engine.cfg.optimize.enabled {
+            let optimizer = super::optimize::OptimizeWorker {
+                engine: engine.clone(),
+                after: None,
+                waited: false,
+            };
+            background::spawn(optimizer, stop.clone());
+        }
         if engine.cfg.scrub.enabled {
             let scrubber = super::scrub::ScrubWorker {
                 engine: engine.clone(),

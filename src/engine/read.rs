@@ -73,6 +73,22 @@ impl Engine {
             })?,
             None => m.size,
         };
+        let size = m.size;
+        let rx = match m.recipe.is_some() {
+            true => self.recreate(m, offset, end),
+            false => self.read_chunks(&m, offset, end)?,
+        };
+        Ok((size, rx))
+    }
+
+    /// Streams `[offset, end)` of the bytes `m`'s chunks hold, verified:
+    /// a version-1 blob's bytes, or a recipe manifest's expanded space.
+    pub(super) fn read_chunks(
+        self: &Arc<Self>,
+        m: &Manifest,
+        offset: u64,
+        end: u64,
+    ) -> Result<mpsc::Receiver<Result<Bytes>>> {
         // Chunks overlapping the range, with the slice of each to send.
         let mut parts = Vec::new();
         let mut pos = 0u64;
@@ -84,35 +100,7 @@ impl Engine {
             }
             parts.push((c.id, (offset.max(s) - s) as usize, (end.min(e) - s) as usize));
         }
-        let ids: Vec<Hash> = parts.iter().map(|p| p.0).collect();
-        let locs = self.index.chunks(&ids)?;
-        let mut extents: Vec<Extent> = Vec::new();
-        for ((id, from, to), loc) in parts.into_iter().zip(locs) {
-            let loc = loc
-                .ok_or_else(|| Error::corrupt(format!("chunk {id} of blob {} has no index entry", m.digests.blake3)))?;
-            let part = Part { id, loc, from, to };
-            match extents.last_mut() {
-                // Bounded in stored and in decoded bytes: compressible
-                // chunks must not make one extent inflate to gigabytes.
-                Some(x)
-                    if x.pack == loc.pack
-                        && x.end == loc.offset
-                        && x.end - x.start < MAX_EXTENT
-                        && x.raw < MAX_EXTENT =>
-                {
-                    x.end += loc.record_len();
-                    x.raw += loc.raw_len as u64;
-                    x.parts.push(part);
-                }
-                _ => extents.push(Extent {
-                    pack: loc.pack,
-                    start: loc.offset,
-                    end: loc.offset + loc.record_len(),
-                    raw: loc.raw_len as u64,
-                    parts: vec![part],
-                }),
-            }
-        }
+        let extents = self.extents(&m.digests.blake3, parts)?;
         let (tx, rx) = mpsc::channel(16);
         let this = self.clone();
         tokio::spawn(async move {
@@ -136,13 +124,47 @@ impl Engine {
                 }
             }
         });
-        Ok((m.size, rx))
+        Ok(rx)
+    }
+
+    /// Groups chunk slices `(id, from, to)` of `blob` into reads of
+    /// adjacent records, bounded in stored and in decoded bytes.
+    pub(super) fn extents(&self, blob: &Hash, parts: Vec<(Hash, usize, usize)>) -> Result<Vec<Extent>> {
+        let ids: Vec<Hash> = parts.iter().map(|p| p.0).collect();
+        let locs = self.index.chunks(&ids)?;
+        let mut extents: Vec<Extent> = Vec::new();
+        for ((id, from, to), loc) in parts.into_iter().zip(locs) {
+            let loc = loc.ok_or_else(|| Error::corrupt(format!("chunk {id} of blob {blob} has no index entry")))?;
+            let part = Part { id, loc, from, to };
+            match extents.last_mut() {
+                // Bounded in stored and in decoded bytes: compressible
+                // chunks must not make one extent inflate to gigabytes.
+                Some(x)
+                    if x.pack == loc.pack
+                        && x.end == loc.offset
+                        && x.end - x.start < MAX_EXTENT
+                        && x.raw < MAX_EXTENT =>
+                {
+                    x.end += loc.record_len();
+                    x.raw += loc.raw_len as u64;
+                    x.parts.push(part);
+                }
+                _ => extents.push(Extent {
+                    pack: loc.pack,
+                    start: loc.offset,
+                    end: loc.offset + loc.record_len(),
+                    raw: loc.raw_len as u64,
+                    parts: vec![part],
+                }),
+            }
+        }
+        Ok(extents)
     }
 
     /// Reads a run of adjacent records and returns the verified slices. If
     /// compaction moved them meanwhile (their pack is retired or gone), each
     /// chunk is looked up again and read where it is now.
-    async fn read_extent(self: &Arc<Self>, x: Extent) -> Result<Vec<Bytes>> {
+    pub(super) async fn read_extent(self: &Arc<Self>, x: Extent) -> Result<Vec<Bytes>> {
         let pack = x.pack;
         let parts: Vec<(Hash, usize, usize)> = x.parts.iter().map(|p| (p.id, p.from, p.to)).collect();
         match self.read_extent_at(x).await {
@@ -202,7 +224,7 @@ struct Part {
     to: usize,
 }
 
-struct Extent {
+pub(super) struct Extent {
     pack: u64,
     start: u64,
     end: u64,

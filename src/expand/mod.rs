@@ -193,6 +193,12 @@ impl Walk<'_> {
     }
 }
 
+/// Whether a blob starting with `head` (its first 512 bytes or more, or
+/// all of it) is a container this module looks into.
+pub fn sniff(head: &[u8]) -> bool {
+    gzip::is_gzip(head) || zip::is_zip(head) || tar::is_tar(head)
+}
+
 /// Expands a blob. The nodes always recreate `data` exactly; a blob that is
 /// no container this module knows is one content node.
 pub fn expand(data: &[u8], budget: &Budget) -> (Vec<Node>, Stats) {

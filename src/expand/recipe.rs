@@ -343,6 +343,47 @@ impl Source for &[u8] {
     }
 }
 
+/// The expanded space of a planned recipe, read from its streams in memory
+/// (the optimizer proves a recipe with it before storing anything).
+pub struct PlannedSource<'a> {
+    streams: Vec<&'a [u8]>,
+    starts: Vec<u64>,
+}
+
+impl Planned {
+    pub fn source(&self) -> PlannedSource<'_> {
+        let streams: Vec<&[u8]> = self.streams().collect();
+        let mut at = 0;
+        let starts = streams
+            .iter()
+            .map(|s| {
+                let start = at;
+                at += s.len() as u64;
+                start
+            })
+            .collect();
+        PlannedSource { streams, starts }
+    }
+}
+
+impl Source for PlannedSource<'_> {
+    fn read(&mut self, offset: u64, len: usize) -> Result<Vec<u8>> {
+        let mut out = Vec::with_capacity(len);
+        let mut i = self.starts.partition_point(|&s| s <= offset).saturating_sub(1);
+        while out.len() < len {
+            let s = self
+                .streams
+                .get(i)
+                .ok_or_else(|| Error::corrupt("recipe reads past its streams"))?;
+            let from = (offset + out.len() as u64).saturating_sub(self.starts[i]) as usize;
+            let take = (len - out.len()).min(s.len().saturating_sub(from));
+            out.extend_from_slice(&s[from.min(s.len())..from.min(s.len()) + take]);
+            i += 1;
+        }
+        Ok(out)
+    }
+}
+
 /// Reads larger contents in pieces of this size.
 const PIECE: usize = 1 << 20;
 

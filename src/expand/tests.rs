@@ -27,6 +27,14 @@ fn round_trip(data: &[u8], budget: &Budget) -> Stats {
     })
     .unwrap();
     assert!(back == data, "recipe does not recreate the input");
+    // The same through the streams in place, as the optimizer proves it.
+    let mut again = Vec::new();
+    recipe::recreate(&recipe, planned.source(), &mut |b| {
+        again.extend_from_slice(b);
+        Ok(())
+    })
+    .unwrap();
+    assert!(again == data, "the planned streams do not recreate the input");
     stats
 }
 

@@ -4,7 +4,10 @@
 //! committed are shared through [`Pending`], so concurrent uploads of the same
 //! bytes write one record.
 
+mod expanded;
 pub mod pace;
+
+pub use expanded::Prepared;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -71,9 +74,11 @@ pub struct Ingest {
 /// What the chunk worker produced. Dropping it (after the commit, or when
 /// the upload fails or is cancelled) releases its `Pending` entries.
 #[derive(Default)]
-struct Chunked {
-    chunks: Vec<ChunkRef>,
-    candidates: Vec<(Hash, ChunkLoc)>,
+pub struct Chunked {
+    pub chunks: Vec<ChunkRef>,
+    /// Chunks written, or found only among uncommitted writes: the commit
+    /// indexes those it still needs.
+    pub candidates: Vec<(Hash, ChunkLoc)>,
     owned: Vec<(Hash, ChunkLoc)>,
     seen: HashSet<Hash>,
     pending: Option<Arc<Pending>>,
@@ -247,6 +252,7 @@ impl Ingest {
             digests: digests.clone(),
             created_ms: crate::now_ms(),
             chunks: c.chunks.clone(),
+            recipe: None,
         };
         self.commit(spec, manifest, c.candidates.clone(), digests).await
     }
@@ -328,8 +334,20 @@ impl Ingest {
             return Ok(());
         }
         let (codec, z) = format::compress(raw, self.zstd_level)?;
-        let stored = z.as_deref().unwrap_or(raw);
-        let (pack, e) = self.packer.append(Kind::Chunk, codec, id, raw.len() as u32, stored)?;
+        self.append_chunk(id, raw.len() as u32, codec, z.as_deref().unwrap_or(raw), out)
+    }
+
+    /// Appends one new chunk's stored bytes to the open pack and offers it
+    /// to concurrent writers.
+    fn append_chunk(
+        &self,
+        id: Hash,
+        raw_len: u32,
+        codec: format::Codec,
+        stored: &[u8],
+        out: &mut Chunked,
+    ) -> Result<()> {
+        let (pack, e) = self.packer.append(Kind::Chunk, codec, id, raw_len, stored)?;
         let loc = ChunkLoc {
             pack: pack.id,
             offset: e.offset,

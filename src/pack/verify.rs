@@ -510,6 +510,7 @@ mod tests {
                     len: c.len() as u32,
                 })
                 .collect(),
+            recipe: None,
         };
         let enc = m.encode();
         push(

@@ -15,6 +15,7 @@ mod limits;
 mod metrics;
 mod names;
 mod operator;
+mod optimize;
 mod rebuild;
 mod recovery;
 mod report;

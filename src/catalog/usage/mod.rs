@@ -47,7 +47,7 @@ use super::records as rec;
 use crate::hash::Hash;
 
 pub use derive::{Derived, Drift, derive, group_drift, record_drift, rewrite, stored_groups};
-pub use update::{Deltas, file_uses};
+pub use update::{Deltas, blob_chunks_change, file_uses};
 
 /// How groups are formed. The discriminant is the level's key byte.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -146,6 +146,46 @@ pub fn file_uses(txn: &mut Txn<'_>, d: &mut Deltas, g: &Groups, m: &Manifest, si
     Ok(())
 }
 
+/// Blob `blob` changed its chunks from `old` to `new` (the optimizer
+/// stored its recipe): every package group using it leaves the chunks
+/// only `old` has and joins those only `new` has, and the levels above
+/// follow, as for a file's publish or purge. Reads the blob's package
+/// edges from committed state: the caller runs alone in its batch.
+pub fn blob_chunks_change(
+    txn: &mut Txn<'_>,
+    d: &mut Deltas,
+    blob: &Hash,
+    old: &Manifest,
+    new: &Manifest,
+) -> Result<()> {
+    let before: HashSet<Hash> = old.chunks.iter().map(|c| c.id).collect();
+    let after: HashSet<Hash> = new.chunks.iter().map(|c| c.id).collect();
+    let pkg = Level::Package;
+    let prefix = [&[rec::tag::BLOB_EDGE][..], &blob.0, &[pkg as u8]].concat();
+    let end = rec::prefix_end(&prefix);
+    let mut packages = Vec::new();
+    for kv in txn.index().scan(Cf::CatalogIdx, &prefix, end.as_deref(), false) {
+        let (k, _) = kv?;
+        let id = k
+            .get(prefix.len()..)
+            .and_then(|b| b.try_into().ok())
+            .map(u64::from_be_bytes)
+            .ok_or_else(|| Error::corrupt("bad blob edge key"))?;
+        packages.push(id);
+    }
+    for id in packages {
+        let key = group_of(txn, id, pkg)?;
+        let g = Groups::of(&rec::parse_package_key(&key)?);
+        for c in after.difference(&before) {
+            chunk_uses(txn, d, &g, c, 1)?;
+        }
+        for c in before.difference(&after) {
+            chunk_uses(txn, d, &g, c, -1)?;
+        }
+    }
+    Ok(())
+}
+
 /// One more (or one fewer) blob of package groups `g` uses `chunk`.
 fn chunk_uses(txn: &mut Txn<'_>, d: &mut Deltas, g: &Groups, chunk: &Hash, sign: i64) -> Result<()> {
     let pkg = Level::Package;

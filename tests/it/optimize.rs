@@ -1,0 +1,283 @@
+//! The package-aware optimizer through the running daemon: zip and tar.gz
+//! packages made by Python's zipfile and tarfile (stock zlib) become
+//! recipes, read back byte-exactly (whole and by range), free their raw
+//! chunks through GC, keep retention plans equal to what GC frees, survive
+//! `rebuild-index`, kill -9 in the middle, and damage (DATA_LOSS, never
+//! wrong bytes).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use bytes::Bytes;
+use stowage::api::client::{Client, version_ref};
+use stowage::api::pb::PackageType as T;
+use stowage::pack::format::{self, Kind};
+
+use crate::harness::*;
+
+const DAY: Duration = Duration::from_secs(24 * 3600);
+
+/// Eager GC, no background optimizer (the tests run it when they mean to).
+const CONFIG: &str = "pack_max_age = \"500ms\"\npack_target_size = \"2MiB\"\ntrash_window = \"1day\"\n\
+    [gc]\ninterval = \"0s\"\ngrace = \"0s\"\ncompact_threshold = 0.0\npack_delete_delay = \"0s\"\n\
+    [optimize]\nenabled = false\n";
+
+/// Python writes `versions` versions of a wheel (zip) and an sdist
+/// (tar.gz) whose members change a little from one version to the next.
+fn packages(dir: &Path, versions: u32) -> Vec<(String, PathBuf)> {
+    const SCRIPT: &str = r#"
+import gzip, io, random, sys, tarfile, zipfile
+out, versions = sys.argv[1], int(sys.argv[2])
+words = ["def", "return", "self", "import", "package", "version", "class", "None", "\n", "    "]
+def member(seed, n):
+    r = random.Random(seed)
+    return " ".join(r.choice(words) for _ in range(n)).encode()
+for v in range(versions):
+    files = {f"pkg/mod{i}.py": member(i * 1000 + (v if i % 7 == 0 else 0), 300 + 90 * i) for i in range(40)}
+    files["pkg/__init__.py"] = f"__version__ = '1.{v}.0'\n".encode()
+    files["pkg/data/models.json.gz"] = gzip.compress(member(99, 20000), mtime=0)
+    with zipfile.ZipFile(f"{out}/pkg-1.{v}.0-py3-none-any.whl", "w", zipfile.ZIP_DEFLATED) as z:
+        for name, data in files.items():
+            z.writestr(name, data)
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as t:
+        for name, data in files.items():
+            info = tarfile.TarInfo(f"pkg-1.{v}.0/{name}")
+            info.size, info.mtime = len(data), 1700000000
+            t.addfile(info, io.BytesIO(data))
+    with open(f"{out}/pkg-1.{v}.0.tar.gz", "wb") as f:
+        f.write(gzip.compress(buf.getvalue(), compresslevel=9, mtime=0))
+"#;
+    let st = Command::new("python3")
+        .args(["-c", SCRIPT])
+        .arg(dir)
+        .arg(versions.to_string())
+        .status()
+        .expect("python3 runs (tools/setup.sh installs it)");
+    assert!(st.success());
+    let mut out = Vec::new();
+    for v in 0..versions {
+        for name in [format!("pkg-1.{v}.0-py3-none-any.whl"), format!("pkg-1.{v}.0.tar.gz")] {
+            out.push((format!("1.{v}.0"), dir.join(name)));
+        }
+    }
+    out
+}
+
+/// Publishes each package file into acme/py/pypi:pkg, and returns
+/// (blake3, bytes) of everything stored, two plain blobs included.
+async fn publish_all(c: &Client, files: &[(String, PathBuf)]) -> Vec<(String, Bytes)> {
+    let mut out = Vec::new();
+    for (version, path) in files {
+        let data = Bytes::from(std::fs::read(path).unwrap());
+        let h = put(c, "acme", data.clone()).await;
+        let v = version_ref("acme", "py", T::Pypi, "pkg", version);
+        let name = path.file_name().unwrap().to_str().unwrap();
+        c.publish_blob(v, name, &h).await.unwrap();
+        out.push((h, data));
+    }
+    for (seed, data) in [(1, random_bytes(1, 300_000)), (2, text_bytes(2, 200_000))] {
+        let h = put(c, "acme", data.clone()).await;
+        let v = version_ref("acme", "py", T::Generic, "plain", &format!("{seed}"));
+        c.publish_blob(v, "blob.bin", &h).await.unwrap();
+        out.push((h, data));
+    }
+    out
+}
+
+fn json_lines(out: &std::process::Output) -> Vec<serde_json::Value> {
+    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+async fn all_exact(c: &Client, blobs: &[(String, Bytes)], what: &str) {
+    for (h, data) in blobs {
+        let got = c.get_bytes("acme", h, 0, None).await.unwrap();
+        assert!(got == data.as_ref(), "{what}: blob {h} came back different");
+    }
+}
+
+fn check_clean(d: &Daemon) {
+    let check = d.cli(&["admin", "check", "--json"]);
+    assert!(
+        check.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn optimized_packages_read_back_exactly_and_free_their_raw_chunks() {
+    let mut d = Daemon::start(CONFIG).await;
+    let c = d.client().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let blobs = publish_all(&c, &packages(tmp.path(), 3)).await;
+    d.wait_sealed().await;
+    let before = c.stats().await.unwrap();
+
+    // A dry run changes nothing and predicts the pass.
+    let dry = json_lines(&d.cli(&["optimize", "--dry-run", "--json"]));
+    let dry = dry.last().unwrap();
+    assert_eq!(dry["dry_run"], true);
+    assert_eq!(c.stats().await.unwrap().physical_bytes, before.physical_bytes);
+    let run = json_lines(&d.cli(&["optimize", "--json"]));
+    let p = run.last().unwrap();
+    assert_eq!(p["finished"], true, "{p}");
+    assert_eq!(p["total"], 8);
+    assert_eq!(p["failed"], 0, "{p}");
+    assert!(p["optimized"].as_u64().unwrap() >= 5, "{p}");
+    assert_eq!(p["opaque"], 2, "the two plain blobs stay raw: {p}");
+    assert!(p["zlib_streams"].as_u64().unwrap() >= 2 * 40, "{p}");
+    assert_eq!(p["optimized"], dry["optimized"], "the dry run predicted the pass");
+    // The pass released more than it added.
+    assert!(
+        p["released_bytes"].as_u64().unwrap() > p["added_bytes"].as_u64().unwrap(),
+        "{p}"
+    );
+
+    // Every blob reads back exactly, whole and by range, also from the cache.
+    all_exact(&c, &blobs, "after optimize").await;
+    all_exact(&c, &blobs, "cached").await;
+    for (h, data) in &blobs[..4] {
+        let (at, n) = (data.len() as u64 / 3, 70_000.min(data.len() as u64 / 2));
+        let got = c.get_bytes("acme", h, at, Some(n)).await.unwrap();
+        assert!(got == data[at as usize..(at + n) as usize], "range of {h}");
+    }
+    let again = json_lines(&d.cli(&["optimize", "--json"]));
+    assert_eq!(again.last().unwrap()["total"], 0, "every blob was looked at once");
+    check_clean(&d);
+    assert_no_report_drift(&c).await;
+
+    // GC frees the raw chunks the recipes released.
+    d.wait_sealed().await;
+    let gc = json_lines(&d.cli(&["gc", "--json"]));
+    assert!(gc[0]["bytes_collected"].as_u64().unwrap() > 0, "{gc:?}");
+    let after = c.stats().await.unwrap();
+    assert!(
+        after.physical_bytes < before.physical_bytes,
+        "stored {} before, {} after",
+        before.physical_bytes,
+        after.physical_bytes
+    );
+    assert_eq!(after.condemned_bytes, 0);
+    all_exact(&c, &blobs, "after gc").await;
+    check_clean(&d);
+
+    // rebuild-index gives the same answers.
+    let named: Vec<(String, String)> = blobs.iter().map(|(h, _)| ("acme".to_string(), h.clone())).collect();
+    // The pack count may differ: the rebuild seals what was staged.
+    let without_packs = |mut a: Vec<String>| {
+        let last = a.pop().unwrap();
+        a.push(last[..last.find(" packs ").unwrap()].to_string());
+        a
+    };
+    let answered = without_packs(answers(&c, &named).await);
+    d.stop();
+    let out = Command::new(BIN)
+        .args(["admin", "rebuild-index", "--config"])
+        .arg(&d.config)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["missing_chunks"], 0, "{report}");
+    d.spawn().await;
+    let c = d.client().await;
+    assert_eq!(without_packs(answers(&c, &named).await), answered);
+    check_clean(&d);
+    assert_no_report_drift(&c).await;
+
+    // A retention plan over recipes still says exactly what GC frees.
+    let policy = tmp.path().join("keep.toml");
+    std::fs::write(
+        &policy,
+        "name = \"keep-one\"\nnamespace = \"acme\"\nversions = { keep_latest = 1 }\n",
+    )
+    .unwrap();
+    assert!(d.cli(&["retention", "set", policy.to_str().unwrap()]).status.success());
+    let plan = json_lines(&d.cli(&["retention", "plan", "--json"]));
+    let summary = &plan.last().unwrap()["summary"];
+    assert!(summary["physical_bytes"].as_u64().unwrap() > 0, "{summary}");
+    json_lines(&d.cli(&["retention", "sweep", "--json"]));
+    d.advance_clock(2 * DAY);
+    json_lines(&d.cli(&["admin", "purge", "--json"]));
+    d.wait_sealed().await;
+    let gc = json_lines(&d.cli(&["gc", "--json"]));
+    assert_eq!(gc[0]["bytes_collected"], summary["physical_bytes"], "{gc:?}");
+    // Kept: pkg 1.2.0 (its wheel and sdist) and plain 2.
+    let kept = vec![blobs[4].clone(), blobs[5].clone(), blobs[7].clone()];
+    all_exact(&c, &kept, "kept after the sweep").await;
+    check_clean(&d);
+    assert_no_report_drift(&c).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_optimize_leaves_every_blob_whole() {
+    let mut d = Daemon::start(CONFIG).await;
+    let c = d.client().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let blobs = publish_all(&c, &packages(tmp.path(), 4)).await;
+    for delay_ms in [150, 400, 900] {
+        let mut run = Command::new(BIN)
+            .args(["optimize", "--json"])
+            .env("STOWAGE_ADDR", &d.addr)
+            .env("STOWAGE_DATA_DIR", d.data_dir())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+        d.kill9();
+        let _ = run.wait();
+        d.spawn().await;
+        let c = d.client().await;
+        all_exact(&c, &blobs, &format!("after kill -9 at {delay_ms} ms")).await;
+        check_clean(&d);
+    }
+    let p = json_lines(&d.cli(&["optimize", "--json"]));
+    assert_eq!(p.last().unwrap()["failed"], 0);
+    let c = d.client().await;
+    all_exact(&c, &blobs, "after the last pass").await;
+    check_clean(&d);
+    assert_no_report_drift(&c).await;
+    drop(c);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_chunk_of_a_recipe_is_data_loss_never_wrong_bytes() {
+    let mut d = Daemon::start(CONFIG).await;
+    let c = d.client().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let blobs = publish_all(&c, &packages(tmp.path(), 1)).await;
+    let p = json_lines(&d.cli(&["optimize", "--json"]));
+    assert!(p.last().unwrap()["optimized"].as_u64().unwrap() >= 1);
+    d.wait_sealed().await;
+    json_lines(&d.cli(&["gc", "--json"]));
+    d.wait_sealed().await;
+    d.stop();
+    // One byte flipped in the middle of every chunk record's data.
+    for dir in ["packs", "staging"] {
+        for path in pack_files(&d.data_dir().join(dir)) {
+            let mut bytes = std::fs::read(&path).unwrap();
+            let entries = match format::decode_trailer(&bytes[bytes.len().saturating_sub(format::TRAILER_LEN)..]) {
+                Ok((_, at)) => format::decode_footer(&bytes[at as usize..]).unwrap(),
+                Err(_) => format::scan_records(&bytes).unwrap().0,
+            };
+            for e in entries.iter().filter(|e| e.kind == Kind::Chunk) {
+                let at = (e.offset + format::RECORD_HEADER_LEN as u64 + e.stored_len as u64 / 2) as usize;
+                bytes[at] ^= 0x40;
+            }
+            std::fs::write(&path, bytes).unwrap();
+        }
+    }
+    d.spawn().await;
+    let c = d.client().await;
+    for (h, data) in &blobs[..2] {
+        expect_data_loss(&c, "acme", h, data, "a recipe over damaged chunks").await;
+    }
+}
