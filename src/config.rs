@@ -88,7 +88,10 @@ pub struct Config {
     #[serde(with = "humantime_serde")]
     pub trash_window: Duration,
     /// How long an uploaded blob no file references is kept, so a frontend
-    /// can upload first and publish after. Renewed by each upload. Default: "24h".
+    /// can upload first and publish after. Renewed by each upload; ended by
+    /// the first file that uses the blob. A streamed publish's upload holds
+    /// at least 10 minutes, so no purge comes between its put and its
+    /// publish. Default: "24h".
     #[serde(with = "humantime_serde")]
     pub upload_lease: Duration,
     /// How often the daemon purges expired trash and ended leases. Default: "10m".

@@ -51,7 +51,23 @@ impl AdminService for AdminApi {
             false => None,
         };
         let f = t.figures;
+        let o = self.engine.optimize_totals().map_err(status)?;
         Ok(Response::new(pb::StatsResponse {
+            optimize: Some(pb::OptimizeTotals {
+                optimized_blobs: o.optimized_blobs,
+                optimized_bytes: o.optimized_bytes,
+                zip_bytes: o.zip_bytes,
+                gzip_bytes: o.gzip_bytes,
+                tar_bytes: o.tar_bytes,
+                nested_bytes: o.nested_bytes,
+                zlib_streams: o.zlib_streams,
+                preflate_streams: o.preflate_streams,
+                opaque_streams: o.opaque_streams,
+                raw_blobs: o.raw_blobs,
+                raw_bytes: o.raw_bytes,
+                released_bytes: o.released_bytes,
+                added_bytes: o.added_bytes,
+            }),
             logical_bytes: f.logical_bytes,
             unique_bytes: f.unique_bytes,
             physical_bytes: f.physical_bytes,

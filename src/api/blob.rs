@@ -61,6 +61,7 @@ pub(super) fn spec_from_header(h: pb::PutHeader) -> Result<PutSpec, Status> {
         expected_blake3,
         extra,
         media_type: h.media_type,
+        publishing: false,
     })
 }
 

@@ -81,6 +81,10 @@ pub struct Metrics {
     sweep_runs: Counter,
     sweep_deleted: Family<Kind, Counter>,
     sweep_progress: Family<Kind, Gauge>,
+    /// The optimizer's totals: bytes by format and verdict, streams by
+    /// method (`catalog::optimized`).
+    optimized_bytes: Family<Kind, Gauge>,
+    optimized_streams: Family<Kind, Gauge>,
     scrub: ScrubMetrics,
 }
 
@@ -309,8 +313,22 @@ impl Metrics {
             "Removals of the sweep in progress: done and total (0 and 0 when none runs)",
             sweep_progress.clone(),
         );
+        let optimized_bytes = Family::<Kind, Gauge>::default();
+        registry.register(
+            "optimized_bytes",
+            "Blob bytes the optimizer stores as recipes, by outer format (zip, gzip), holding a tar, nested; kept raw; stored bytes released and added",
+            optimized_bytes.clone(),
+        );
+        let optimized_streams = Family::<Kind, Gauge>::default();
+        registry.register(
+            "optimized_streams",
+            "Deflate streams of the blobs stored as recipes, by method: zlib (exact parameters), preflate, opaque (kept compressed)",
+            optimized_streams.clone(),
+        );
         let scrub = ScrubMetrics::register(&mut registry);
         Metrics {
+            optimized_bytes,
+            optimized_streams,
             scrub,
             gc_runs,
             gc_bytes,
@@ -420,6 +438,26 @@ impl Metrics {
             ("packs", s.packs),
         ] {
             self.objects.get_or_create(&Kind { kind }).set(v as i64);
+        }
+        let o = engine.optimize_totals()?;
+        for (kind, v) in [
+            ("recipes", o.optimized_bytes),
+            ("zip", o.zip_bytes),
+            ("gzip", o.gzip_bytes),
+            ("tar", o.tar_bytes),
+            ("nested", o.nested_bytes),
+            ("raw", o.raw_bytes),
+            ("released", o.released_bytes),
+            ("added", o.added_bytes),
+        ] {
+            self.optimized_bytes.get_or_create(&Kind { kind }).set(v as i64);
+        }
+        for (kind, v) in [
+            ("zlib", o.zlib_streams),
+            ("preflate", o.preflate_streams),
+            ("opaque", o.opaque_streams),
+        ] {
+            self.optimized_streams.get_or_create(&Kind { kind }).set(v as i64);
         }
         self.dedup_ratio.set(f.dedup_ratio());
         self.compression_ratio.set(f.compression_ratio());

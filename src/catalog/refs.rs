@@ -15,8 +15,15 @@ impl Ctx<'_, '_> {
     /// an open lease, within the namespace's quota), or renews the lease of
     /// the reference it has, adding the extra digests this upload asked
     /// for to those the namespace is shown. Returns the new reference.
-    pub fn upload_ref(&mut self, ns: &str, blob: &Hash, size: u64, extras: ExtraDigests) -> Result<Option<RefInfo>> {
-        let until = self.now.saturating_add(self.st.lease_ms);
+    pub fn upload_ref(
+        &mut self,
+        ns: &str,
+        blob: &Hash,
+        size: u64,
+        extras: ExtraDigests,
+        lease_ms: i64,
+    ) -> Result<Option<RefInfo>> {
+        let until = self.now.saturating_add(lease_ms);
         let rk = ref_key(ns, blob);
         match self.txn.reference(ns, blob)? {
             Some(mut r) => {

@@ -211,6 +211,7 @@ pub async fn stats(conn: &Conn, json: bool) -> anyhow::Result<()> {
         .map_err(fail)?
         .into_inner();
     let sp = s.space.unwrap_or_default();
+    let o = s.optimize.unwrap_or_default();
     if json {
         let v = json!({
             "logical_bytes": s.logical_bytes,
@@ -234,6 +235,21 @@ pub async fn stats(conn: &Conn, json: bool) -> anyhow::Result<()> {
             "leased_bytes": s.leased_bytes,
             "free_disk_bytes": s.free_disk_bytes,
             "space": space_json(&sp),
+            "optimize": {
+                "optimized_blobs": o.optimized_blobs,
+                "optimized_bytes": o.optimized_bytes,
+                "zip_bytes": o.zip_bytes,
+                "gzip_bytes": o.gzip_bytes,
+                "tar_bytes": o.tar_bytes,
+                "nested_bytes": o.nested_bytes,
+                "zlib_streams": o.zlib_streams,
+                "preflate_streams": o.preflate_streams,
+                "opaque_streams": o.opaque_streams,
+                "raw_blobs": o.raw_blobs,
+                "raw_bytes": o.raw_bytes,
+                "released_bytes": o.released_bytes,
+                "added_bytes": o.added_bytes,
+            },
         });
         return emit(|w| writeln!(w, "{v}"));
     }
@@ -255,10 +271,48 @@ pub async fn stats(conn: &Conn, json: bool) -> anyhow::Result<()> {
         count("packs", s.packs),
         vec!["free disk".into(), s.free_disk_bytes.map_or("-".into(), size)],
     ];
+    let saved = o.released_bytes as i64 - o.added_bytes as i64;
+    let optimizer = vec![
+        vec![
+            "stored as recipes".into(),
+            o.optimized_blobs.to_string(),
+            size(o.optimized_bytes),
+        ],
+        vec!["  outer zip".into(), "-".into(), size(o.zip_bytes)],
+        vec!["  outer gzip".into(), "-".into(), size(o.gzip_bytes)],
+        vec!["  holding a tar".into(), "-".into(), size(o.tar_bytes)],
+        vec!["  nested containers".into(), "-".into(), size(o.nested_bytes)],
+        vec![
+            "  streams recreated by zlib".into(),
+            o.zlib_streams.to_string(),
+            "-".into(),
+        ],
+        vec![
+            "  streams recreated by preflate".into(),
+            o.preflate_streams.to_string(),
+            "-".into(),
+        ],
+        vec![
+            "  streams kept compressed".into(),
+            o.opaque_streams.to_string(),
+            "-".into(),
+        ],
+        vec!["kept raw".into(), o.raw_blobs.to_string(), size(o.raw_bytes)],
+        vec![
+            "stored bytes saved (released - added)".into(),
+            "-".into(),
+            match saved {
+                n if n < 0 => format!("-{}", size(n.unsigned_abs())),
+                n => size(n as u64),
+            },
+        ],
+    ];
     emit(|w| {
         table(w, &["FIGURE", "VALUE"], figures)?;
         writeln!(w)?;
-        space_table(w, &sp)
+        space_table(w, &sp)?;
+        writeln!(w)?;
+        table(w, &["OPTIMIZER", "BLOBS", "BYTES"], optimizer)
     })
 }
 

@@ -100,14 +100,18 @@ impl Writer {
                     manifest,
                     extras,
                     candidates,
+                    publishing,
                 } => super::put::put(
                     &mut ctx,
                     &self.packer,
                     &mut syncs,
-                    namespace,
-                    manifest,
-                    *extras,
-                    candidates,
+                    super::put::Upload {
+                        namespace,
+                        manifest,
+                        extras: *extras,
+                        candidates,
+                        publishing: *publishing,
+                    },
                 ),
                 CommitReq::PackSealed { id, info } => {
                     debug_assert_eq!(info.state, PackState::Sealed);

@@ -29,6 +29,11 @@ mod put;
 
 pub use pending::Pending;
 
+/// The shortest upload lease of a streamed publish's blob: long enough that
+/// no purge releases it before the publish that follows commits, whatever
+/// `upload_lease` says. The publish ends the lease.
+pub const PUBLISH_LEASE_MS: i64 = 10 * 60 * 1000;
+
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
@@ -52,6 +57,9 @@ pub enum CommitReq {
         extras: crate::hash::ExtraDigests,
         /// Chunks this put wrote or found only among uncommitted writes.
         candidates: Vec<(Hash, ChunkLoc)>,
+        /// A streamed publish's upload (its lease lasts at least
+        /// [`PUBLISH_LEASE_MS`]).
+        publishing: bool,
     },
     /// A pack was sealed and uploaded to the pack store.
     PackSealed { id: u64, info: PackInfo },

@@ -12,15 +12,28 @@ use crate::manifest::Manifest;
 use crate::pack::Packer;
 use crate::pack::format::{self, Codec, Kind};
 
+/// What a put request carries (`CommitReq::Put`).
+pub(super) struct Upload<'a> {
+    pub namespace: &'a str,
+    pub manifest: &'a Manifest,
+    pub extras: ExtraDigests,
+    pub candidates: &'a [(Hash, ChunkLoc)],
+    pub publishing: bool,
+}
+
 pub(super) fn put(
     ctx: &mut Ctx<'_, '_>,
     packer: &Packer,
     syncs: &mut HashMap<u64, u64>,
-    namespace: &str,
-    manifest: &Manifest,
-    extras: ExtraDigests,
-    candidates: &[(Hash, ChunkLoc)],
+    u: Upload<'_>,
 ) -> Result<CommitOutcome> {
+    let Upload {
+        namespace,
+        manifest,
+        extras,
+        candidates,
+        publishing,
+    } = u;
     let mut out = CommitOutcome::default();
     let id = manifest.digests.blake3;
     if !ctx.txn.has_blob(&id)? {
@@ -31,7 +44,11 @@ pub(super) fn put(
         append_manifest(packer, syncs, manifest)?;
         out.new = true;
     }
-    if let Some(r) = ctx.upload_ref(namespace, &id, manifest.size, extras)? {
+    let lease_ms = match publishing {
+        true => ctx.st.lease_ms.max(super::PUBLISH_LEASE_MS),
+        false => ctx.st.lease_ms,
+    };
+    if let Some(r) = ctx.upload_ref(namespace, &id, manifest.size, extras, lease_ms)? {
         let rec = format::encode_ref(namespace, r.created_ms);
         let (pack, e) = packer.append(Kind::Ref, Codec::Raw, id, rec.len() as u32, &rec)?;
         need(syncs, pack.id, e.offset + e.record_len());

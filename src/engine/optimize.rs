@@ -105,6 +105,11 @@ impl Engine {
         Ok(p)
     }
 
+    /// What the optimizer did, over the blobs stored now.
+    pub fn optimize_totals(&self) -> Result<optimized::Totals> {
+        optimized::totals(|k| self.index.get(Cf::CatalogIdx, k))
+    }
+
     /// Up to `n` stored blobs after `after` with a version-1 manifest and
     /// no optimizer record, in key order.
     fn raw_blobs(&self, after: Option<&Hash>, n: usize) -> Result<Vec<Hash>> {

@@ -92,6 +92,7 @@ impl Engine {
         catalog::model::validate_file_name(&file_name)?;
         catalog::read::precheck_publish(&self.index, &at, &file_name)?;
         spec.namespace = at.pkg.namespace.clone();
+        spec.publishing = true;
         let put = self.put(spec, frames).await?;
         let op = CatalogOp::Publish {
             at,

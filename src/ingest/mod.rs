@@ -45,6 +45,10 @@ pub struct PutSpec {
     pub expected_blake3: Option<Hash>,
     pub extra: ExtraDigests,
     pub media_type: String,
+    /// The upload is a streamed publish's: its lease lasts at least
+    /// [`crate::committer::PUBLISH_LEASE_MS`], so a purge between the put
+    /// and the publish cannot release it (the lease ends at the publish).
+    pub publishing: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -289,6 +293,7 @@ impl Ingest {
             manifest: Box::new(manifest),
             extras: spec.extra,
             candidates,
+            publishing: spec.publishing,
         };
         let o = self.committer.submit(req).await?;
         Ok(PutOutcome {

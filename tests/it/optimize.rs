@@ -140,6 +140,25 @@ async fn optimized_packages_read_back_exactly_and_free_their_raw_chunks() {
         "{p}"
     );
 
+    // admin stats says where the bytes went, from the same records.
+    let o = &json_lines(&d.cli(&["admin", "stats", "--json"]))[0]["optimize"];
+    assert_eq!(o["optimized_blobs"], p["optimized"], "{o}");
+    assert_eq!(o["optimized_bytes"], p["optimized_bytes"], "{o}");
+    assert_eq!(o["zlib_streams"], p["zlib_streams"], "{o}");
+    assert_eq!(o["released_bytes"], p["released_bytes"], "{o}");
+    assert_eq!(
+        o["raw_blobs"].as_u64().unwrap(),
+        p["opaque"].as_u64().unwrap() + p["no_saving"].as_u64().unwrap()
+    );
+    assert!(
+        o["zip_bytes"].as_u64().unwrap() > 0 && o["gzip_bytes"].as_u64().unwrap() > 0,
+        "{o}"
+    );
+    assert!(
+        o["tar_bytes"].as_u64().unwrap() > 0 && o["nested_bytes"].as_u64().unwrap() > 0,
+        "{o}"
+    );
+
     // Every blob reads back exactly, whole and by range, also from the cache.
     all_exact(&c, &blobs, "after optimize").await;
     all_exact(&c, &blobs, "cached").await;
@@ -212,6 +231,9 @@ async fn optimized_packages_read_back_exactly_and_free_their_raw_chunks() {
     // Kept: pkg 1.2.0 (its wheel and sdist) and plain 2.
     let kept = vec![blobs[4].clone(), blobs[5].clone(), blobs[7].clone()];
     all_exact(&c, &kept, "kept after the sweep").await;
+    let o = &json_lines(&d.cli(&["admin", "stats", "--json"]))[0]["optimize"];
+    let left = o["optimized_blobs"].as_u64().unwrap() + o["raw_blobs"].as_u64().unwrap();
+    assert_eq!(left, 3, "purged blobs leave the optimizer's totals: {o}");
     check_clean(&d);
     assert_no_report_drift(&c).await;
 }

@@ -413,6 +413,7 @@ fn put_spec(ns: &str) -> PutSpec {
         expected_blake3: None,
         extra: Default::default(),
         media_type: String::new(),
+        publishing: false,
     }
 }
 
