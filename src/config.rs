@@ -137,11 +137,13 @@ pub struct Optimize {
     /// zstd level of the expanded chunks (decompression speed barely
     /// depends on it). Default: 9.
     pub zstd_level: i32,
-    /// A recipe is stored only if it saves at least this fraction of the
-    /// stored bytes it releases; negative: it may cost that much more,
-    /// because the next versions of the package dedup against its expanded
-    /// contents (the first version of a package rarely saves on its own).
-    /// Default: -0.1.
+    /// A recipe is stored only if it saves at least this fraction, either
+    /// of the stored bytes the switch releases now, or of the raw blob's
+    /// stored bytes when both are counted on their own (the raw chunks a
+    /// blob shares with its package's other raw versions are freed once
+    /// those switch too). Negative: it may cost that much more, because
+    /// the next versions dedup against its expanded contents (the first
+    /// version of a package rarely saves on its own). Default: -0.1.
     pub min_saving: f64,
     /// Recreated blobs kept in memory, for hot reads (each at most an
     /// eighth of it). Default: "256MiB".

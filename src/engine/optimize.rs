@@ -211,9 +211,16 @@ impl Engine {
             ..m.clone()
         };
         // What the switch would release: the raw chunks no other blob uses.
-        let released = self.exclusive_stored(&m)?;
-        let added = prepared.new_stored + (new.encode().len() as u64).saturating_sub(old.len() as u64);
-        if (added as f64) > released as f64 * (1.0 - cfg.min_saving) {
+        let (released, alone) = self.raw_stored(&m)?;
+        let grown = (new.encode().len() as u64).saturating_sub(old.len() as u64);
+        let added = prepared.new_stored + grown;
+        // Worth it if the store shrinks now, or if the recipe on its own
+        // is smaller than the raw blob on its own: then the raw chunks it
+        // shares with other raw blobs (a package's earlier or later
+        // versions, whose unchanged members deflate alike) are freed once
+        // those switch too, while they dedup against this recipe's chunks.
+        let allowed = 1.0 - cfg.min_saving;
+        if (added as f64) > released as f64 * allowed && (prepared.all_stored + grown) as f64 > alone as f64 * allowed {
             return self
                 .settle(old, None, raw(Verdict::NoSaving, outcome), Vec::new(), dry_run)
                 .await;
@@ -274,17 +281,19 @@ impl Engine {
         }))
     }
 
-    /// Stored bytes of the blob's chunks no other manifest uses.
-    fn exclusive_stored(&self, m: &Manifest) -> Result<u64> {
-        let mut sum = 0;
+    /// Stored bytes of the blob's chunks that no other manifest uses, and
+    /// of all its distinct chunks.
+    fn raw_stored(&self, m: &Manifest) -> Result<(u64, u64)> {
+        let (mut exclusive, mut all) = (0, 0);
         for (id, n) in crate::catalog::chunks::occurrences(m) {
-            if let Some(c) = self.index.chunk_rec(&id)?
-                && c.refs <= n
-            {
-                sum += c.loc.stored_len as u64;
+            if let Some(c) = self.index.chunk_rec(&id)? {
+                all += c.loc.stored_len as u64;
+                if c.refs <= n {
+                    exclusive += c.loc.stored_len as u64;
+                }
             }
         }
-        Ok(sum)
+        Ok((exclusive, all))
     }
 
     /// The first `n` bytes (or fewer) of a blob, verified.

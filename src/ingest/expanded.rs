@@ -20,6 +20,9 @@ pub struct Prepared {
     new: Vec<(Hash, u32, Codec, Vec<u8>)>,
     /// Stored bytes of the new chunks.
     pub new_stored: u64,
+    /// Stored bytes of all its distinct chunks, new or not: what the
+    /// recipe costs on its own.
+    pub all_stored: u64,
 }
 
 impl Prepared {
@@ -44,6 +47,7 @@ impl Ingest {
             chunks: Vec::new(),
             new: Vec::new(),
             new_stored: 0,
+            all_stored: 0,
         };
         let mut seen = HashSet::new();
         for s in streams {
@@ -54,12 +58,17 @@ impl Ingest {
                     id,
                     len: raw.len() as u32,
                 });
-                if !seen.insert(id) || self.pending.get(&id).is_some() || self.index.chunk(&id)?.is_some() {
+                if !seen.insert(id) {
+                    return Ok(());
+                }
+                if let Some(loc) = self.pending.get(&id).map_or_else(|| self.index.chunk(&id), |l| Ok(Some(l)))? {
+                    p.all_stored += loc.stored_len as u64;
                     return Ok(());
                 }
                 let (codec, z) = format::compress(raw, zstd_level)?;
                 let stored = z.unwrap_or_else(|| raw.to_vec());
                 p.new_stored += stored.len() as u64;
+                p.all_stored += stored.len() as u64;
                 p.new.push((id, raw.len() as u32, codec, stored));
                 Ok(())
             };
