@@ -128,6 +128,8 @@ pub struct Summary {
     pub compression_ratio: f64,
     /// Store-wide reports: every byte in a named bucket (`crate::space`).
     pub space: Option<crate::space::Space>,
+    /// Store-wide reports: what the package-aware optimizer did.
+    pub optimize: Option<crate::catalog::optimized::Totals>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -313,6 +315,7 @@ pub fn compute(index: &Index, q: &Query, stats: &StoreStats) -> Result<Report> {
         dedup_ratio: f.dedup_ratio(),
         compression_ratio: f.compression_ratio(),
         space: None,
+        optimize: None,
         trash_bytes: totals.trash_bytes.max(0) as u64,
         condemned_bytes: stats.condemned_bytes,
         dead_bytes: stats.dead_bytes,

@@ -96,6 +96,10 @@ struct Args {
     /// the rest become garbage: the input of the GC benchmark. 0: never.
     #[arg(long, default_value_t = 0)]
     keep_every: u64,
+    /// get: read this stored blob (BLAKE3 hex, in --namespace) instead of
+    /// putting a random one.
+    #[arg(long)]
+    blob: Option<String>,
     /// Folder for --mode corpus.
     #[arg(long)]
     dir: Option<PathBuf>,
@@ -185,6 +189,7 @@ async fn main() -> anyhow::Result<()> {
     let base = Bytes::from(base);
     let ns = a.namespace.clone().unwrap_or_else(|| "load".into());
     let blob = match a.mode {
+        Mode::Get if a.blob.is_some() => a.blob.clone(),
         Mode::PutDup | Mode::Get => Some(
             client
                 .put_bytes(header(&ns), base.clone())
@@ -210,7 +215,7 @@ async fn main() -> anyhow::Result<()> {
         };
         let keep_every = a.keep_every;
         tasks.push(tokio::spawn(async move {
-            let mut lat = Vec::new();
+            let (mut lat, mut first) = (Vec::new(), Vec::new());
             let mut bytes = 0u64;
             while Instant::now() < deadline {
                 let n = seq.fetch_add(1, Ordering::Relaxed);
@@ -227,7 +232,14 @@ async fn main() -> anyhow::Result<()> {
                             offset: 0,
                             length: None,
                         };
-                        bytes += c.get_to(req, |_| Ok(())).await?;
+                        let mut at = None;
+                        bytes += c
+                            .get_to(req, |_| {
+                                at.get_or_insert_with(|| t.elapsed());
+                                Ok(())
+                            })
+                            .await?;
+                        first.extend(at);
                     }
                     _ => {
                         let hd = stowage::api::pb::PutHeader {
@@ -246,23 +258,28 @@ async fn main() -> anyhow::Result<()> {
                 }
                 lat.push(t.elapsed());
             }
-            Ok::<_, anyhow::Error>((lat, bytes))
+            Ok::<_, anyhow::Error>((lat, first, bytes))
         }));
     }
-    let mut lat = Vec::new();
+    let (mut lat, mut first) = (Vec::new(), Vec::new());
     let mut bytes = 0;
     for t in tasks {
-        let (l, b) = t.await??;
+        let (l, f, b) = t.await??;
         lat.extend(l);
+        first.extend(f);
         bytes += b;
     }
     let secs = start.elapsed().as_secs_f64();
     lat.sort();
+    first.sort();
     let out = serde_json::json!({
         "mode": format!("{:?}", a.mode),
         "declared": a.declare,
         "clients": a.clients,
-        "size": size,
+        "size": match (&a.blob, lat.len() as u64) {
+            (Some(_), n) if n > 0 => bytes / n,
+            _ => size as u64,
+        },
         "ops": lat.len(),
         "seconds": (secs * 100.0).round() / 100.0,
         "mb_per_s": ((bytes as f64 / 1e6 / secs) * 10.0).round() / 10.0,
@@ -270,6 +287,11 @@ async fn main() -> anyhow::Result<()> {
         "p50_ms": (pct(&lat, 0.50) * 100.0).round() / 100.0,
         "p99_ms": (pct(&lat, 0.99) * 100.0).round() / 100.0,
     });
+    let mut out = out;
+    if a.mode == Mode::Get {
+        out["first_byte_p50_ms"] = ((pct(&first, 0.50) * 100.0).round() / 100.0).into();
+        out["first_byte_p99_ms"] = ((pct(&first, 0.99) * 100.0).round() / 100.0).into();
+    }
     println!("{out}");
     Ok(())
 }

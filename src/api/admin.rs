@@ -53,21 +53,7 @@ impl AdminService for AdminApi {
         let f = t.figures;
         let o = self.engine.optimize_totals().map_err(status)?;
         Ok(Response::new(pb::StatsResponse {
-            optimize: Some(pb::OptimizeTotals {
-                optimized_blobs: o.optimized_blobs,
-                optimized_bytes: o.optimized_bytes,
-                zip_bytes: o.zip_bytes,
-                gzip_bytes: o.gzip_bytes,
-                tar_bytes: o.tar_bytes,
-                nested_bytes: o.nested_bytes,
-                zlib_streams: o.zlib_streams,
-                preflate_streams: o.preflate_streams,
-                opaque_streams: o.opaque_streams,
-                raw_blobs: o.raw_blobs,
-                raw_bytes: o.raw_bytes,
-                released_bytes: o.released_bytes,
-                added_bytes: o.added_bytes,
-            }),
+            optimize: Some(optimize_totals_to(&o)),
             logical_bytes: f.logical_bytes,
             unique_bytes: f.unique_bytes,
             physical_bytes: f.physical_bytes,
@@ -203,6 +189,24 @@ fn purge_scope(r: &pb::PurgeRequest) -> Result<Option<PurgeScope>, Status> {
         return Err(Status::invalid_argument("a project to purge needs its namespace"));
     }
     Ok(Some(scope))
+}
+
+pub(super) fn optimize_totals_to(o: &crate::catalog::optimized::Totals) -> pb::OptimizeTotals {
+    pb::OptimizeTotals {
+        optimized_blobs: o.optimized_blobs,
+        optimized_bytes: o.optimized_bytes,
+        zip_bytes: o.zip_bytes,
+        gzip_bytes: o.gzip_bytes,
+        tar_bytes: o.tar_bytes,
+        nested_bytes: o.nested_bytes,
+        zlib_streams: o.zlib_streams,
+        preflate_streams: o.preflate_streams,
+        opaque_streams: o.opaque_streams,
+        raw_blobs: o.raw_blobs,
+        raw_bytes: o.raw_bytes,
+        released_bytes: o.released_bytes,
+        added_bytes: o.added_bytes,
+    }
 }
 
 pub(super) fn space_to(s: &crate::space::Space) -> pb::StoreSpace {

@@ -154,6 +154,7 @@ pub fn report_to(r: report::Report) -> pb::CapacityReport {
             dedup_ratio: s.dedup_ratio,
             compression_ratio: s.compression_ratio,
             space: s.space.as_ref().map(super::admin::space_to),
+            optimize: s.optimize.as_ref().map(super::admin::optimize_totals_to),
         }),
         groups: r
             .groups

@@ -147,6 +147,7 @@ where
                     "dedup_ratio": s.dedup_ratio,
                     "compression_ratio": s.compression_ratio,
                     "space": s.space.as_ref().map(super::space::space_json),
+                    "optimize": s.optimize.as_ref().map(super::space::optimize_json),
                 },
                 "groups": groups,
                 "elapsed_ms": r.elapsed_ms,
@@ -283,6 +284,10 @@ where
             if let Some(space) = &s.space {
                 writeln!(w)?;
                 super::space::space_table(w, space)?;
+            }
+            if let Some(o) = &s.optimize {
+                writeln!(w)?;
+                super::space::optimize_table(w, o)?;
             }
             Ok(())
         }),

@@ -235,21 +235,7 @@ pub async fn stats(conn: &Conn, json: bool) -> anyhow::Result<()> {
             "leased_bytes": s.leased_bytes,
             "free_disk_bytes": s.free_disk_bytes,
             "space": space_json(&sp),
-            "optimize": {
-                "optimized_blobs": o.optimized_blobs,
-                "optimized_bytes": o.optimized_bytes,
-                "zip_bytes": o.zip_bytes,
-                "gzip_bytes": o.gzip_bytes,
-                "tar_bytes": o.tar_bytes,
-                "nested_bytes": o.nested_bytes,
-                "zlib_streams": o.zlib_streams,
-                "preflate_streams": o.preflate_streams,
-                "opaque_streams": o.opaque_streams,
-                "raw_blobs": o.raw_blobs,
-                "raw_bytes": o.raw_bytes,
-                "released_bytes": o.released_bytes,
-                "added_bytes": o.added_bytes,
-            },
+            "optimize": optimize_json(&o),
         });
         return emit(|w| writeln!(w, "{v}"));
     }
@@ -271,8 +257,38 @@ pub async fn stats(conn: &Conn, json: bool) -> anyhow::Result<()> {
         count("packs", s.packs),
         vec!["free disk".into(), s.free_disk_bytes.map_or("-".into(), size)],
     ];
+    emit(|w| {
+        table(w, &["FIGURE", "VALUE"], figures)?;
+        writeln!(w)?;
+        space_table(w, &sp)?;
+        writeln!(w)?;
+        optimize_table(w, &o)
+    })
+}
+
+pub(super) fn optimize_json(o: &pb::OptimizeTotals) -> Value {
+    json!({
+        "optimized_blobs": o.optimized_blobs,
+        "optimized_bytes": o.optimized_bytes,
+        "zip_bytes": o.zip_bytes,
+        "gzip_bytes": o.gzip_bytes,
+        "tar_bytes": o.tar_bytes,
+        "nested_bytes": o.nested_bytes,
+        "zlib_streams": o.zlib_streams,
+        "preflate_streams": o.preflate_streams,
+        "opaque_streams": o.opaque_streams,
+        "raw_blobs": o.raw_blobs,
+        "raw_bytes": o.raw_bytes,
+        "released_bytes": o.released_bytes,
+        "added_bytes": o.added_bytes,
+    })
+}
+
+/// What the optimizer did, one row per figure: what, blobs or streams,
+/// bytes ("-" where a column does not apply).
+pub(super) fn optimize_rows(o: &pb::OptimizeTotals) -> Vec<Vec<String>> {
     let saved = o.released_bytes as i64 - o.added_bytes as i64;
-    let optimizer = vec![
+    vec![
         vec![
             "stored as recipes".into(),
             o.optimized_blobs.to_string(),
@@ -306,14 +322,11 @@ pub async fn stats(conn: &Conn, json: bool) -> anyhow::Result<()> {
                 n => size(n as u64),
             },
         ],
-    ];
-    emit(|w| {
-        table(w, &["FIGURE", "VALUE"], figures)?;
-        writeln!(w)?;
-        space_table(w, &sp)?;
-        writeln!(w)?;
-        table(w, &["OPTIMIZER", "BLOBS", "BYTES"], optimizer)
-    })
+    ]
+}
+
+pub(super) fn optimize_table(w: &mut dyn Write, o: &pb::OptimizeTotals) -> std::io::Result<()> {
+    table(w, &["OPTIMIZER", "BLOBS", "BYTES"], optimize_rows(o))
 }
 
 pub(super) fn space_json(s: &pb::StoreSpace) -> Value {

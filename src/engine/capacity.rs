@@ -74,6 +74,7 @@ impl Engine {
                 r.summary.free_disk_bytes = this.free_disk_bytes();
                 if q.namespace.is_none() {
                     r.summary.space = Some(this.space_now()?);
+                    r.summary.optimize = Some(this.optimize_totals()?);
                 }
             }
             if q.freeable {

@@ -158,6 +158,22 @@ async fn optimized_packages_read_back_exactly_and_free_their_raw_chunks() {
         o["tar_bytes"].as_u64().unwrap() > 0 && o["nested_bytes"].as_u64().unwrap() > 0,
         "{o}"
     );
+    // So does the store-wide capacity report, as text, JSON and HTML; a
+    // namespace's report does not (the figures are store-wide).
+    let r = &json_lines(&d.cli(&["report", "--format", "json"]))[0]["summary"]["optimize"];
+    assert_eq!(r, o, "the report's optimizer figures are admin stats'");
+    let scoped = &json_lines(&d.cli(&["report", "-n", "acme", "--format", "json"]))[0]["summary"];
+    assert!(scoped["optimize"].is_null(), "{scoped}");
+    let text = String::from_utf8(d.cli(&["report"]).stdout).unwrap();
+    let line = |what: &str| text.lines().find(|l| l.starts_with(what)).map(str::to_string);
+    let recipes = line("stored as recipes").unwrap_or_else(|| panic!("no optimizer table in {text}"));
+    assert!(recipes.contains(&format!(" {} ", o["optimized_blobs"])), "{recipes}");
+    let html = String::from_utf8(d.cli(&["report", "--format", "html"]).stdout).unwrap();
+    assert!(
+        html.contains("what the optimizer did")
+            && html.contains(&format!("<p>{} blobs (", o["optimized_blobs"])),
+        "the HTML report shows the optimizer's figures"
+    );
 
     // Every blob reads back exactly, whole and by range, also from the cache.
     all_exact(&c, &blobs, "after optimize").await;
