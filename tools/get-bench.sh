@@ -49,7 +49,7 @@ get() { # blake3 -> "MB/s first_byte_p50_ms"
 start 0
 declare -A hash raw
 for f in "${files[@]}"; do
-  hash[$f]=$("$B/stowage" blob put "$f" | awk '{print $1}')
+  hash[$f]=$("$B/stowage" blob put "$f" | python3 -c 'import json,sys; print(json.load(sys.stdin)["blake3"])')
   raw[$f]=$(get "${hash[$f]}")
 done
 "$B/stowage" optimize >/dev/null

@@ -135,7 +135,8 @@ impl Client {
         let ch = InterceptedService::new(ch, bearer);
         Client {
             blobs: BlobServiceClient::new(ch.clone())
-                .max_decoding_message_size(MAX_MESSAGE)
+                // A Get frame is one chunk, at most 16 MiB (FastCDC's limit), with its framing.
+                .max_decoding_message_size(crate::engine::GET_FRAME * 2)
                 .max_encoding_message_size(MAX_MESSAGE),
             admin: AdminServiceClient::new(ch.clone()),
             catalog: CatalogServiceClient::new(ch.clone())

@@ -21,6 +21,9 @@ use crate::error::{Error, Result};
 use crate::expand::recipe::{self, Source};
 use crate::manifest::Manifest;
 
+/// Data frames a cached blob is sent in: as large as a recreated segment,
+/// inside the 4 MiB message limit gRPC clients have by default.
+const CACHED_FRAME: usize = recipe::SEGMENT;
 /// Chunks read at once, at most, when a cursor reaches one not held.
 const RUN_CHUNKS: usize = 64;
 const RUN_BYTES: u64 = 4 << 20;
@@ -36,8 +39,12 @@ impl Engine {
         if let Some(b) = self.recreated.get(&id) {
             tokio::spawn(async move {
                 let b = b.slice(offset as usize..end as usize);
-                for at in (0..b.len()).step_by(GET_FRAME) {
-                    if tx.send(Ok(b.slice(at..(at + GET_FRAME).min(b.len())))).await.is_err() {
+                for at in (0..b.len()).step_by(CACHED_FRAME) {
+                    if tx
+                        .send(Ok(b.slice(at..(at + CACHED_FRAME).min(b.len()))))
+                        .await
+                        .is_err()
+                    {
                         return;
                     }
                 }

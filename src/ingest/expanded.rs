@@ -61,7 +61,11 @@ impl Ingest {
                 if !seen.insert(id) {
                     return Ok(());
                 }
-                if let Some(loc) = self.pending.get(&id).map_or_else(|| self.index.chunk(&id), |l| Ok(Some(l)))? {
+                if let Some(loc) = self
+                    .pending
+                    .get(&id)
+                    .map_or_else(|| self.index.chunk(&id), |l| Ok(Some(l)))?
+                {
                     p.all_stored += loc.stored_len as u64;
                     return Ok(());
                 }
