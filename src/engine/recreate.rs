@@ -1,6 +1,7 @@
 //! Reads of recipe manifests: the blob is recreated from its expanded
-//! space (`expand::recipe::recreate`), which reads its chunks through
-//! [`Expanded`] (every chunk verified as on any read, runs of adjacent
+//! space (`expand::recipe::recreate_parallel`: a zip's members on up to
+//! [`READ_THREADS`] threads, each reading its chunks through its own
+//! [`Expanded`]; every chunk verified as on any read, runs of adjacent
 //! records read at once), and every recreated segment is checked against
 //! the BLAKE3 the recipe recorded before any byte of it is sent. A
 //! mismatch ends the stream with DATA_LOSS. Recreated blobs no larger than
@@ -24,6 +25,8 @@ use crate::manifest::Manifest;
 /// Data frames a cached blob is sent in: as large as a recreated segment,
 /// inside the 4 MiB message limit gRPC clients have by default.
 const CACHED_FRAME: usize = recipe::SEGMENT;
+/// Threads one read recreates a zip's members on, at most.
+const READ_THREADS: usize = 4;
 /// Chunks read at once, at most, when a cursor reaches one not held.
 const RUN_CHUNKS: usize = 64;
 const RUN_BYTES: u64 = 4 << 20;
@@ -58,8 +61,9 @@ impl Engine {
             let keep = this.recreated.admits(m.size);
             let mut all = Vec::with_capacity(if keep { m.size as usize } else { 0 });
             let (mut pos, mut gone, mut stopped) = (0u64, false, false);
-            let src = Expanded::new(&this, &rt, &m);
-            let r = recipe::recreate(recipe, src, &mut |seg| {
+            let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(READ_THREADS));
+            let src = || Expanded::new(&this, &rt, &m);
+            let r = recipe::recreate_parallel(recipe, src, threads, &mut |seg| {
                 let (s, e) = (pos, pos + seg.len() as u64);
                 pos = e;
                 if keep {

@@ -484,40 +484,204 @@ pub fn recreate(recipe: &Recipe, src: impl Source, out: &mut dyn FnMut(&[u8]) ->
         small: s.residual,
         large: s.residual + s.small,
     };
-    let mut pending: Vec<u8> = Vec::with_capacity(SEGMENT.min(recipe.size as usize));
-    let mut seg = 0usize;
-    let mut total = 0u64;
-    let mut check = |piece: &[u8], out: &mut dyn FnMut(&[u8]) -> Result<()>| -> Result<()> {
-        let want = recipe
-            .segments
-            .get(seg)
-            .ok_or_else(|| Error::corrupt("recipe makes more bytes than its size"))?;
-        if blake3::hash(piece).as_bytes() != want {
-            return Err(Error::corrupt(format!(
-                "recreated segment {seg} does not match its BLAKE3"
-            )));
+    let mut segs = Segments::new(recipe);
+    w.run(recipe.steps.len(), &mut |b: &[u8]| segs.push(b, out))?;
+    segs.finish(out)
+}
+
+/// Top-level steps whose expanded bytes pass this are recreated alone,
+/// streaming; smaller ones are batched and recreated in parallel.
+const PARALLEL_MAX: u64 = 16 << 20;
+/// Expanded bytes a parallel batch gathers at least (many small members).
+const BATCH: u64 = 1 << 20;
+
+/// [`recreate`], with up to `threads` independent top-level steps (a zip's
+/// members) recreated at once, each thread reading through its own
+/// `source()`. Memory: at most `threads` batches of recreated bytes, each
+/// under [`BATCH`] plus one step of at most [`PARALLEL_MAX`] expanded bytes.
+pub fn recreate_parallel<S: Source>(
+    recipe: &Recipe,
+    source: impl Fn() -> S + Sync,
+    threads: usize,
+    out: &mut dyn FnMut(&[u8]) -> Result<()>,
+) -> Result<()> {
+    let units = top_level(recipe)?;
+    if threads < 2 || units.len() < 2 {
+        return recreate(recipe, source(), out);
+    }
+    // Batches of consecutive units: (first, last + 1) unit index.
+    let mut batches = Vec::new();
+    let (mut first, mut bytes) = (0, 0u64);
+    for (i, u) in units.iter().enumerate() {
+        if u.bytes > PARALLEL_MAX && first < i {
+            batches.push((first, i));
+            first = i;
+            bytes = 0;
         }
-        seg += 1;
-        total += piece.len() as u64;
-        out(piece)
+        bytes += u.bytes;
+        if bytes >= BATCH || u.bytes > PARALLEL_MAX {
+            batches.push((first, i + 1));
+            (first, bytes) = (i + 1, 0);
+        }
+    }
+    if first < units.len() {
+        batches.push((first, units.len()));
+    }
+    let walker = |(a, b): (usize, usize)| {
+        let u = &units[a];
+        let w = Walker {
+            steps: &recipe.steps,
+            next: u.step,
+            src: source(),
+            residual: u.at[0],
+            small: u.at[1],
+            large: u.at[2],
+        };
+        (w, units.get(b).map_or(recipe.steps.len(), |u| u.step))
     };
-    w.run(recipe.steps.len(), &mut |mut b: &[u8]| {
+    let mut segs = Segments::new(recipe);
+    let mut k = 0;
+    while k < batches.len() {
+        let (a, b) = batches[k];
+        if b - a == 1 && units[a].bytes > PARALLEL_MAX {
+            let (mut w, end) = walker(batches[k]);
+            w.run(end, &mut |b: &[u8]| segs.push(b, out))?;
+            k += 1;
+            continue;
+        }
+        let window: Vec<_> = batches[k..]
+            .iter()
+            .take(threads)
+            .take_while(|&&(a, b)| !(b - a == 1 && units[a].bytes > PARALLEL_MAX))
+            .copied()
+            .collect();
+        k += window.len();
+        let made: Vec<Result<Vec<u8>>> = std::thread::scope(|scope| {
+            let running: Vec<_> = window
+                .iter()
+                .map(|&batch| {
+                    let walker = &walker;
+                    scope.spawn(move || {
+                        let (mut w, end) = walker(batch);
+                        let mut v = Vec::new();
+                        w.run(end, &mut |b: &[u8]| {
+                            v.extend_from_slice(b);
+                            Ok(())
+                        })?;
+                        Ok(v)
+                    })
+                })
+                .collect();
+            running
+                .into_iter()
+                .map(|t| {
+                    t.join()
+                        .unwrap_or_else(|_| Err(Error::Internal("a recreating thread panicked".into())))
+                })
+                .collect()
+        });
+        for v in made {
+            segs.push(&v?, out)?;
+        }
+    }
+    segs.finish(out)
+}
+
+/// A top-level step with the steps it holds: where it starts in the steps
+/// and in the three streams, and the expanded bytes it reads.
+struct Unit {
+    step: usize,
+    at: [u64; 3],
+    bytes: u64,
+}
+
+fn top_level(recipe: &Recipe) -> Result<Vec<Unit>> {
+    let s = recipe.streams();
+    let bad = || Error::corrupt("recipe steps overflow their streams");
+    let mut at = [0, s.residual, s.residual.checked_add(s.small).ok_or_else(bad)?];
+    let (steps, mut i, mut out) = (&recipe.steps, 0, Vec::new());
+    while i < steps.len() {
+        let end = match steps[i] {
+            Step::Zlib { children, .. } | Step::Preflate { children, .. } => i + 1 + children as usize,
+            _ => i + 1,
+        };
+        if end > steps.len() {
+            return Err(Error::corrupt("recipe deflate step runs past its parent"));
+        }
+        let mut u = Unit { step: i, at, bytes: 0 };
+        for step in &steps[i..end] {
+            let (which, n) = match *step {
+                Step::Residual(n) => (0, n),
+                Step::Small(n) => (1, n),
+                Step::Large(n) => (2, n),
+                Step::Preflate { corrections, .. } => (0, corrections),
+                Step::Zlib { .. } => continue,
+            };
+            at[which] = at[which].checked_add(n).ok_or_else(bad)?;
+            u.bytes = u.bytes.checked_add(n).ok_or_else(bad)?;
+        }
+        out.push(u);
+        i = end;
+    }
+    Ok(out)
+}
+
+/// Cuts recreated bytes into segments and checks each against the recipe.
+struct Segments<'r> {
+    recipe: &'r Recipe,
+    pending: Vec<u8>,
+    seg: usize,
+    total: u64,
+}
+
+impl<'r> Segments<'r> {
+    fn new(recipe: &'r Recipe) -> Self {
+        Segments {
+            recipe,
+            pending: Vec::with_capacity(SEGMENT.min(recipe.size as usize)),
+            seg: 0,
+            total: 0,
+        }
+    }
+
+    fn push(&mut self, mut b: &[u8], out: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()> {
         while !b.is_empty() {
-            let n = (SEGMENT - pending.len()).min(b.len());
-            pending.extend_from_slice(&b[..n]);
+            let n = (SEGMENT - self.pending.len()).min(b.len());
+            self.pending.extend_from_slice(&b[..n]);
             b = &b[n..];
-            if pending.len() == SEGMENT {
-                check(&pending, out)?;
-                pending.clear();
+            if self.pending.len() == SEGMENT {
+                self.check(out)?;
             }
         }
         Ok(())
-    })?;
-    if !pending.is_empty() {
-        check(&pending, out)?;
     }
-    if total != recipe.size || seg != recipe.segments.len() {
-        return Err(Error::corrupt("recreated blob is shorter than its recipe says"));
+
+    fn check(&mut self, out: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()> {
+        let want = self
+            .recipe
+            .segments
+            .get(self.seg)
+            .ok_or_else(|| Error::corrupt("recipe makes more bytes than its size"))?;
+        if blake3::hash(&self.pending).as_bytes() != want {
+            return Err(Error::corrupt(format!(
+                "recreated segment {} does not match its BLAKE3",
+                self.seg
+            )));
+        }
+        self.seg += 1;
+        self.total += self.pending.len() as u64;
+        out(&self.pending)?;
+        self.pending.clear();
+        Ok(())
     }
-    Ok(())
+
+    fn finish(mut self, out: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()> {
+        if !self.pending.is_empty() {
+            self.check(out)?;
+        }
+        if self.total != self.recipe.size || self.seg != self.recipe.segments.len() {
+            return Err(Error::corrupt("recreated blob is shorter than its recipe says"));
+        }
+        Ok(())
+    }
 }

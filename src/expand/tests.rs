@@ -35,6 +35,16 @@ fn round_trip(data: &[u8], budget: &Budget) -> Stats {
     })
     .unwrap();
     assert!(again == data, "the planned streams do not recreate the input");
+    // In parallel, independent top-level steps at once: the same bytes.
+    for threads in [2, 3] {
+        let mut par = Vec::new();
+        recipe::recreate_parallel(&recipe, || space.as_slice(), threads, &mut |b| {
+            par.extend_from_slice(b);
+            Ok(())
+        })
+        .unwrap();
+        assert!(par == data, "the parallel recreation differs ({threads} threads)");
+    }
     stats
 }
 
@@ -332,6 +342,45 @@ fn a_flipped_stream_byte_is_caught_before_the_segment_leaves() {
     assert!(err.to_string().contains("does not match its BLAKE3"), "{err}");
     assert_eq!(handed % recipe::SEGMENT, 0, "a partial or bad segment was handed out");
     assert!(handed < tgz.len());
+}
+
+#[test]
+fn a_wheel_of_many_members_recreates_in_parallel_and_catches_a_flipped_byte() {
+    let files: Vec<Vec<u8>> = (0..60).map(|i| text(i, 20_000 + (i as usize % 7) * 30_000)).collect();
+    let members: Vec<Member> = files
+        .iter()
+        .enumerate()
+        .map(|(i, d)| Member {
+            name: format!("pkg/m{i}.py"),
+            data: d,
+            deflate: Some(if i % 3 == 0 {
+                Params::DEFAULT
+            } else {
+                Params {
+                    level: 9,
+                    ..Params::DEFAULT
+                }
+            }),
+            descriptor: i % 5 == 0,
+        })
+        .collect();
+    let z = zip(&members, b"");
+    let stats = round_trip(&z, &Budget::default());
+    assert_eq!(stats.zlib, 60, "{stats:?}");
+    let (nodes, _) = expand(&z, &Budget::default());
+    let planned = recipe::plan(nodes, &z);
+    let mut space: Vec<u8> = planned.streams().flatten().copied().collect();
+    let at = space.len() * 2 / 3;
+    space[at] ^= 1;
+    let mut handed = 0usize;
+    let err = recipe::recreate_parallel(&planned.recipe, || space.as_slice(), 2, &mut |b| {
+        handed += b.len();
+        Ok(())
+    })
+    .unwrap_err();
+    assert!(err.to_string().contains("does not match its BLAKE3"), "{err}");
+    assert_eq!(handed % recipe::SEGMENT, 0, "a partial or bad segment was handed out");
+    assert!(handed < z.len());
 }
 
 #[test]

@@ -39,7 +39,8 @@ for v in range(versions):
     files["pkg/data/models.json.gz"] = gzip.compress(member(99, 20000), mtime=0)
     with zipfile.ZipFile(f"{out}/pkg-1.{v}.0-py3-none-any.whl", "w", zipfile.ZIP_DEFLATED) as z:
         for name, data in files.items():
-            z.writestr(name, data)
+            # Fixed timestamps: the same bytes, so the same optimizer order, every run.
+            z.writestr(zipfile.ZipInfo(name, date_time=(2024, 1, 1, 0, 0, 0)), data, zipfile.ZIP_DEFLATED)
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as t:
         for name, data in files.items():
@@ -349,7 +350,7 @@ for i in range(n):
     if i % 2 == 0:
         with zipfile.ZipFile(f"{out}/rnd{i}.whl", "w", zipfile.ZIP_DEFLATED) as z:
             for name, data in members.items():
-                z.writestr(name, data)
+                z.writestr(zipfile.ZipInfo(name, date_time=(2024, 1, 1, 0, 0, 0)), data, zipfile.ZIP_DEFLATED)
     else:
         buf = io.BytesIO()
         with tarfile.open(fileobj=buf, mode="w", format=r.choice([tarfile.PAX_FORMAT, tarfile.GNU_FORMAT, tarfile.USTAR_FORMAT])) as t:
