@@ -78,8 +78,16 @@ fn main() -> anyhow::Result<()> {
             .parse()?;
         args.drain(i..i + 2);
     }
+    let mut threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if let Some(i) = args.iter().position(|a| a == "--threads") {
+        threads = args
+            .get(i + 1)
+            .ok_or_else(|| anyhow::anyhow!("--threads needs a number"))?
+            .parse()?;
+        args.drain(i..i + 2);
+    }
     if args.is_empty() {
-        anyhow::bail!("usage: stowage-expand [--level N] FILE...");
+        anyhow::bail!("usage: stowage-expand [--level N] [--threads N] FILE...");
     }
     let budget = Budget::default();
     let params = ChunkParams::default();
@@ -100,7 +108,7 @@ fn main() -> anyhow::Result<()> {
         let space: Vec<u8> = planned.streams().flatten().copied().collect();
         let t = Instant::now();
         let mut back = Vec::with_capacity(data.len());
-        recipe::recreate(&planned.recipe, space.as_slice(), &mut |b| {
+        recipe::recreate_parallel(&planned.recipe, || space.as_slice(), threads, &mut |b| {
             back.extend_from_slice(b);
             Ok(())
         })?;
