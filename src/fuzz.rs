@@ -178,4 +178,5 @@ pub fn recipe(data: &[u8]) {
     assert_eq!(r.encode(), data, "recipe decoding is not canonical");
     let streams = [0x5au8; 4096];
     let _ = recipe::recreate(&r, streams.as_slice(), &mut |_| Ok(()));
+    let _ = recipe::recreate_parallel(&r, || streams.as_slice(), 2, &mut |_| Ok(()));
 }

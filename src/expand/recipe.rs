@@ -305,6 +305,11 @@ impl Cursor<'_> {
         let mut v = 0u64;
         for shift in (0..64).step_by(7) {
             let c = self.byte()?;
+            // Only the shortest encoding is valid, so decoding is canonical
+            // (manifests are compared by their bytes).
+            if (shift > 0 && c == 0) || (shift == 63 && c > 1) {
+                return Err(Error::corrupt("recipe varint is not in its shortest form"));
+            }
             v |= ((c & 0x7f) as u64) << shift;
             if c & 0x80 == 0 {
                 return Ok(v);

@@ -383,6 +383,22 @@ fn a_wheel_of_many_members_recreates_in_parallel_and_catches_a_flipped_byte() {
     assert!(handed < z.len());
 }
 
+/// Found by the `recipe` fuzz target: a varint in a longer form than its
+/// shortest (`80 00` for 0) decoded, so two encodings meant one recipe.
+#[test]
+fn an_overlong_varint_is_corrupt() {
+    let found = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fuzz/regressions/recipe/overlong-varint"
+    ))
+    .unwrap();
+    let err = Recipe::decode(&found).unwrap_err();
+    assert!(err.to_string().contains("shortest form"), "{err}");
+    // The shortest form of the same recipe decodes, and re-encodes the same.
+    let short = [1, 0, 1, 1, 0, 0];
+    assert_eq!(Recipe::decode(&short).unwrap().encode(), short);
+}
+
 #[test]
 fn hostile_recipes_are_refused_not_obeyed() {
     let tgz = gzip(Params::DEFAULT, &tar(&[("a", &text(1, 50_000))]), None);
