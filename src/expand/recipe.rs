@@ -220,7 +220,8 @@ impl Recipe {
         }
         let size = r.varint()?;
         let zn = r.len(64)?;
-        let zlib = String::from_utf8_lossy(r.take(zn)?).into_owned();
+        let zlib = String::from_utf8(r.take(zn)?.to_vec())
+            .map_err(|_| Error::corrupt("recipe's zlib version is not UTF-8"))?;
         let nseg = r.len(b.len() / 32)?;
         if nseg as u64 != size.div_ceil(SEGMENT as u64) {
             return Err(Error::corrupt("recipe segment hashes do not cover its size"));

@@ -399,6 +399,19 @@ fn an_overlong_varint_is_corrupt() {
     assert_eq!(Recipe::decode(&short).unwrap().encode(), short);
 }
 
+/// Found by the `recipe` fuzz target: a zlib version that is not UTF-8
+/// decoded lossily (re-encoding gave other bytes).
+#[test]
+fn a_zlib_version_that_is_not_utf8_is_corrupt() {
+    let found = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fuzz/regressions/recipe/zlib-version-not-utf8"
+    ))
+    .unwrap();
+    let err = Recipe::decode(&found).unwrap_err();
+    assert!(err.to_string().contains("not UTF-8"), "{err}");
+}
+
 #[test]
 fn hostile_recipes_are_refused_not_obeyed() {
     let tgz = gzip(Params::DEFAULT, &tar(&[("a", &text(1, 50_000))]), None);
