@@ -4,7 +4,7 @@
 //! zstd per distinct chunk), without a daemon. Every file is recreated from
 //! its recipe and checked byte-exact before it is counted.
 //!
-//!   stowage-expand [--level N] FILE...
+//!   stowage-expand [--level N] [--threads N] FILE...   (--threads: recreation, default all cores)
 //!
 //! Prints one line per file, then a table per package family (the file name
 //! up to its version) and the totals: raw bytes, stored bytes (distinct
@@ -68,24 +68,26 @@ fn family(name: &str) -> String {
     name[..cut].trim_end_matches(['-', '_']).to_string()
 }
 
+/// Takes `name N` out of `args`, if there.
+fn number_flag(args: &mut Vec<String>, name: &str) -> anyhow::Result<Option<u32>> {
+    let Some(i) = args.iter().position(|a| a == name) else {
+        return Ok(None);
+    };
+    let n = args
+        .get(i + 1)
+        .ok_or_else(|| anyhow::anyhow!("{name} needs a number"))?
+        .parse()?;
+    args.drain(i..i + 2);
+    Ok(Some(n))
+}
+
 fn main() -> anyhow::Result<()> {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
-    let mut level = 19;
-    if let Some(i) = args.iter().position(|a| a == "--level") {
-        level = args
-            .get(i + 1)
-            .ok_or_else(|| anyhow::anyhow!("--level needs a number"))?
-            .parse()?;
-        args.drain(i..i + 2);
-    }
-    let mut threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if let Some(i) = args.iter().position(|a| a == "--threads") {
-        threads = args
-            .get(i + 1)
-            .ok_or_else(|| anyhow::anyhow!("--threads needs a number"))?
-            .parse()?;
-        args.drain(i..i + 2);
-    }
+    let level = number_flag(&mut args, "--level")?.unwrap_or(19) as i32;
+    let threads = match number_flag(&mut args, "--threads")? {
+        Some(n) => n as usize,
+        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
     if args.is_empty() {
         anyhow::bail!("usage: stowage-expand [--level N] [--threads N] FILE...");
     }

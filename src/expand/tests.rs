@@ -328,20 +328,26 @@ fn a_member_limit_leaves_the_rest_residual() {
 fn a_flipped_stream_byte_is_caught_before_the_segment_leaves() {
     let t = tar(&[("a", &text(1, 3 << 20)), ("b", &text(2, 5_000))]);
     let tgz = gzip(Params::DEFAULT, &t, None);
-    let (nodes, _) = expand(&tgz, &Budget::default());
-    let planned = recipe::plan(nodes, &tgz);
+    damaged_space_is_caught(&tgz, |n| n - 100, 1);
+}
+
+/// Flips the byte at `at(len)` of `data`'s expanded space and recreates on
+/// `threads` threads: a corruption error, and only whole good segments out.
+fn damaged_space_is_caught(data: &[u8], at: impl Fn(usize) -> usize, threads: usize) {
+    let (nodes, _) = expand(data, &Budget::default());
+    let planned = recipe::plan(nodes, data);
     let mut space: Vec<u8> = planned.streams().flatten().copied().collect();
-    let last = space.len() - 100;
-    space[last] ^= 1;
+    let i = at(space.len());
+    space[i] ^= 1;
     let mut handed = 0usize;
-    let err = recipe::recreate(&planned.recipe, space.as_slice(), &mut |b| {
+    let err = recipe::recreate_parallel(&planned.recipe, || space.as_slice(), threads, &mut |b| {
         handed += b.len();
         Ok(())
     })
     .unwrap_err();
     assert!(err.to_string().contains("does not match its BLAKE3"), "{err}");
     assert_eq!(handed % recipe::SEGMENT, 0, "a partial or bad segment was handed out");
-    assert!(handed < tgz.len());
+    assert!(handed < data.len());
 }
 
 #[test]
@@ -367,20 +373,7 @@ fn a_wheel_of_many_members_recreates_in_parallel_and_catches_a_flipped_byte() {
     let z = zip(&members, b"");
     let stats = round_trip(&z, &Budget::default());
     assert_eq!(stats.zlib, 60, "{stats:?}");
-    let (nodes, _) = expand(&z, &Budget::default());
-    let planned = recipe::plan(nodes, &z);
-    let mut space: Vec<u8> = planned.streams().flatten().copied().collect();
-    let at = space.len() * 2 / 3;
-    space[at] ^= 1;
-    let mut handed = 0usize;
-    let err = recipe::recreate_parallel(&planned.recipe, || space.as_slice(), 2, &mut |b| {
-        handed += b.len();
-        Ok(())
-    })
-    .unwrap_err();
-    assert!(err.to_string().contains("does not match its BLAKE3"), "{err}");
-    assert_eq!(handed % recipe::SEGMENT, 0, "a partial or bad segment was handed out");
-    assert!(handed < z.len());
+    damaged_space_is_caught(&z, |n| n * 2 / 3, 2);
 }
 
 /// Found by the `recipe` fuzz target: a varint in a longer form than its
