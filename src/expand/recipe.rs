@@ -266,6 +266,16 @@ impl Recipe {
         if r.at != b.len() {
             return Err(Error::corrupt("recipe has trailing bytes"));
         }
+        // The streams' lengths add up without overflow (so `streams()` and
+        // its total are exact for every decoded recipe).
+        steps
+            .iter()
+            .try_fold(0u64, |sum, step| match *step {
+                Step::Residual(n) | Step::Small(n) | Step::Large(n) => sum.checked_add(n),
+                Step::Preflate { corrections, .. } => sum.checked_add(corrections),
+                Step::Zlib { .. } => Some(sum),
+            })
+            .ok_or_else(|| Error::corrupt("recipe stream lengths overflow"))?;
         Ok(Recipe {
             size,
             zlib,

@@ -392,6 +392,19 @@ fn an_overlong_varint_is_corrupt() {
     assert_eq!(Recipe::decode(&short).unwrap().encode(), short);
 }
 
+/// Found by the `recipe` fuzz target: step lengths whose sum overflows
+/// decoded, and summing the streams then overflowed.
+#[test]
+fn stream_lengths_that_overflow_are_corrupt() {
+    let found = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fuzz/regressions/recipe/lengths-overflow"
+    ))
+    .unwrap();
+    let err = Recipe::decode(&found).unwrap_err();
+    assert!(err.to_string().contains("overflow"), "{err}");
+}
+
 /// Found by the `recipe` fuzz target: a zlib version that is not UTF-8
 /// decoded lossily (re-encoding gave other bytes).
 #[test]
