@@ -376,17 +376,19 @@ fn a_wheel_of_many_members_recreates_in_parallel_and_catches_a_flipped_byte() {
     damaged_space_is_caught(&z, |n| n * 2 / 3, 2);
 }
 
+/// The `recipe` fuzz target's input kept as `name` in
+/// `fuzz/regressions/recipe/` is refused as corrupt, saying `says`.
+fn kept_input_is_corrupt(name: &str, says: &str) {
+    let path = format!("{}/fuzz/regressions/recipe/{name}", env!("CARGO_MANIFEST_DIR"));
+    let err = Recipe::decode(&std::fs::read(path).unwrap()).unwrap_err();
+    assert!(err.to_string().contains(says), "{name}: {err}");
+}
+
 /// Found by the `recipe` fuzz target: a varint in a longer form than its
 /// shortest (`80 00` for 0) decoded, so two encodings meant one recipe.
 #[test]
 fn an_overlong_varint_is_corrupt() {
-    let found = std::fs::read(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/fuzz/regressions/recipe/overlong-varint"
-    ))
-    .unwrap();
-    let err = Recipe::decode(&found).unwrap_err();
-    assert!(err.to_string().contains("shortest form"), "{err}");
+    kept_input_is_corrupt("overlong-varint", "shortest form");
     // The shortest form of the same recipe decodes, and re-encodes the same.
     let short = [1, 0, 1, 1, 0, 0];
     assert_eq!(Recipe::decode(&short).unwrap().encode(), short);
@@ -396,26 +398,14 @@ fn an_overlong_varint_is_corrupt() {
 /// decoded, and summing the streams then overflowed.
 #[test]
 fn stream_lengths_that_overflow_are_corrupt() {
-    let found = std::fs::read(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/fuzz/regressions/recipe/lengths-overflow"
-    ))
-    .unwrap();
-    let err = Recipe::decode(&found).unwrap_err();
-    assert!(err.to_string().contains("overflow"), "{err}");
+    kept_input_is_corrupt("lengths-overflow", "overflow");
 }
 
 /// Found by the `recipe` fuzz target: a zlib version that is not UTF-8
 /// decoded lossily (re-encoding gave other bytes).
 #[test]
 fn a_zlib_version_that_is_not_utf8_is_corrupt() {
-    let found = std::fs::read(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/fuzz/regressions/recipe/zlib-version-not-utf8"
-    ))
-    .unwrap();
-    let err = Recipe::decode(&found).unwrap_err();
-    assert!(err.to_string().contains("not UTF-8"), "{err}");
+    kept_input_is_corrupt("zlib-version-not-utf8", "not UTF-8");
 }
 
 #[test]
