@@ -17,14 +17,14 @@ use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 
 use super::Engine;
-use super::read::GET_FRAME;
 use crate::error::{Error, Result};
 use crate::expand::recipe::{self, Source};
 use crate::manifest::Manifest;
 
-/// Data frames a cached blob is sent in: as large as a recreated segment,
-/// inside the 4 MiB message limit gRPC clients have by default.
-const CACHED_FRAME: usize = recipe::SEGMENT;
+/// Data frames a recreated blob is sent in, cached or not: as large as a
+/// recreated segment, inside the 4 MiB message limit gRPC clients have by
+/// default.
+const FRAME: usize = recipe::SEGMENT;
 /// Threads one read recreates a zip's members on, at most.
 const READ_THREADS: usize = 4;
 /// Chunks read at once, at most, when a cursor reaches one not held.
@@ -42,12 +42,8 @@ impl Engine {
         if let Some(b) = self.recreated.get(&id) {
             tokio::spawn(async move {
                 let b = b.slice(offset as usize..end as usize);
-                for at in (0..b.len()).step_by(CACHED_FRAME) {
-                    if tx
-                        .send(Ok(b.slice(at..(at + CACHED_FRAME).min(b.len()))))
-                        .await
-                        .is_err()
-                    {
+                for at in (0..b.len()).step_by(FRAME) {
+                    if tx.send(Ok(b.slice(at..(at + FRAME).min(b.len())))).await.is_err() {
                         return;
                     }
                 }
@@ -71,7 +67,7 @@ impl Engine {
                 }
                 if !gone && e > offset && s < end {
                     let piece = &seg[(offset.max(s) - s) as usize..(end.min(e) - s) as usize];
-                    for f in piece.chunks(GET_FRAME) {
+                    for f in piece.chunks(FRAME) {
                         if tx.blocking_send(Ok(Bytes::copy_from_slice(f))).is_err() {
                             gone = true;
                             break;

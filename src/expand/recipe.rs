@@ -156,17 +156,30 @@ fn count(nodes: &[Node]) -> u32 {
         .sum()
 }
 
+impl Step {
+    /// The stream this step reads (`RESIDUAL`, `SMALL_CONTENT` or
+    /// `LARGE_CONTENT`) and how many bytes; none for a zlib step.
+    fn reads(&self) -> Option<(u8, u64)> {
+        match *self {
+            Step::Residual(n) => Some((RESIDUAL, n)),
+            Step::Small(n) => Some((SMALL_CONTENT, n)),
+            Step::Large(n) => Some((LARGE_CONTENT, n)),
+            Step::Preflate { corrections, .. } => Some((RESIDUAL, corrections)),
+            Step::Zlib { .. } => None,
+        }
+    }
+}
+
 impl Recipe {
     /// The stream lengths the steps read.
     pub fn streams(&self) -> Streams {
         let mut s = Streams::default();
         for step in &self.steps {
-            match *step {
-                Step::Residual(n) => s.residual += n,
-                Step::Small(n) => s.small += n,
-                Step::Large(n) => s.large.push(n),
-                Step::Preflate { corrections, .. } => s.residual += corrections,
-                Step::Zlib { .. } => {}
+            match step.reads() {
+                Some((RESIDUAL, n)) => s.residual += n,
+                Some((SMALL_CONTENT, n)) => s.small += n,
+                Some((_, n)) => s.large.push(n),
+                None => {}
             }
         }
         s
@@ -270,11 +283,7 @@ impl Recipe {
         // its total are exact for every decoded recipe).
         steps
             .iter()
-            .try_fold(0u64, |sum, step| match *step {
-                Step::Residual(n) | Step::Small(n) | Step::Large(n) => sum.checked_add(n),
-                Step::Preflate { corrections, .. } => sum.checked_add(corrections),
-                Step::Zlib { .. } => Some(sum),
-            })
+            .try_fold(0u64, |sum, step| sum.checked_add(step.reads().map_or(0, |(_, n)| n)))
             .ok_or_else(|| Error::corrupt("recipe stream lengths overflow"))?;
         Ok(Recipe {
             size,
@@ -555,11 +564,11 @@ pub fn recreate_parallel<S: Source>(
         };
         (w, units.get(b).map_or(recipe.steps.len(), |u| u.step))
     };
+    let alone = |&(a, b): &(usize, usize)| b - a == 1 && units[a].bytes > PARALLEL_MAX;
     let mut segs = Segments::new(recipe);
     let mut k = 0;
     while k < batches.len() {
-        let (a, b) = batches[k];
-        if b - a == 1 && units[a].bytes > PARALLEL_MAX {
+        if alone(&batches[k]) {
             let (mut w, end) = walker(batches[k]);
             w.run(end, &mut |b: &[u8]| segs.push(b, out))?;
             k += 1;
@@ -568,7 +577,7 @@ pub fn recreate_parallel<S: Source>(
         let window: Vec<_> = batches[k..]
             .iter()
             .take(threads)
-            .take_while(|&&(a, b)| !(b - a == 1 && units[a].bytes > PARALLEL_MAX))
+            .take_while(|b| !alone(b))
             .copied()
             .collect();
         k += window.len();
@@ -625,14 +634,8 @@ fn top_level(recipe: &Recipe) -> Result<Vec<Unit>> {
             return Err(Error::corrupt("recipe deflate step runs past its parent"));
         }
         let mut u = Unit { step: i, at, bytes: 0 };
-        for step in &steps[i..end] {
-            let (which, n) = match *step {
-                Step::Residual(n) => (0, n),
-                Step::Small(n) => (1, n),
-                Step::Large(n) => (2, n),
-                Step::Preflate { corrections, .. } => (0, corrections),
-                Step::Zlib { .. } => continue,
-            };
+        for (which, n) in steps[i..end].iter().filter_map(Step::reads) {
+            let which = (which - RESIDUAL) as usize;
             at[which] = at[which].checked_add(n).ok_or_else(bad)?;
             u.bytes = u.bytes.checked_add(n).ok_or_else(bad)?;
         }
