@@ -23,7 +23,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use bytesize::ByteSize;
 use proptest::prelude::*;
-use proptest::test_runner::{Config as PtConfig, TestCaseError, TestRunner, contextualize_config};
+use proptest::test_runner::{Config as PtConfig, RngSeed, TestCaseError, TestRunner, contextualize_config};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use stowage::catalog::{CatalogOp, CatalogOutcome, DupPolicy, FileRef, PackageType, PkgRef, Target, VerRef};
 use stowage::config::Chunking;
@@ -790,9 +790,13 @@ fn every_txn_leaves_counters_equal_to_a_recount() {
         .build()
         .unwrap();
     // Each case opens an engine: few cases, and a bounded shrink. The
-    // PROPTEST_* variables override these.
+    // sequence is fixed, so the not-vacuous checks below hold in CI rather
+    // than by luck (a random run once deleted no version twice); the
+    // PROPTEST_* variables override all of these, PROPTEST_RNG_SEED to
+    // explore other sequences.
     let config = contextualize_config(PtConfig {
         cases: 24,
+        rng_seed: RngSeed::Fixed(20261201),
         max_shrink_iters: 1000,
         max_shrink_time: 90_000,
         failure_persistence: None,
