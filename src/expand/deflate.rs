@@ -2,7 +2,7 @@
 //!
 //! [`analyze`] inflates a stream and finds how to make it again: first a
 //! search over stock zlib's parameters (the previous winner first, then the
-//! usual levels), each candidate fed the plain text piece by piece and dropped
+//! usual levels), then Chromium zlib's (Node.js's, so npm's), each candidate fed the plain text piece by piece and dropped
 //! at the first byte that differs from the original; then preflate-rs, which
 //! models any deflate encoder and records the decisions its model does not
 //! predict as correction data. A stream neither can make within the budget is
@@ -13,12 +13,13 @@
 use std::time::Instant;
 
 use super::Budget;
-use super::zlib::{self, Deflater, Params};
+use super::zlib::{self, Deflater, Flavor, Params};
 
 /// How a deflate stream is made from its plain text.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Method {
-    /// Stock zlib with these parameters makes exactly this stream.
+    /// Stock or Chromium zlib (`Params::flavor`) with these parameters
+    /// makes exactly this stream.
     Zlib(Params),
     /// preflate-rs recreates it from the plain text and these corrections.
     Preflate(Vec<u8>),
@@ -78,11 +79,19 @@ fn candidates(hint: Option<Params>) -> impl Iterator<Item = Params> {
             ..Params::DEFAULT
         },
     ];
+    // Chromium's zlib (Node.js, so npm tarballs): level 9 is what npm packs
+    // with; a wrong flavor or level is dropped within the first piece.
+    let chromium = [9u8, 6, 1, 5, 4, 3, 2, 7, 8].map(|level| Params {
+        flavor: Flavor::Chromium,
+        level,
+        ..Params::DEFAULT
+    });
     hint.into_iter().chain(
         usual
             .into_iter()
             .chain(mem9)
             .chain(other)
+            .chain(chromium)
             .filter(move |p| Some(*p) != hint),
     )
 }
@@ -240,5 +249,31 @@ mod tests {
     fn a_bomb_is_refused_by_the_ratio_budget() {
         let z = zlib::deflate(Params::DEFAULT, &vec![0u8; 50 << 20]);
         assert!(analyze(&z, None, &Budget::default()).is_none());
+    }
+
+    #[test]
+    fn an_npm_tarball_is_made_again_by_chromium_zlib() {
+        // express 4.19.2 as the npm registry serves it: npm packed it with
+        // Node's zlib, which stock zlib never matches.
+        let tgz = include_bytes!("../../tests/data/express-4.19.2.tgz");
+        let deflate = &tgz[10..tgz.len() - 8];
+        let Some(Analysis::Exact {
+            plain,
+            consumed,
+            method: Method::Zlib(p),
+        }) = analyze(deflate, None, &Budget::default())
+        else {
+            panic!("not recreated by a zlib")
+        };
+        assert_eq!(consumed, deflate.len());
+        assert_eq!(
+            p,
+            Params {
+                flavor: Flavor::Chromium,
+                level: 9,
+                ..Params::DEFAULT
+            }
+        );
+        assert_eq!(recreate(&Method::Zlib(p), &plain).unwrap(), deflate);
     }
 }

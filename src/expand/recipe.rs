@@ -19,7 +19,7 @@
 //! BLAKE3 the recipe recorded for it before it is handed out.
 
 use super::deflate::Method;
-use super::zlib::{Deflater, Params};
+use super::zlib::{Deflater, Flavor, Params};
 use super::{Node, zlib};
 use crate::error::{Error, Result};
 
@@ -34,6 +34,8 @@ const SMALL_CONTENT: u8 = 2;
 const LARGE_CONTENT: u8 = 3;
 const ZLIB: u8 = 4;
 const PREFLATE: u8 = 5;
+/// A zlib step whose compressor is Chromium's zlib ([`zlib::Flavor`]).
+const CHROMIUM_ZLIB: u8 = 6;
 
 /// One step of a recipe, in output order. A deflate step is followed by the
 /// `children` steps (all levels counted) that make its plain text.
@@ -210,7 +212,11 @@ impl Recipe {
                     varint(&mut out, n);
                 }
                 Step::Zlib { params: p, children } => {
-                    out.extend_from_slice(&[ZLIB, p.level, p.wbits, p.mem_level, p.strategy]);
+                    let tag = match p.flavor {
+                        Flavor::Stock => ZLIB,
+                        Flavor::Chromium => CHROMIUM_ZLIB,
+                    };
+                    out.extend_from_slice(&[tag, p.level, p.wbits, p.mem_level, p.strategy]);
                     varint(&mut out, children as u64);
                 }
                 Step::Preflate { corrections, children } => {
@@ -249,9 +255,13 @@ impl Recipe {
                 RESIDUAL => Step::Residual(r.varint()?),
                 SMALL_CONTENT => Step::Small(r.varint()?),
                 LARGE_CONTENT => Step::Large(r.varint()?),
-                ZLIB => {
+                tag @ (ZLIB | CHROMIUM_ZLIB) => {
                     let p = r.take(4)?;
                     let params = Params {
+                        flavor: match tag {
+                            ZLIB => Flavor::Stock,
+                            _ => Flavor::Chromium,
+                        },
                         level: p[0],
                         wbits: p[1],
                         mem_level: p[2],

@@ -5,7 +5,7 @@
 use proptest::prelude::*;
 
 use super::recipe::{self, Recipe};
-use super::zlib::{self, Params};
+use super::zlib::{self, Flavor, Params};
 use super::{Budget, Node, Stats, expand};
 
 /// Expands, plans, encodes and decodes the recipe, recreates from the
@@ -439,7 +439,9 @@ fn hostile_recipes_are_refused_not_obeyed() {
 }
 
 fn params() -> impl Strategy<Value = Params> {
-    (0u8..=9, 9u8..=15, 1u8..=9, 0u8..=4).prop_map(|(level, wbits, mem_level, strategy)| Params {
+    let flavor = prop_oneof![Just(Flavor::Stock), Just(Flavor::Chromium)];
+    (flavor, 0u8..=9, 9u8..=15, 1u8..=9, 0u8..=4).prop_map(|(flavor, level, wbits, mem_level, strategy)| Params {
+        flavor,
         level,
         wbits,
         mem_level,

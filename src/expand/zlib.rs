@@ -1,21 +1,88 @@
 //! A safe wrapper over stock zlib (the `libz-sys` crate, built from its
-//! bundled source and pinned by version): raw deflate with every parameter
-//! zlib has, and a bounded raw inflate.
+//! bundled source and pinned by version) and over Chromium's zlib (vendored
+//! in `vendor/chromium-zlib`, built by `build.rs`): raw deflate with every
+//! parameter zlib has, by either, and a bounded raw inflate (stock).
 //!
-//! Stock zlib is the point: a deflate stream is recreated by running the same
-//! compressor with the same parameters, and zlib-ng, zlib-rs and miniz_oxide
-//! make different streams from the same input. The bundled version is pinned
-//! in Cargo.toml (`=`); [`version`] is recorded in every recipe, and a golden
-//! test (`golden_streams_are_stable`) fails if an upgrade changes the output.
+//! The exact compressor is the point: a deflate stream is recreated by
+//! running the same compressor with the same parameters, and zlib-ng,
+//! zlib-rs and miniz_oxide make different streams from the same input.
+//! Chromium's fork is the one Node.js ships, so it made the streams of npm
+//! tarballs; its deflate hashes four bytes where stock zlib rolls three, and
+//! its streams differ from stock zlib's at every level. Both are pinned:
+//! stock in Cargo.toml (`=`), [`version`] recorded in every recipe; Chromium's
+//! by its vendored files; a golden test per compressor
+//! (`golden_streams_are_stable`, `golden_chromium_streams_are_stable`) fails
+//! if an upgrade changes their output.
 
-use std::ffi::{CStr, c_int, c_uint, c_void};
+use std::ffi::{CStr, c_char, c_int, c_uint, c_void};
 use std::mem::MaybeUninit;
 
 use libz_sys as z;
 
+/// Which zlib makes a stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Flavor {
+    /// Stock zlib (madler), as Python, Java, cargo, most zip tools use.
+    Stock,
+    /// Chromium's zlib 1.3.0.1, as Node.js 22 (and npm) uses.
+    Chromium,
+}
+
+// Chromium's zlib, built by build.rs; `chromeconf.h` gives every symbol the
+// `Cr_z_` prefix. Its `z_stream` is zlib's, field for field.
+unsafe extern "C" {
+    fn Cr_z_deflateInit2_(
+        strm: z::z_streamp,
+        level: c_int,
+        method: c_int,
+        window_bits: c_int,
+        mem_level: c_int,
+        strategy: c_int,
+        version: *const c_char,
+        stream_size: c_int,
+    ) -> c_int;
+    fn Cr_z_deflate(strm: z::z_streamp, flush: c_int) -> c_int;
+    fn Cr_z_deflateEnd(strm: z::z_streamp) -> c_int;
+    fn Cr_z_zlibVersion() -> *const c_char;
+}
+
+/// The compressor entry points of one flavor.
+struct Api {
+    init: unsafe extern "C" fn(z::z_streamp, c_int, c_int, c_int, c_int, c_int, *const c_char, c_int) -> c_int,
+    deflate: unsafe extern "C" fn(z::z_streamp, c_int) -> c_int,
+    end: unsafe extern "C" fn(z::z_streamp) -> c_int,
+    version: unsafe extern "C" fn() -> *const c_char,
+}
+
+impl Flavor {
+    fn api(self) -> Api {
+        match self {
+            Flavor::Stock => Api {
+                init: z::deflateInit2_,
+                deflate: z::deflate,
+                end: z::deflateEnd,
+                version: z::zlibVersion,
+            },
+            Flavor::Chromium => Api {
+                init: Cr_z_deflateInit2_,
+                deflate: Cr_z_deflate,
+                end: Cr_z_deflateEnd,
+                version: Cr_z_zlibVersion,
+            },
+        }
+    }
+
+    /// The version string of this zlib, for example "1.3.2".
+    pub fn version(self) -> &'static str {
+        // SAFETY: zlibVersion returns a pointer to a static NUL-terminated string.
+        unsafe { CStr::from_ptr((self.api().version)()) }.to_str().unwrap_or("?")
+    }
+}
+
 /// The compressor's knobs, as `deflateInit2` takes them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Params {
+    pub flavor: Flavor,
     /// 0..=9. Level 0 streams depend on how the input is fed (stored
     /// blocks end where a piece of input ends), so recipes never use it.
     pub level: u8,
@@ -29,6 +96,7 @@ pub struct Params {
 
 impl Params {
     pub const DEFAULT: Params = Params {
+        flavor: Flavor::Stock,
         level: 6,
         wbits: 15,
         mem_level: 8,
@@ -40,10 +108,9 @@ impl Params {
     }
 }
 
-/// The version string of the zlib linked in, for example "1.3.2".
+/// The version string of stock zlib, for example "1.3.2".
 pub fn version() -> &'static str {
-    // SAFETY: zlibVersion returns a pointer to a static NUL-terminated string.
-    unsafe { CStr::from_ptr(z::zlibVersion()) }.to_str().unwrap_or("?")
+    Flavor::Stock.version()
 }
 
 extern "C" fn zalloc(_: *mut c_void, items: c_uint, size: c_uint) -> *mut c_void {
@@ -79,6 +146,7 @@ fn new_stream() -> Box<MaybeUninit<z::z_stream>> {
 /// is made, and rejected at the first differing byte.
 pub struct Deflater {
     strm: Box<MaybeUninit<z::z_stream>>,
+    api: Api,
     finished: bool,
 }
 
@@ -91,20 +159,26 @@ impl Deflater {
             return None;
         }
         let mut strm = new_stream();
-        // SAFETY: strm is a valid, initialised-enough z_stream for init.
+        let api = p.flavor.api();
+        // SAFETY: strm is a valid, initialised-enough z_stream for init, of
+        // the layout both flavors declare.
         let rc = unsafe {
-            z::deflateInit2_(
+            (api.init)(
                 strm.as_mut_ptr(),
                 p.level as c_int,
                 z::Z_DEFLATED,
                 -(p.wbits as c_int),
                 p.mem_level as c_int,
                 p.strategy as c_int,
-                z::zlibVersion(),
+                (api.version)(),
                 std::mem::size_of::<z::z_stream>() as c_int,
             )
         };
-        (rc == z::Z_OK).then_some(Deflater { strm, finished: false })
+        (rc == z::Z_OK).then_some(Deflater {
+            strm,
+            api,
+            finished: false,
+        })
     }
 
     /// Compresses `input` (all of it), appending what zlib emits to `out`.
@@ -128,7 +202,7 @@ impl Deflater {
                 s.next_out = out.as_mut_ptr().add(out.len());
                 s.avail_out = spare as c_uint;
                 let last = if take == input.len() { flush } else { z::Z_NO_FLUSH };
-                let rc = z::deflate(s, last);
+                let rc = (self.api.deflate)(s, last);
                 (rc, take - s.avail_in as usize, spare - s.avail_out as usize)
             };
             // SAFETY: zlib initialised `made` bytes past the old length.
@@ -155,8 +229,8 @@ impl Deflater {
 
 impl Drop for Deflater {
     fn drop(&mut self) {
-        // SAFETY: the stream was initialised by deflateInit2_.
-        unsafe { z::deflateEnd(self.strm.as_mut_ptr()) };
+        // SAFETY: the stream was initialised by this flavor's deflateInit2_.
+        unsafe { (self.api.end)(self.strm.as_mut_ptr()) };
     }
 }
 
@@ -280,8 +354,13 @@ mod tests {
         let data = sample();
         // Level 0 (stored blocks) is the exception: its blocks follow the
         // input's pieces, so it is never a search candidate.
-        for (level, strategy) in (1..=9).flat_map(|l| (0..=4).map(move |s| (l, s))) {
+        let all = (1..=9).flat_map(|l| (0..=4).map(move |s| (l, s)));
+        for (flavor, (level, strategy)) in [Flavor::Stock, Flavor::Chromium]
+            .into_iter()
+            .flat_map(|f| all.clone().map(move |ls| (f, ls)))
+        {
             let p = Params {
+                flavor,
                 level,
                 strategy,
                 ..Params::DEFAULT
@@ -293,7 +372,7 @@ mod tests {
                 d.push(c, false, &mut pieces);
             }
             d.push(&[], true, &mut pieces);
-            assert_eq!(whole, pieces, "level {level} strategy {strategy}");
+            assert_eq!(whole, pieces, "{flavor:?} level {level} strategy {strategy}");
             let back = inflate(&whole, data.len()).unwrap();
             assert_eq!(back.plain, data);
             assert_eq!(back.consumed, whole.len());
@@ -331,6 +410,40 @@ mod tests {
         assert_eq!(
             blake3::hash(&all).to_hex().as_str(),
             "543de584b6beaf02bc1e53017505b9221037988dbddda6c21df22583913d9179"
+        );
+    }
+
+    fn chromium(level: u8) -> Params {
+        Params {
+            flavor: Flavor::Chromium,
+            level,
+            ..Params::DEFAULT
+        }
+    }
+
+    #[test]
+    fn chromium_zlib_makes_other_streams_than_stock_zlib() {
+        let data = sample();
+        for level in 1..=9 {
+            let stock = Params { level, ..Params::DEFAULT };
+            assert_ne!(deflate(chromium(level), &data), deflate(stock, &data), "level {level}");
+        }
+    }
+
+    /// As `golden_streams_are_stable`, for the vendored Chromium zlib.
+    #[test]
+    fn golden_chromium_streams_are_stable() {
+        let data = sample();
+        let mut all = Vec::new();
+        for level in 1..=9 {
+            for mem_level in [1, 8, 9] {
+                all.extend_from_slice(&deflate(Params { mem_level, ..chromium(level) }, &data));
+            }
+        }
+        assert_eq!(Flavor::Chromium.version(), "1.3.0.1-motley");
+        assert_eq!(
+            blake3::hash(&all).to_hex().as_str(),
+            "823b8a3f3bb3ab96590887e70a513dd8952ac22f594b772951fd378432523c29"
         );
     }
 }

@@ -1,6 +1,6 @@
 //! The package-aware optimizer through the running daemon: zip and tar.gz
-//! packages made by Python's zipfile and tarfile (stock zlib) become
-//! recipes, read back byte-exactly (whole and by range), free their raw
+//! packages made by Python's zipfile and tarfile (stock zlib), and npm
+//! tarballs from the registry (Node's Chromium zlib), become recipes, read back byte-exactly (whole and by range), free their raw
 //! chunks through GC, keep retention plans equal to what GC frees, survive
 //! `rebuild-index`, kill -9 in the middle, and damage (DATA_LOSS, never
 //! wrong bytes).
@@ -431,6 +431,34 @@ async fn random_zips_and_tar_gz_at_random_zlib_parameters_read_back_exactly() {
             "seed {seed}: range of {h}"
         );
     }
+    check_clean(&d);
+    assert_no_report_drift(&c).await;
+}
+
+/// Two express tarballs as the npm registry serves them (`tests/data`):
+/// npm packed them with Node's zlib, which is Chromium's; the vendored
+/// Chromium zlib makes their streams again, so they are stored by content
+/// and the second version dedups against the first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn npm_tarballs_from_the_registry_are_made_again_by_chromium_zlib() {
+    let d = Daemon::start(CONFIG).await;
+    let c = d.client().await;
+    let mut blobs = Vec::new();
+    for v in ["4.19.1", "4.19.2"] {
+        let path = format!("{}/tests/data/express-{v}.tgz", env!("CARGO_MANIFEST_DIR"));
+        let data = Bytes::from(std::fs::read(path).unwrap());
+        blobs.push((put(&c, "acme", data.clone()).await, data));
+    }
+    d.wait_sealed().await;
+    let p = json_lines(&d.cli(&["optimize", "--json"]));
+    let p = p.last().unwrap();
+    assert_eq!(p["failed"], 0, "{p}");
+    assert_eq!(p["optimized"], 2, "{p}");
+    assert_eq!(p["zlib_streams"], 2, "both streams by a zlib's parameters: {p}");
+    assert_eq!(p["preflate_streams"], 0, "{p}");
+    assert_eq!(p["opaque_streams"], 0, "{p}");
+    all_exact(&c, &blobs, "after optimize").await;
+    all_exact(&c, &blobs, "cached").await;
     check_clean(&d);
     assert_no_report_drift(&c).await;
 }
