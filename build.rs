@@ -19,7 +19,14 @@ fn chromium_zlib() {
         .define("ZLIB_IMPLEMENTATION", None)
         .warnings(false)
         .opt_level(2);
-    for f in ["adler32.c", "crc32.c", "deflate.c", "trees.c", "zutil.c", "cpu_features.c"] {
+    for f in [
+        "adler32.c",
+        "crc32.c",
+        "deflate.c",
+        "trees.c",
+        "zutil.c",
+        "cpu_features.c",
+    ] {
         b.file(format!("{dir}/{f}"));
     }
     println!("cargo:rerun-if-changed={dir}");

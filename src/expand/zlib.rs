@@ -75,7 +75,9 @@ impl Flavor {
     /// The version string of this zlib, for example "1.3.2".
     pub fn version(self) -> &'static str {
         // SAFETY: zlibVersion returns a pointer to a static NUL-terminated string.
-        unsafe { CStr::from_ptr((self.api().version)()) }.to_str().unwrap_or("?")
+        unsafe { CStr::from_ptr((self.api().version)()) }
+            .to_str()
+            .unwrap_or("?")
     }
 }
 
@@ -425,7 +427,10 @@ mod tests {
     fn chromium_zlib_makes_other_streams_than_stock_zlib() {
         let data = sample();
         for level in 1..=9 {
-            let stock = Params { level, ..Params::DEFAULT };
+            let stock = Params {
+                level,
+                ..Params::DEFAULT
+            };
             assert_ne!(deflate(chromium(level), &data), deflate(stock, &data), "level {level}");
         }
     }
@@ -437,7 +442,13 @@ mod tests {
         let mut all = Vec::new();
         for level in 1..=9 {
             for mem_level in [1, 8, 9] {
-                all.extend_from_slice(&deflate(Params { mem_level, ..chromium(level) }, &data));
+                all.extend_from_slice(&deflate(
+                    Params {
+                        mem_level,
+                        ..chromium(level)
+                    },
+                    &data,
+                ));
             }
         }
         assert_eq!(Flavor::Chromium.version(), "1.3.0.1-motley");
