@@ -16,6 +16,7 @@ pub mod chunker;
 pub mod cli;
 pub mod committer;
 pub mod config;
+pub mod delta;
 pub mod dirlock;
 pub mod disk;
 pub mod engine;

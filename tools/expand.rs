@@ -4,17 +4,23 @@
 //! zstd per distinct chunk), without a daemon. Every file is recreated from
 //! its recipe and checked byte-exact before it is counted.
 //!
-//!   stowage-expand [--level N] [--threads N] FILE...   (--threads: recreation, default all cores)
+//!   stowage-expand [--level N] [--threads N] [--depth N] FILE...
+//!
+//! (--threads: recreation, default all cores; --depth: the longest delta
+//! chain, default 4, 0 for no deltas.)
 //!
 //! Prints one line per file, then a table per package family (the file name
 //! up to its version) and the totals: raw bytes, stored bytes (distinct
-//! chunks compressed, plus the recipes), methods, and expansion and
-//! recreation speed.
+//! chunks compressed, plus the recipes), stored bytes when a new chunk is
+//! kept as a zstd delta against the stored chunk its sketch finds (issue 15's
+//! estimate: kept only when at most 90% of the chunk compressed alone, the
+//! chain bounded by --depth), methods, and expansion and recreation speed.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Instant;
 
 use stowage::chunker::{ChunkParams, chunk_lengths};
+use stowage::delta::{self, Sketch};
 use stowage::expand::{self, Budget, recipe};
 
 #[derive(Default)]
@@ -22,6 +28,8 @@ struct Sum {
     files: u32,
     raw: u64,
     stored: u64,
+    delta: u64,
+    deltas: u32,
     plain: u64,
     zlib: u32,
     preflate: u32,
@@ -35,6 +43,8 @@ impl Sum {
         self.files += o.files;
         self.raw += o.raw;
         self.stored += o.stored;
+        self.delta += o.delta;
+        self.deltas += o.deltas;
         self.plain += o.plain;
         self.zlib += o.zlib;
         self.preflate += o.preflate;
@@ -45,11 +55,14 @@ impl Sum {
 
     fn line(&self, name: &str) -> String {
         format!(
-            "{name:<28} {:>3} {:>11} {:>11} {:>6.3} {:>6} {:>6} {:>6} {:>8.1} {:>8.1}",
+            "{name:<28} {:>3} {:>11} {:>11} {:>6.3} {:>11} {:>6.3} {:>6} {:>6} {:>6} {:>6} {:>8.1} {:>8.1}",
             self.files,
             self.raw,
             self.stored,
             self.stored as f64 / self.raw.max(1) as f64,
+            self.delta,
+            self.delta as f64 / self.raw.max(1) as f64,
+            self.deltas,
             self.zlib,
             self.preflate,
             self.opaque,
@@ -81,23 +94,84 @@ fn number_flag(args: &mut Vec<String>, name: &str) -> anyhow::Result<Option<u32>
     Ok(Some(n))
 }
 
+/// Every distinct chunk so far, with its delta depth, found by sketch.
+#[derive(Default)]
+struct Bases {
+    chunks: Vec<(Vec<u8>, u32)>,
+    by_feature: HashMap<u64, Vec<usize>>,
+}
+
+impl Bases {
+    /// What `c` costs as a delta on the chunk it resembles most, if that is
+    /// at most 90% of `alone` and the chain stays within `depth`; then adds
+    /// `c` as a possible base.
+    fn delta_cost(&mut self, c: &[u8], alone: u64, level: i32, depth: u32) -> anyhow::Result<Option<u64>> {
+        let sketch = Sketch::of(c);
+        let mut cost = None;
+        let mut own_depth = 0;
+        if let (Some(s), true) = (sketch, depth > 0) {
+            let mut shared: BTreeMap<usize, usize> = BTreeMap::new();
+            for sf in s.0 {
+                for &id in self.by_feature.get(&sf).into_iter().flatten() {
+                    *shared.entry(id).or_default() += 1;
+                }
+            }
+            let candidates = shared
+                .iter()
+                .filter(|&(&id, _)| self.chunks[id].1 < depth)
+                .map(|(&id, &n)| (id, n, self.chunks[id].0.len()));
+            if let Some(id) = delta::choose_base(c.len(), candidates) {
+                let d = delta::encode(&self.chunks[id].0, c, level)?.len() as u64;
+                if d * 10 <= alone * 9 {
+                    cost = Some(d);
+                    own_depth = self.chunks[id].1 + 1;
+                }
+            }
+        }
+        let id = self.chunks.len();
+        self.chunks.push((c.to_vec(), own_depth));
+        for sf in sketch.map(|s| s.0).into_iter().flatten() {
+            let ids = self.by_feature.entry(sf).or_default();
+            ids.push(id);
+            if ids.len() > 4 {
+                ids.remove(0);
+            }
+        }
+        Ok(cost)
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     let level = number_flag(&mut args, "--level")?.unwrap_or(19) as i32;
+    let depth = number_flag(&mut args, "--depth")?.unwrap_or(4);
     let threads = match number_flag(&mut args, "--threads")? {
         Some(n) => n as usize,
         None => std::thread::available_parallelism().map_or(1, |n| n.get()),
     };
     if args.is_empty() {
-        anyhow::bail!("usage: stowage-expand [--level N] [--threads N] FILE...");
+        anyhow::bail!("usage: stowage-expand [--level N] [--threads N] [--depth N] FILE...");
     }
     let budget = Budget::default();
     let params = ChunkParams::default();
     let mut seen: HashSet<[u8; 32]> = HashSet::new();
+    let mut bases = Bases::default();
     let mut families: BTreeMap<String, Sum> = BTreeMap::new();
     println!(
-        "{:<28} {:>3} {:>11} {:>11} {:>6} {:>6} {:>6} {:>6} {:>8} {:>8}",
-        "file / family", "n", "raw", "stored", "ratio", "zlib", "prefl", "opaq", "exp MB/s", "rec MB/s"
+        "{:<28} {:>3} {:>11} {:>11} {:>6} {:>11} {:>6} {:>6} {:>6} {:>6} {:>6} {:>8} {:>8}",
+        "file / family",
+        "n",
+        "raw",
+        "stored",
+        "ratio",
+        "delta",
+        "ratio",
+        "deltas",
+        "zlib",
+        "prefl",
+        "opaq",
+        "exp MB/s",
+        "rec MB/s"
     );
     for path in &args {
         let data = std::fs::read(path)?;
@@ -117,13 +191,22 @@ fn main() -> anyhow::Result<()> {
         let recreate_s = t.elapsed().as_secs_f64();
         anyhow::ensure!(back == data, "{name}: the recipe does not recreate the file");
         let mut stored = encoded.len() as u64;
+        let (mut with_delta, mut deltas) = (stored, 0);
         for s in planned.streams() {
             let mut at = 0;
             for len in chunk_lengths(params, s)? {
                 let c = &s[at..at + len];
                 at += len;
                 if seen.insert(*blake3::hash(c).as_bytes()) {
-                    stored += zstd::bulk::compress(c, level)?.len().min(c.len()) as u64;
+                    let alone = zstd::bulk::compress(c, level)?.len().min(c.len()) as u64;
+                    stored += alone;
+                    match bases.delta_cost(c, alone, level, depth)? {
+                        Some(d) => {
+                            with_delta += d;
+                            deltas += 1;
+                        }
+                        None => with_delta += alone,
+                    }
                 }
             }
         }
@@ -131,6 +214,8 @@ fn main() -> anyhow::Result<()> {
             files: 1,
             raw: data.len() as u64,
             stored,
+            delta: with_delta,
+            deltas,
             plain: stats.plain_bytes,
             zlib: stats.zlib,
             preflate: stats.preflate,
