@@ -148,6 +148,13 @@ pub struct Optimize {
     /// Recreated blobs kept in memory, for hot reads (each at most an
     /// eighth of it). Default: "256MiB".
     pub cache_size: ByteSize,
+    /// Longest chain of deltas: a new chunk of an expanded blob whose sketch
+    /// finds a similar stored chunk is stored as a zstd delta on it when
+    /// that is clearly smaller, unless the chain would get longer than
+    /// this; a read decodes at most this many steps. 0: no deltas; at most
+    /// 8. Default: 0 (deltas are new: `--optimize-delta-depth 4` tries
+    /// them).
+    pub delta_depth: u8,
 }
 
 impl Default for Optimize {
@@ -165,6 +172,7 @@ impl Default for Optimize {
             zstd_level: 9,
             min_saving: -0.1,
             cache_size: ByteSize::mib(256),
+            delta_depth: 0,
         }
     }
 }
@@ -414,6 +422,12 @@ impl Config {
         let o = &self.optimize;
         if !(1..=22).contains(&o.zstd_level) {
             return Err(Error::invalid("optimize.zstd_level must be between 1 and 22"));
+        }
+        if o.delta_depth > crate::pack::format::MAX_DELTA_DEPTH {
+            return Err(Error::invalid(format!(
+                "optimize.delta_depth must be at most {}",
+                crate::pack::format::MAX_DELTA_DEPTH
+            )));
         }
         if !(-1.0..1.0).contains(&o.min_saving) {
             return Err(Error::invalid("optimize.min_saving must be at least -1 and below 1"));

@@ -29,7 +29,8 @@ pub struct RebuildReport {
     pub unreferenced_chunks: u64,
     /// Chunks a manifest names that no pack holds: data already lost.
     pub missing_chunks: u64,
-    /// Manifest or reference records that failed verification; skipped.
+    /// Manifest, reference or delta chunk records that failed
+    /// verification; skipped.
     pub bad_records: u64,
     /// Catalog records (packages, versions, files, audit, indexes) carried
     /// over from the old index.
@@ -123,14 +124,31 @@ pub async fn rebuild_index(cfg: &Config) -> Result<RebuildReport> {
         let footer = store.get_range(id, footer_at..size).await?;
         let entries = format::decode_footer(&footer).map_err(|e| Error::corrupt(format!("pack {id:016x}: {e}")))?;
         for e in &entries {
-            let loc = ChunkLoc {
+            let mut loc = ChunkLoc {
                 pack: id,
                 offset: e.offset,
                 stored_len: e.stored_len,
                 raw_len: e.raw_len,
                 codec: e.codec,
+                delta: None,
             };
             match e.kind {
+                Kind::Chunk if e.codec == format::Codec::Delta => {
+                    // A delta's base is in its record: read it, checked.
+                    let rec = store.get_range(id, e.offset..e.offset + e.record_len()).await?;
+                    match format::open_record(&rec, e.offset, e.kind, &e.id)
+                        .and_then(|(_, data)| format::delta_of(e.codec, data))
+                    {
+                        Ok(d) => {
+                            loc.delta = d;
+                            chunks.entry(e.id).or_insert(loc);
+                        }
+                        Err(err) => {
+                            tracing::error!(pack = %format!("{id:016x}"), offset = e.offset, error = %err, "skipping a bad delta record");
+                            report.bad_records += 1;
+                        }
+                    }
+                }
                 Kind::Chunk => {
                     chunks.entry(e.id).or_insert(loc);
                 }
@@ -211,23 +229,26 @@ pub async fn rebuild_index(cfg: &Config) -> Result<RebuildReport> {
             w.batch.put_blob(m);
             stats.blobs += 1;
             stats.unique_bytes += m.size;
-            for c in &m.chunks {
-                if !used.insert(c.id) {
+            // The manifest's chunks, and the bases of its deltas.
+            let mut todo: Vec<Hash> = m.chunks.iter().map(|c| c.id).collect();
+            while let Some(cid) = todo.pop() {
+                if !used.insert(cid) {
                     continue;
                 }
-                match chunks.get(&c.id) {
+                match chunks.get(&cid) {
                     Some(loc) => {
                         let c0 = crate::index::ChunkRec {
                             loc: *loc,
                             refs: 0,
                             condemned_ms: 0,
                         };
-                        w.batch.put_chunk_rec(&c.id, &c0);
+                        w.batch.put_chunk_rec(&cid, &c0);
                         stats.chunks += 1;
                         stats.physical_bytes += loc.stored_len as u64;
+                        todo.extend(loc.delta.map(|d| d.base));
                     }
                     None => {
-                        tracing::error!(chunk = %c.id, blob = %m.digests.blake3, "chunk is in no pack");
+                        tracing::error!(chunk = %cid, blob = %m.digests.blake3, "chunk is in no pack");
                         report.missing_chunks += 1;
                     }
                 }
@@ -349,11 +370,26 @@ fn copy_catalog(old: &Index, w: &mut Writer<'_>) -> Result<u64> {
 /// the raw chunks), else a raw one whose chunks are, else the first (its
 /// missing chunks are reported).
 fn pick(mut ms: Vec<Manifest>, chunks: &HashMap<Hash, ChunkLoc>) -> Manifest {
-    let whole = |m: &Manifest| m.chunks.iter().all(|c| chunks.contains_key(&c.id));
+    let whole = |m: &Manifest| m.chunks.iter().all(|c| with_bases(&c.id, chunks));
     let best = ms
         .iter()
         .position(|m| m.recipe.is_some() && whole(m))
         .or_else(|| ms.iter().position(whole))
         .unwrap_or(0);
     ms.swap_remove(best)
+}
+
+/// Whether a chunk and the chain of bases its delta needs are in the packs.
+fn with_bases(id: &Hash, chunks: &HashMap<Hash, ChunkLoc>) -> bool {
+    let mut at = *id;
+    for _ in 0..=format::MAX_DELTA_DEPTH {
+        match chunks.get(&at) {
+            None => return false,
+            Some(loc) => match loc.delta {
+                None => return true,
+                Some(d) => at = d.base,
+            },
+        }
+    }
+    false
 }

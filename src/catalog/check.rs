@@ -288,8 +288,9 @@ pub fn check(index: &Index) -> Result<CheckReport> {
         }
     }
     // 4. Blobs and chunks: a stored manifest has holders; each chunk's
-    //    reference count is its occurrences in stored manifests, and it is
-    //    condemned exactly when that is zero. One counter per chunk in memory.
+    //    reference count is its occurrences in stored manifests plus the
+    //    deltas on it, and it is condemned exactly when that is zero. One
+    //    counter per chunk in memory.
     let mut uses: HashMap<Hash, u64> = HashMap::new();
     let mut manifests = (0u64, 0u64);
     for kv in s.scan(Cf::Blobs, &[], None) {
@@ -305,6 +306,26 @@ pub fn check(index: &Index) -> Result<CheckReport> {
             *uses.entry(c.id).or_default() += 1;
         }
     }
+    // A delta holds its base as a manifest holds its chunks; its base is
+    // indexed, one level shallower.
+    for kv in s.scan(Cf::Chunks, &[], None) {
+        let (k, v) = kv?;
+        let Some(d) = ChunkRec::decode(&v)?.loc.delta else { continue };
+        let id = Hash::from_slice(&k).ok_or_else(|| Error::corrupt("bad chunk key"))?;
+        *uses.entry(d.base).or_default() += 1;
+        match s.get(Cf::Chunks, &d.base.0)? {
+            None => r.drift(format!("delta chunk {id}: its base {} is not indexed", d.base)),
+            Some(b) => {
+                let depth = ChunkRec::decode(&b)?.loc.delta.map_or(0, |x| x.depth);
+                if depth + 1 != d.depth {
+                    r.drift(format!(
+                        "delta chunk {id}: depth {} on a base at depth {depth}",
+                        d.depth
+                    ));
+                }
+            }
+        }
+    }
     let (mut chunks, mut physical, mut condemned) = (0u64, 0u64, 0u64);
     for kv in s.scan(Cf::Chunks, &[], None) {
         let (k, v) = kv?;
@@ -313,7 +334,7 @@ pub fn check(index: &Index) -> Result<CheckReport> {
         chunks += 1;
         physical += c.loc.stored_len as u64;
         r.expect(
-            || format!("chunk {id}: manifests using it"),
+            || format!("chunk {id}: manifests and deltas using it"),
             c.refs,
             uses.remove(&id).unwrap_or(0),
         );

@@ -1,4 +1,5 @@
-//! Chunk reference counts: how many blob manifests use each chunk.
+//! Chunk reference counts: how many blob manifests use each chunk, plus
+//! how many delta chunks have it as their base.
 //!
 //! A blob's chunks are held from the commit that stores its manifest until
 //! the commit that releases its last namespace reference (a purge or an
@@ -15,6 +16,7 @@ use crate::error::{Error, Result};
 use crate::hash::Hash;
 use crate::index::{Cf, ChunkRec, Stats, Txn};
 use crate::manifest::Manifest;
+use crate::pack::format::DeltaHeader;
 
 /// Occurrences of each distinct chunk in a manifest.
 pub fn occurrences(m: &Manifest) -> HashMap<Hash, u64> {
@@ -120,6 +122,50 @@ pub fn swap(txn: &mut Txn<'_>, stats: &mut Stats, now: i64, old: &Manifest, new:
     Ok(condemned)
 }
 
+/// Holds the base of a delta chunk being indexed: the base must be
+/// indexed (else the optimizer tries again), at the depth the delta says.
+pub fn hold_base(txn: &mut Txn<'_>, stats: &mut Stats, id: &Hash, d: &DeltaHeader) -> Result<()> {
+    let mut b = txn.chunk_rec(&d.base)?.ok_or_else(|| {
+        Error::Unavailable(format!(
+            "the base {} of delta chunk {id} was collected meanwhile; it is tried again",
+            d.base
+        ))
+    })?;
+    let base_depth = b.loc.delta.map_or(0, |x| x.depth);
+    if base_depth + 1 != d.depth {
+        return Err(Error::Unavailable(format!(
+            "the base {} of delta chunk {id} is at depth {base_depth}, not {}; it is tried again",
+            d.base,
+            d.depth - 1
+        )));
+    }
+    if b.refs == 0 {
+        revive(txn, stats, &d.base, &mut b)?;
+    }
+    b.refs += 1;
+    txn.put_chunk_rec(&d.base, &b);
+    Ok(())
+}
+
+/// Lets go of the base of a delta chunk being collected. A base nothing
+/// else uses is condemned as of `at` (the delta's own condemnation, so the
+/// same pass collects it); returns whether it was.
+pub fn release_base(txn: &mut Txn<'_>, stats: &mut Stats, at: i64, d: &DeltaHeader) -> Result<bool> {
+    let mut b = txn
+        .chunk_rec(&d.base)?
+        .ok_or_else(|| Error::corrupt(format!("base {} of a delta chunk is not indexed", d.base)))?;
+    b.refs = b
+        .refs
+        .checked_sub(1)
+        .ok_or_else(|| Error::corrupt(format!("base {} is held by fewer deltas than use it", d.base)))?;
+    let condemned = b.refs == 0;
+    if condemned {
+        condemn(txn, stats, at, &d.base, &mut b);
+    }
+    txn.put_chunk_rec(&d.base, &b);
+    Ok(condemned)
+}
+
 pub fn condemn(txn: &mut Txn<'_>, stats: &mut Stats, now: i64, id: &Hash, c: &mut ChunkRec) {
     // Times in keys are non-negative: 1 keeps "0 = not condemned" unambiguous.
     c.condemned_ms = now.max(1);
@@ -159,6 +205,13 @@ pub fn derive(index: &crate::index::Index) -> Result<()> {
         }
         if txn.len() >= BATCH {
             index.commit(std::mem::replace(&mut txn, index.txn()))?;
+        }
+    }
+    // A delta holds its base as a manifest holds its chunks.
+    for kv in index.scan(Cf::Chunks, &[], None, false) {
+        let (_, v) = kv?;
+        if let Some(d) = ChunkRec::decode(&v)?.loc.delta {
+            *counts.entry(d.base).or_default() += 1;
         }
     }
     let now = crate::now_ms();

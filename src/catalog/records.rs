@@ -203,9 +203,13 @@ pub mod tag {
     pub const OPTIMIZED: u8 = b'z';
     /// `Z` -> the sums of those records
     pub const OPTIMIZE_TOTALS: u8 = b'Z';
+    /// `s` super-feature:u64 chunk -> (): a chunk the optimizer stored, by
+    /// each super-feature of its sketch (`crate::delta`), to find delta
+    /// bases. A hint: an entry whose chunk was collected is skipped.
+    pub const SKETCH: u8 = b's';
 
     /// Every tag, with its name.
-    pub const ALL: [(u8, &str); 30] = [
+    pub const ALL: [(u8, &str); 31] = [
         (PKG_BY_ID, "pkg_by_id"),
         (PKG_CREATED, "pkg_created"),
         (VERSION_NAME, "version_name"),
@@ -236,6 +240,7 @@ pub mod tag {
         (LAST_RUN, "last_run"),
         (OPTIMIZED, "optimized"),
         (OPTIMIZE_TOTALS, "optimize_totals"),
+        (SKETCH, "sketch"),
     ];
 
     /// The key range holding every key of `tag`.
@@ -245,6 +250,16 @@ pub mod tag {
 }
 
 pub const IDS_KEY: &[u8] = b"ids";
+
+/// `s` super-feature chunk: a stored chunk with that super-feature.
+pub fn sketch_key(feature: u64, chunk: &Hash) -> Vec<u8> {
+    tagged(tag::SKETCH, &[&feature.to_be_bytes(), &chunk.0])
+}
+
+/// The keys of every chunk with super-feature `feature`.
+pub fn sketch_prefix(feature: u64) -> Vec<u8> {
+    tagged(tag::SKETCH, &[&feature.to_be_bytes()])
+}
 
 /// Trash item kinds, in `t` keys.
 pub const TRASH_PACKAGE: u8 = 1;

@@ -150,6 +150,7 @@ impl Writer {
                     recipe,
                     outcome,
                     candidates,
+                    sketches,
                 } => super::optimize::optimize(
                     &mut ctx,
                     &self.packer,
@@ -158,6 +159,7 @@ impl Writer {
                     recipe.as_deref(),
                     outcome,
                     candidates,
+                    sketches,
                 ),
                 CommitReq::ForgetPack { retired_key, pack } => {
                     gc::forget(ctx.txn, ctx.stats, retired_key, *pack).map(|()| CommitOutcome::default())

@@ -80,6 +80,8 @@ pub enum CommitReq {
         outcome: crate::catalog::optimized::Outcome,
         /// The recipe's chunks written, or found among uncommitted writes.
         candidates: Vec<(Hash, ChunkLoc)>,
+        /// The sketches of the recipe's new chunks, indexed with the switch.
+        sketches: Vec<(Hash, crate::delta::Sketch)>,
     },
 }
 

@@ -8,7 +8,8 @@
 //! the old ones released (a chunk both use is never condemned), every
 //! package group using the blob moves from the old chunks to the new,
 //! and the recipe manifest is appended to the open pack, which is synced
-//! before the batch is written. The raw chunks nothing else uses are
+//! before the batch is written. The sketches of its new chunks are
+//! indexed with it (a delta's base was held when its chunk was indexed). The raw chunks nothing else uses are
 //! condemned as of now and collected by GC after its grace period.
 
 use std::collections::HashMap;
@@ -17,7 +18,9 @@ use super::CommitOutcome;
 use super::put::{append_manifest, index_candidates};
 use crate::catalog::apply::Ctx;
 use crate::catalog::optimized::{self, Outcome};
+use crate::catalog::records as rec;
 use crate::catalog::{chunks, usage};
+use crate::delta::Sketch;
 use crate::error::Result;
 use crate::hash::Hash;
 use crate::index::{Cf, ChunkLoc};
@@ -32,6 +35,7 @@ pub(super) fn optimize(
     recipe: Option<&Manifest>,
     outcome: &Outcome,
     candidates: &[(Hash, ChunkLoc)],
+    sketches: &[(Hash, Sketch)],
 ) -> Result<CommitOutcome> {
     let mut out = CommitOutcome::default();
     let old_m = Manifest::decode(old)?;
@@ -56,6 +60,11 @@ pub(super) fn optimize(
         ..*outcome
     };
     optimized::record(ctx.txn, &id, &o)?;
+    for (chunk, sketch) in sketches {
+        for f in sketch.0 {
+            ctx.txn.put(Cf::CatalogIdx, rec::sketch_key(f, chunk), Vec::new());
+        }
+    }
     append_manifest(packer, syncs, new)?;
     out.new = true;
     Ok(out)

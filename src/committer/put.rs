@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use super::CommitOutcome;
 use crate::catalog::apply::Ctx;
+use crate::catalog::chunks;
 use crate::error::{Error, Result};
 use crate::hash::{ExtraDigests, Hash};
 use crate::index::{Cf, ChunkLoc, ChunkRec, PackInfo, PackState};
@@ -82,7 +83,10 @@ pub(super) fn index_candidates(
 ) -> Result<u64> {
     let mut added = 0;
     let mut live_packs: HashMap<u64, bool> = HashMap::new();
-    for (cid, loc) in candidates {
+    // Bases before the deltas on them (a base may be new in this batch).
+    let mut ordered: Vec<&(Hash, ChunkLoc)> = candidates.iter().collect();
+    ordered.sort_by_key(|(_, loc)| loc.delta.map_or(0, |d| d.depth));
+    for (cid, loc) in ordered {
         if ctx.txn.chunk_rec(cid)?.is_some() {
             continue;
         }
@@ -102,6 +106,9 @@ pub(super) fn index_candidates(
             )));
         }
         need(syncs, loc.pack, loc.offset + loc.record_len());
+        if let Some(d) = &loc.delta {
+            chunks::hold_base(ctx.txn, ctx.stats, cid, d)?;
+        }
         ctx.txn.put_chunk_rec(
             cid,
             &ChunkRec {

@@ -38,20 +38,31 @@ impl Engine {
         let mut expected_dead: HashMap<u64, u64> = HashMap::new();
         if opts.dry_run {
             let to = rec::condemned_key(cutoff.saturating_add(1), &Hash([0; 32]));
+            // A collected delta releases its base, as `gc::collect` does.
+            let mut released: HashMap<Hash, u64> = HashMap::new();
             for kv in self
                 .index
                 .scan(Cf::CatalogIdx, &[rec::tag::CONDEMNED], Some(&to), false)
             {
                 let (k, _) = kv?;
                 let (at, id) = rec::parse_condemned_key(&k)?;
-                if let Some(c) = self
+                let mut next = self
                     .index
                     .chunk_rec(&id)?
-                    .filter(|c| c.refs == 0 && c.condemned_ms == at)
-                {
+                    .filter(|c| c.refs == 0 && c.condemned_ms == at);
+                while let Some(c) = next.take() {
                     rep.chunks_collected += 1;
                     rep.bytes_collected += c.loc.stored_len as u64;
                     *expected_dead.entry(c.loc.pack).or_default() += c.loc.record_len();
+                    if let Some(d) = c.loc.delta
+                        && let Some(b) = self.index.chunk_rec(&d.base)?
+                    {
+                        let n = released.entry(d.base).or_default();
+                        *n += 1;
+                        if b.refs == *n {
+                            next = Some(b);
+                        }
+                    }
                 }
             }
         } else {
@@ -286,6 +297,7 @@ impl Engine {
                         stored_len: ne.stored_len,
                         raw_len: ne.raw_len,
                         codec: ne.codec,
+                        delta: format::delta_of(ne.codec, data)?,
                     },
                 )),
                 _ => others.push((p.id, ne.offset + ne.record_len())),

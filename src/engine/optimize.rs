@@ -30,6 +30,7 @@ use crate::committer::CommitReq;
 use crate::error::{Error, Result};
 use crate::expand::{self, recipe};
 use crate::hash::Hash;
+use crate::ingest::Bases;
 use crate::index::Cf;
 use crate::manifest::Manifest;
 
@@ -165,11 +166,11 @@ impl Engine {
             None
         };
         if let Some(v) = verdict {
-            return self.settle(old, None, raw(v, outcome), Vec::new(), dry_run).await;
+            return self.settle(old, None, raw(v, outcome), Default::default(), dry_run).await;
         }
         let data = self.read_whole(&m).await?;
         let this = self.clone();
-        let (m2, level, budget) = (m.clone(), cfg.zstd_level, cfg.budget());
+        let (m2, level, budget, delta_depth) = (m.clone(), cfg.zstd_level, cfg.budget(), cfg.delta_depth);
         let planned = tokio::task::spawn_blocking(move || -> Result<Option<_>> {
             let (nodes, stats) = expand::expand(&data, &budget);
             if stats.zlib + stats.preflate == 0 {
@@ -189,7 +190,15 @@ impl Engine {
                     m2.digests.blake3
                 )));
             }
-            let prepared = this.ingest.prepare_streams(planned.streams(), level)?;
+            // Deltas read their bases through the verified read path.
+            let rt = tokio::runtime::Handle::current();
+            let read = |id: &Hash| rt.block_on(this.chunk_bytes(*id, crate::pack::format::MAX_DELTA_DEPTH));
+            let bases = Bases {
+                max_depth: delta_depth,
+                read: &read,
+            };
+            let bases = (delta_depth > 0).then_some(&bases);
+            let prepared = this.ingest.prepare_streams(planned.streams(), level, bases)?;
             Ok(Some((Some((planned.recipe, prepared)), stats)))
         })
         .await
@@ -199,7 +208,7 @@ impl Engine {
         (outcome.zlib, outcome.preflate, outcome.opaque) = (stats.zlib, stats.preflate, stats.opaque);
         let Some((recipe, mut prepared)) = made else {
             return self
-                .settle(old, None, raw(Verdict::Opaque, outcome), Vec::new(), dry_run)
+                .settle(old, None, raw(Verdict::Opaque, outcome), Default::default(), dry_run)
                 .await;
         };
         if let Some(a) = &assumed {
@@ -222,7 +231,7 @@ impl Engine {
         let allowed = 1.0 - cfg.min_saving;
         if (added as f64) > released as f64 * allowed && (prepared.all_stored + grown) as f64 > alone as f64 * allowed {
             return self
-                .settle(old, None, raw(Verdict::NoSaving, outcome), Vec::new(), dry_run)
+                .settle(old, None, raw(Verdict::NoSaving, outcome), Default::default(), dry_run)
                 .await;
         }
         let looked = Looked {
@@ -235,6 +244,7 @@ impl Engine {
             return Ok(Some(looked));
         }
         let this = self.clone();
+        let sketches = std::mem::take(&mut prepared.sketches);
         let written = tokio::task::spawn_blocking(move || this.ingest.write_prepared(prepared))
             .await
             .map_err(|e| Error::Internal(e.to_string()))??;
@@ -243,7 +253,7 @@ impl Engine {
             chunks: written.chunks.clone(),
             ..new
         };
-        let r = self.settle(old, Some(new), looked, candidates, false).await;
+        let r = self.settle(old, Some(new), looked, (candidates, sketches), false).await;
         drop(written);
         r
     }
@@ -254,7 +264,7 @@ impl Engine {
         old: Vec<u8>,
         recipe: Option<Manifest>,
         looked: Looked,
-        candidates: Vec<(Hash, crate::index::ChunkLoc)>,
+        (candidates, sketches): (Vec<(Hash, crate::index::ChunkLoc)>, Vec<(Hash, crate::delta::Sketch)>),
         dry_run: bool,
     ) -> Result<Option<Looked>> {
         if dry_run {
@@ -268,6 +278,7 @@ impl Engine {
                 recipe: recipe.map(Box::new),
                 outcome: looked.outcome,
                 candidates,
+                sketches,
             })
             .await
             .inspect_err(|e| self.disk.note(e))?;

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use futures::future::{BoxFuture, FutureExt};
 use futures::StreamExt;
 use tokio::sync::mpsc;
 
@@ -15,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::hash::Hash;
 use crate::index::{ChunkLoc, PackState, RefInfo};
 use crate::manifest::Manifest;
-use crate::pack::format::{self, Kind};
+use crate::pack::format::{self, Codec, Kind};
 
 /// Largest read issued for a run of adjacent records.
 const MAX_EXTENT: u64 = 8 << 20;
@@ -165,33 +166,47 @@ impl Engine {
     /// compaction moved them meanwhile (their pack is retired or gone), each
     /// chunk is looked up again and read where it is now.
     pub(super) async fn read_extent(self: &Arc<Self>, x: Extent) -> Result<Vec<Bytes>> {
-        let pack = x.pack;
-        let parts: Vec<(Hash, usize, usize)> = x.parts.iter().map(|p| (p.id, p.from, p.to)).collect();
-        match self.read_extent_at(x).await {
-            Err(e) if !self.index.pack(pack)?.is_some_and(|i| i.state != PackState::Retired) => {
-                tracing::debug!(pack = %format!("{pack:016x}"), error = %e, "pack was compacted during a read; following the move");
-                let mut out = Vec::with_capacity(parts.len());
-                for (id, from, to) in parts {
-                    let loc = self
-                        .index
-                        .chunk(&id)?
-                        .ok_or_else(|| Error::NotFound(format!("chunk {id} was collected during the read")))?;
-                    let one = Extent {
-                        pack: loc.pack,
-                        start: loc.offset,
-                        end: loc.offset + loc.record_len(),
-                        raw: loc.raw_len as u64,
-                        parts: vec![Part { id, loc, from, to }],
-                    };
-                    out.extend(self.read_extent_at(one).await?);
-                }
-                Ok(out)
-            }
-            r => r,
-        }
+        self.read_extent_hops(x, format::MAX_DELTA_DEPTH).await
     }
 
-    async fn read_extent_at(self: &Arc<Self>, x: Extent) -> Result<Vec<Bytes>> {
+    /// [`Self::read_extent`], following delta chains at most `hops` deep.
+    fn read_extent_hops(self: &Arc<Self>, x: Extent, hops: u8) -> BoxFuture<'_, Result<Vec<Bytes>>> {
+        async move {
+            let pack = x.pack;
+            let parts: Vec<(Hash, usize, usize)> = x.parts.iter().map(|p| (p.id, p.from, p.to)).collect();
+            match self.read_extent_at(x, hops).await {
+                Err(e) if !self.index.pack(pack)?.is_some_and(|i| i.state != PackState::Retired) => {
+                    tracing::debug!(pack = %format!("{pack:016x}"), error = %e, "pack was compacted during a read; following the move");
+                    let mut out = Vec::with_capacity(parts.len());
+                    for (id, from, to) in parts {
+                        let loc = self
+                            .index
+                            .chunk(&id)?
+                            .ok_or_else(|| Error::NotFound(format!("chunk {id} was collected during the read")))?;
+                        out.extend(self.read_extent_at(Extent::one(id, loc, from, to), hops).await?);
+                    }
+                    Ok(out)
+                }
+                r => r,
+            }
+        }
+        .boxed()
+    }
+
+    /// The verified raw bytes of one chunk, its delta chain followed at
+    /// most `hops` deep.
+    pub(super) async fn chunk_bytes(self: &Arc<Self>, id: Hash, hops: u8) -> Result<Bytes> {
+        let loc = self
+            .index
+            .chunk(&id)?
+            .ok_or_else(|| Error::corrupt(format!("chunk {id}, the base of a delta, has no index entry")))?;
+        let mut v = self
+            .read_extent_hops(Extent::one(id, loc, 0, loc.raw_len as usize), hops)
+            .await?;
+        v.pop().ok_or_else(|| Error::Internal("a one-chunk read returned nothing".into()))
+    }
+
+    async fn read_extent_at(self: &Arc<Self>, x: Extent, hops: u8) -> Result<Vec<Bytes>> {
         let len = x.end - x.start;
         let bytes = match self.packer.staged(x.pack) {
             Some(p) => tokio::task::spawn_blocking(move || p.read_at(x.start, len).map(Bytes::from))
@@ -199,7 +214,7 @@ impl Engine {
                 .map_err(|e| Error::Internal(e.to_string()))??,
             None => self.store.get_range(x.pack, x.start..x.end).await?,
         };
-        tokio::task::spawn_blocking(move || {
+        let decoded = tokio::task::spawn_blocking(move || {
             x.parts
                 .iter()
                 .map(|p| {
@@ -207,14 +222,38 @@ impl Engine {
                     let rec = bytes.slice(at..at + p.loc.record_len() as usize);
                     let (e, _) = format::open_record(&rec, p.loc.offset, Kind::Chunk, &p.id)
                         .map_err(|e| Error::corrupt(format!("pack {:016x}: {e}", x.pack)))?;
-                    let raw = format::decode_chunk(&e, rec.slice(format::RECORD_HEADER_LEN..))?;
-                    Ok(raw.slice(p.from..p.to))
+                    let stored = rec.slice(format::RECORD_HEADER_LEN..);
+                    Ok(match e.codec {
+                        Codec::Delta => Decoded::Delta(e, stored, p.from, p.to),
+                        _ => Decoded::Ready(format::decode_chunk(&e, stored)?.slice(p.from..p.to)),
+                    })
                 })
-                .collect()
+                .collect::<Result<Vec<_>>>()
         })
         .await
-        .map_err(|e| Error::Internal(e.to_string()))?
+        .map_err(|e| Error::Internal(e.to_string()))??;
+        let mut out = Vec::with_capacity(decoded.len());
+        for d in decoded {
+            out.push(match d {
+                Decoded::Ready(b) => b,
+                Decoded::Delta(e, stored, from, to) => {
+                    let (h, _) = format::DeltaHeader::split(&stored)?;
+                    let hops = hops
+                        .checked_sub(1)
+                        .ok_or_else(|| Error::corrupt(format!("chunk {}: its chain of deltas is too long", e.id)))?;
+                    let base = self.chunk_bytes(h.base, hops).await?;
+                    format::decode_delta(&e, &stored, &base)?.slice(from..to)
+                }
+            });
+        }
+        Ok(out)
     }
+}
+
+/// A record of an extent, decoded, or a delta still to decode on its base.
+enum Decoded {
+    Ready(Bytes),
+    Delta(format::Entry, Bytes, usize, usize),
 }
 
 struct Part {
@@ -222,6 +261,18 @@ struct Part {
     loc: ChunkLoc,
     from: usize,
     to: usize,
+}
+
+impl Extent {
+    fn one(id: Hash, loc: ChunkLoc, from: usize, to: usize) -> Extent {
+        Extent {
+            pack: loc.pack,
+            start: loc.offset,
+            end: loc.offset + loc.record_len(),
+            raw: loc.raw_len as u64,
+            parts: vec![Part { id, loc, from, to }],
+        }
+    }
 }
 
 pub(super) struct Extent {

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use super::{Collected, Relocation};
-use crate::catalog::chunks::sub;
+use crate::catalog::chunks::{release_base, sub};
 use crate::catalog::records::{self as rec, be_u64};
 use crate::error::{Error, Result};
 use crate::hash::Hash;
@@ -25,12 +25,21 @@ pub fn collect(txn: &mut Txn<'_>, stats: &mut Stats, cutoff_ms: i64, budget: usi
         ..Default::default()
     };
     let mut dead: BTreeMap<u64, u64> = BTreeMap::new();
-    for (k, _) in due.into_iter().take(budget) {
+    let mut todo: Vec<Vec<u8>> = due.into_iter().take(budget).map(|(k, _)| k.to_vec()).collect();
+    todo.reverse();
+    while let Some(k) = todo.pop() {
         let (at, id) = rec::parse_condemned_key(&k)?;
-        txn.delete(Cf::CatalogIdx, k.to_vec());
+        txn.delete(Cf::CatalogIdx, k);
         match txn.chunk_rec(&id)? {
             Some(c) if c.refs == 0 && c.condemned_ms == at => {
                 txn.delete(Cf::Chunks, id.0);
+                // A delta's base it alone held goes with it, in this pass
+                // (condemned as of the delta's time).
+                if let Some(d) = &c.loc.delta
+                    && release_base(txn, stats, at, d)?
+                {
+                    todo.push(rec::condemned_key(at.max(1), &d.base));
+                }
                 *dead.entry(c.loc.pack).or_default() += c.loc.record_len();
                 let stored = c.loc.stored_len as u64;
                 sub(&mut stats.chunks, 1, "store chunks")?;

@@ -3,7 +3,7 @@
 use crate::error::{Error, Result};
 use crate::hash::{ExtraDigests, Hash};
 use crate::manifest::Reader;
-use crate::pack::format::Codec;
+use crate::pack::format::{Codec, DeltaHeader};
 
 const V1: u8 = 1;
 const V2: u8 = 2;
@@ -25,6 +25,9 @@ pub struct ChunkLoc {
     pub stored_len: u32,
     pub raw_len: u32,
     pub codec: Codec,
+    /// The base and depth of a delta chunk (`codec` is `Delta`), as its
+    /// record says.
+    pub delta: Option<DeltaHeader>,
 }
 
 impl ChunkLoc {
@@ -33,7 +36,17 @@ impl ChunkLoc {
         crate::pack::format::RECORD_HEADER_LEN as u64 + self.stored_len as u64
     }
 
+    /// Version 1 (no references), or for a delta an entry of version 3
+    /// with none: the base follows the reference fields.
     pub fn encode(&self) -> Vec<u8> {
+        if self.delta.is_some() {
+            return ChunkRec {
+                loc: *self,
+                refs: 0,
+                condemned_ms: 0,
+            }
+            .encode();
+        }
         let mut v = Vec::with_capacity(26);
         v.push(V1);
         v.extend_from_slice(&self.pack.to_be_bytes());
@@ -44,20 +57,35 @@ impl ChunkLoc {
         v
     }
 
-    /// Reads the location at the start of a chunk entry of either version.
+    /// Reads the location in a chunk entry of any version: at the start,
+    /// and for a delta (version 3) its base after the reference fields.
     pub fn decode(b: &[u8]) -> Result<Self> {
         let mut r = Reader(b);
-        match r.take::<1>()?[0] {
-            V1 | V2 => {}
-            v => return Err(Error::corrupt(format!("chunk entry encoding version {v} is unknown"))),
+        let version = r.take::<1>()?[0];
+        if !matches!(version, V1 | V2 | V3) {
+            return Err(Error::corrupt(format!("chunk entry encoding version {version} is unknown")));
         }
-        Ok(ChunkLoc {
+        let mut loc = ChunkLoc {
             pack: u64::from_be_bytes(r.take()?),
             offset: u64::from_be_bytes(r.take()?),
             stored_len: u32::from_be_bytes(r.take()?),
             raw_len: u32::from_be_bytes(r.take()?),
             codec: Codec::from_u8(r.take::<1>()?[0])?,
-        })
+            delta: None,
+        };
+        match (version, loc.codec) {
+            (V3, Codec::Delta) => {
+                let mut r = Reader(b.get(42..).ok_or_else(|| Error::corrupt("chunk entry is truncated"))?);
+                let base = Hash(r.take()?);
+                let depth = r.take::<1>()?[0];
+                loc.delta = Some(DeltaHeader { base, depth });
+            }
+            (V3, _) | (_, Codec::Delta) => {
+                return Err(Error::corrupt("chunk entry's version and codec disagree"));
+            }
+            _ => {}
+        }
+        Ok(loc)
     }
 }
 
@@ -72,11 +100,17 @@ pub struct ChunkRec {
 }
 
 impl ChunkRec {
+    /// Version 2; a delta's is version 3, with its base and depth last.
     pub fn encode(&self) -> Vec<u8> {
-        let mut v = self.loc.encode();
+        let mut v = ChunkLoc { delta: None, ..self.loc }.encode();
         v[0] = V2;
         v.extend_from_slice(&self.refs.to_be_bytes());
         v.extend_from_slice(&self.condemned_ms.to_be_bytes());
+        if let Some(d) = self.loc.delta {
+            v[0] = V3;
+            v.extend_from_slice(&d.base.0);
+            v.push(d.depth);
+        }
         v
     }
 
@@ -316,8 +350,33 @@ mod tests {
             stored_len: 9,
             raw_len: 65536,
             codec: Codec::Zstd,
+            delta: None,
         };
         assert_eq!(ChunkLoc::decode(&loc.encode()).unwrap(), loc);
+        // A delta's entry keeps its base and depth, at any reference count.
+        let delta = ChunkLoc {
+            codec: Codec::Delta,
+            delta: Some(DeltaHeader {
+                base: Hash([3; 32]),
+                depth: 2,
+            }),
+            ..loc
+        };
+        assert_eq!(ChunkLoc::decode(&delta.encode()).unwrap(), delta);
+        let c = ChunkRec {
+            loc: delta,
+            refs: 5,
+            condemned_ms: 0,
+        };
+        assert_eq!(ChunkRec::decode(&c.encode()).unwrap(), c);
+        assert_eq!(ChunkLoc::decode(&c.encode()).unwrap(), delta);
+        // A delta codec without its base, or a base without the codec, is corrupt.
+        let mut bad = c.encode();
+        bad[0] = V2;
+        assert!(ChunkLoc::decode(&bad).is_err());
+        let mut bad = ChunkRec { loc, ..c }.encode();
+        bad[0] = V3;
+        assert!(ChunkLoc::decode(&bad).is_err());
         let p = PackInfo {
             state: PackState::Sealed,
             size: 64 << 20,

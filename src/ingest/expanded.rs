@@ -4,14 +4,19 @@
 //! optimizer can decide whether the recipe is worth storing before any
 //! byte reaches a pack.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use bytes::Bytes;
 
 use super::{Chunked, Ingest};
+use crate::catalog::records as rec;
 use crate::chunker::Chunker;
+use crate::delta::{self, Sketch};
 use crate::error::Result;
 use crate::hash::Hash;
+use crate::index::Cf;
 use crate::manifest::ChunkRef;
-use crate::pack::format::{self, Codec};
+use crate::pack::format::{self, Codec, DeltaHeader};
 
 /// An expanded blob's chunks, the new ones compressed and not yet written.
 pub struct Prepared {
@@ -23,6 +28,11 @@ pub struct Prepared {
     /// Stored bytes of all its distinct chunks, new or not: what the
     /// recipe costs on its own.
     pub all_stored: u64,
+    /// New chunks stored as deltas, and their stored bytes.
+    pub deltas: u64,
+    pub delta_stored: u64,
+    /// The sketches of the new chunks, to index with them.
+    pub sketches: Vec<(Hash, Sketch)>,
 }
 
 impl Prepared {
@@ -39,17 +49,51 @@ impl Prepared {
     }
 }
 
+/// Where deltas find their bases: how deep a chain may get, and the
+/// verified raw bytes of a stored chunk.
+pub struct Bases<'a> {
+    pub max_depth: u8,
+    pub read: &'a dyn Fn(&Hash) -> Result<Bytes>,
+}
+
+/// A delta is kept only when it stores at most this share of the chunk
+/// compressed alone (clearly smaller: a delta costs a read of its base).
+const DELTA_KEEP: f64 = 0.9;
+/// Candidates looked at per super-feature.
+const CANDIDATES: usize = 4;
+/// New chunks of one blob kept in memory as bases for its later chunks.
+const LOCAL_BASES: usize = 64 << 20;
+
+/// The new chunks of one preparation, as bases for its later chunks.
+#[derive(Default)]
+struct Local {
+    chunks: HashMap<Hash, (Vec<u8>, u8)>,
+    by_feature: HashMap<u64, Vec<Hash>>,
+    bytes: usize,
+}
+
 impl Ingest {
     /// Cuts and hashes each stream, and compresses the chunks the index
-    /// does not hold at `zstd_level`. Writes nothing.
-    pub fn prepare_streams<'a>(&self, streams: impl Iterator<Item = &'a [u8]>, zstd_level: i32) -> Result<Prepared> {
+    /// does not hold at `zstd_level`; with `bases`, a new chunk whose sketch
+    /// finds a similar stored chunk (or an earlier new one) is stored as a
+    /// delta on it when that is clearly smaller. Writes nothing.
+    pub fn prepare_streams<'a>(
+        &self,
+        streams: impl Iterator<Item = &'a [u8]>,
+        zstd_level: i32,
+        bases: Option<&Bases<'_>>,
+    ) -> Result<Prepared> {
         let mut p = Prepared {
             chunks: Vec::new(),
             new: Vec::new(),
             new_stored: 0,
             all_stored: 0,
+            deltas: 0,
+            delta_stored: 0,
+            sketches: Vec::new(),
         };
         let mut seen = HashSet::new();
+        let mut local = Local::default();
         for s in streams {
             let mut chunker = Chunker::new(self.params)?;
             let mut emit = |raw: &[u8]| -> Result<()> {
@@ -69,8 +113,28 @@ impl Ingest {
                     p.all_stored += loc.stored_len as u64;
                     return Ok(());
                 }
-                let (codec, z) = format::compress(raw, zstd_level)?;
-                let stored = z.unwrap_or_else(|| raw.to_vec());
+                let (mut codec, z) = format::compress(raw, zstd_level)?;
+                let mut stored = z.unwrap_or_else(|| raw.to_vec());
+                if let (Some(b), Some(sketch)) = (bases, Sketch::of(raw)) {
+                    let mut depth = 0;
+                    if let Some((base, base_depth, d)) = self.delta_on_base(raw, &sketch, b, &local, zstd_level)?
+                        && (d.len() + DeltaHeader::LEN) as f64 <= stored.len() as f64 * DELTA_KEEP
+                    {
+                        depth = base_depth + 1;
+                        stored = DeltaHeader { base, depth }.stored(&d);
+                        codec = Codec::Delta;
+                        p.deltas += 1;
+                        p.delta_stored += stored.len() as u64;
+                    }
+                    p.sketches.push((id, sketch));
+                    if local.bytes + raw.len() <= LOCAL_BASES {
+                        local.bytes += raw.len();
+                        local.chunks.insert(id, (raw.to_vec(), depth));
+                        for f in sketch.0 {
+                            local.by_feature.entry(f).or_default().push(id);
+                        }
+                    }
+                }
                 p.new_stored += stored.len() as u64;
                 p.all_stored += stored.len() as u64;
                 p.new.push((id, raw.len() as u32, codec, stored));
@@ -80,6 +144,53 @@ impl Ingest {
             chunker.finish(&mut emit)?;
         }
         Ok(p)
+    }
+
+    /// The chunk `raw` resembles most (among stored chunks with a shared
+    /// super-feature and the new chunks of this preparation, within the
+    /// depth bound), its depth, and `raw`'s delta on it.
+    fn delta_on_base(
+        &self,
+        raw: &[u8],
+        sketch: &Sketch,
+        bases: &Bases<'_>,
+        local: &Local,
+        level: i32,
+    ) -> Result<Option<(Hash, u8, Vec<u8>)>> {
+        // Candidate -> (shared super-features, depth, length).
+        let mut found: BTreeMap<Hash, (usize, u8, usize)> = BTreeMap::new();
+        for f in sketch.0 {
+            for id in local.by_feature.get(&f).into_iter().flatten() {
+                let (bytes, depth) = &local.chunks[id];
+                found.entry(*id).or_insert((0, *depth, bytes.len())).0 += 1;
+            }
+            let prefix = rec::sketch_prefix(f);
+            let end = rec::prefix_end(&prefix);
+            for kv in self.index.scan(Cf::CatalogIdx, &prefix, end.as_deref(), false).take(CANDIDATES) {
+                let (k, _) = kv?;
+                let Some(id) = k.get(prefix.len()..).and_then(Hash::from_slice) else {
+                    continue;
+                };
+                if let Some(e) = found.get_mut(&id) {
+                    e.0 += 1;
+                } else if let Some(c) = self.index.chunk_rec(&id)? {
+                    found.insert(id, (1, c.loc.delta.map_or(0, |d| d.depth), c.loc.raw_len as usize));
+                }
+            }
+        }
+        let usable = found
+            .iter()
+            .filter(|(_, (_, depth, _))| *depth < bases.max_depth)
+            .map(|(id, &(shared, _, len))| (*id, shared, len));
+        let Some(base) = delta::choose_base(raw.len(), usable) else {
+            return Ok(None);
+        };
+        let depth = found[&base].1;
+        let bytes = match local.chunks.get(&base) {
+            Some((b, _)) => Bytes::copy_from_slice(b),
+            None => (bases.read)(&base)?,
+        };
+        Ok(Some((base, depth, delta::encode(&bytes, raw, level)?)))
     }
 
     /// Appends the prepared chunks to the open pack (those another writer

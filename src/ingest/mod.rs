@@ -5,6 +5,7 @@
 //! bytes write one record.
 
 mod expanded;
+pub use expanded::Bases;
 pub mod pace;
 
 pub use expanded::Prepared;
@@ -359,6 +360,7 @@ impl Ingest {
             stored_len: e.stored_len,
             raw_len: e.raw_len,
             codec,
+            delta: format::delta_of(codec, stored)?,
         };
         let won = self.pending.offer(id, loc);
         if won == loc {

@@ -57,6 +57,10 @@ impl Kind {
 pub enum Codec {
     Raw = 0,
     Zstd = 1,
+    /// A delta on another chunk (its *base*): the stored data is
+    /// [`DeltaHeader`] then a zstd frame with the base's raw bytes as its
+    /// prefix (`crate::delta`). Only chunk records have it.
+    Delta = 2,
 }
 
 impl Codec {
@@ -64,6 +68,7 @@ impl Codec {
         Ok(match v {
             0 => Codec::Raw,
             1 => Codec::Zstd,
+            2 => Codec::Delta,
             _ => return Err(Error::corrupt(format!("unknown codec {v}"))),
         })
     }
@@ -392,8 +397,73 @@ pub fn compress(raw: &[u8], level: i32) -> Result<(Codec, Option<Vec<u8>>)> {
     })
 }
 
+/// Longest chain of deltas any read follows, whatever a record claims
+/// (`optimize.delta_depth` is at most this).
+pub const MAX_DELTA_DEPTH: u8 = 8;
+
+/// What a delta chunk's stored data starts with: its base and its depth
+/// (1 on a chunk that is not a delta, the base's plus one otherwise).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct DeltaHeader {
+    pub base: Hash,
+    pub depth: u8,
+}
+
+impl DeltaHeader {
+    pub const LEN: usize = 33;
+
+    /// The stored data of a delta chunk.
+    pub fn stored(&self, frame: &[u8]) -> Vec<u8> {
+        let mut v = Vec::with_capacity(Self::LEN + frame.len());
+        v.extend_from_slice(&self.base.0);
+        v.push(self.depth);
+        v.extend_from_slice(frame);
+        v
+    }
+
+    /// Splits a delta chunk's stored data into its header and zstd frame.
+    pub fn split(stored: &[u8]) -> Result<(DeltaHeader, &[u8])> {
+        let (h, frame) = stored
+            .split_at_checked(Self::LEN)
+            .ok_or_else(|| Error::corrupt("delta chunk is shorter than its header"))?;
+        let depth = h[32];
+        if depth == 0 || depth > MAX_DELTA_DEPTH {
+            return Err(Error::corrupt(format!("delta chunk claims depth {depth}")));
+        }
+        let base = Hash(h[..32].try_into().expect("32 bytes"));
+        Ok((DeltaHeader { base, depth }, frame))
+    }
+}
+
+/// The delta header of a chunk record's stored data, if its codec is `Delta`.
+pub fn delta_of(codec: Codec, stored: &[u8]) -> Result<Option<DeltaHeader>> {
+    match codec {
+        Codec::Delta => Ok(Some(DeltaHeader::split(stored)?.0)),
+        _ => Ok(None),
+    }
+}
+
+/// Decodes a delta chunk's stored data with its base's raw bytes (already
+/// verified) and verifies the result against the chunk id.
+pub fn decode_delta(e: &Entry, stored: &[u8], base: &[u8]) -> Result<Bytes> {
+    if e.raw_len as usize > crate::chunker::MAX_CHUNK {
+        return Err(Error::corrupt(format!(
+            "chunk {} claims {} raw bytes, more than any chunk",
+            e.id, e.raw_len
+        )));
+    }
+    let (_, frame) = DeltaHeader::split(stored)?;
+    let raw = crate::delta::decode(base, frame, e.raw_len as usize)
+        .map_err(|err| Error::corrupt(format!("chunk {}: {err}", e.id)))?;
+    if Hash::of(&raw) != e.id {
+        return Err(Error::corrupt(format!("chunk {} fails hash verification", e.id)));
+    }
+    Ok(raw.into())
+}
+
 /// Decodes stored data to raw bytes and verifies them against the chunk id.
-/// Raw chunks come back as a slice of `stored`, without a copy.
+/// Raw chunks come back as a slice of `stored`, without a copy. A delta
+/// chunk needs its base: [`decode_delta`].
 pub fn decode_chunk(e: &Entry, stored: Bytes) -> Result<Bytes> {
     // A damaged or hostile header must not make us allocate or inflate
     // beyond the largest chunk the chunker can cut.
@@ -415,6 +485,9 @@ pub fn decode_chunk(e: &Entry, stored: Bytes) -> Result<Bytes> {
             })
             .map_err(|err| Error::corrupt(format!("chunk {} does not decompress: {err}", e.id)))?
             .into(),
+        Codec::Delta => {
+            return Err(Error::Internal(format!("delta chunk {} decoded without its base", e.id)));
+        }
     };
     if raw.len() != e.raw_len as usize || Hash::of(&raw) != e.id {
         return Err(Error::corrupt(format!("chunk {} fails hash verification", e.id)));
@@ -441,6 +514,37 @@ mod tests {
             entries.push(e);
         }
         (pack, entries)
+    }
+
+    #[test]
+    fn a_delta_record_decodes_on_its_base_only_and_refuses_bad_headers() {
+        let base: Vec<u8> = (0..20_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let mut target = base.clone();
+        target[5_000..5_010].copy_from_slice(b"0123456789");
+        let frame = crate::delta::encode(&base, &target, 3).unwrap();
+        let h = DeltaHeader {
+            base: Hash::of(&base),
+            depth: 1,
+        };
+        let stored = h.stored(&frame);
+        assert_eq!(DeltaHeader::split(&stored).unwrap(), (h, &frame[..]));
+        assert_eq!(delta_of(Codec::Delta, &stored).unwrap(), Some(h));
+        assert_eq!(delta_of(Codec::Zstd, &stored).unwrap(), None);
+        let e = Entry::new(Kind::Chunk, Codec::Delta, Hash::of(&target), target.len() as u32, &stored);
+        assert_eq!(&decode_delta(&e, &stored, &base).unwrap()[..], &target[..]);
+        // The wrong base never passes as the chunk.
+        let mut other = base.clone();
+        other[100] ^= 1;
+        assert!(matches!(decode_delta(&e, &stored, &other), Err(Error::Corrupt(_))));
+        // Without its base it is not decoded at all.
+        assert!(decode_chunk(&e, Bytes::from(stored.clone())).is_err());
+        // Depth 0, a depth past the bound, a short header: corrupt.
+        for depth in [0, MAX_DELTA_DEPTH + 1] {
+            let bad = DeltaHeader { depth, ..h }.stored(&frame);
+            assert!(matches!(DeltaHeader::split(&bad), Err(Error::Corrupt(_))));
+        }
+        assert!(matches!(DeltaHeader::split(&stored[..20]), Err(Error::Corrupt(_))));
+        assert_eq!(Codec::from_u8(2).unwrap(), Codec::Delta);
     }
 
     proptest! {

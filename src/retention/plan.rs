@@ -11,7 +11,8 @@
 //! - `unique_bytes` and `blobs_freed`: blobs every one of whose files (in
 //!   any namespace, active or already in the trash) is in the plan;
 //! - `physical_bytes` and `chunks_freed`: stored bytes of the chunks whose
-//!   every use is by a freed blob. A chunk a surviving blob shares stays.
+//!   every use is by a freed blob or a freed delta on it. A chunk a
+//!   surviving blob shares, or the base of a surviving delta, stays.
 //!
 //! That is the store's view ([`Freed::Store`], for a token granted every
 //! namespace: what GC frees). A tenant's view ([`Freed::Namespace`]) counts
@@ -251,7 +252,8 @@ fn freed_from_namespaces(snap: &Snapshot<'_>, planned: &Planned, sum: &mut PlanS
         let m = manifest(snap, blob)?;
         sum.blobs_freed += 1;
         sum.unique_bytes += m.size;
-        for (id, _) in crate::catalog::chunks::occurrences(&m) {
+        let chunk_rec = |id: &Hash| snap.get(Cf::Chunks, &id.0)?.map(|v| ChunkRec::decode(&v)).transpose();
+        for id in usage::needed_chunks(&m, chunk_rec)? {
             let e = uses.entry((ns.as_str(), id)).or_default();
             for g in pkgs {
                 *e.entry(*g).or_default() += 1;
@@ -321,14 +323,26 @@ fn freed_from_store(snap: &Snapshot<'_>, blobs: &HashMap<Hash, u64>, sum: &mut P
             *chunk_uses.entry(id).or_default() += n;
         }
     }
-    for (id, uses) in chunk_uses {
+    // A freed delta is one freed use of its base: the base goes too when
+    // every one of its uses is freed (GC collects it in the same pass).
+    let mut todo: Vec<Hash> = chunk_uses.keys().copied().collect();
+    let mut freed: HashSet<Hash> = HashSet::new();
+    while let Some(id) = todo.pop() {
+        if freed.contains(&id) {
+            continue;
+        }
         let c = match snap.get(Cf::Chunks, &id.0)? {
             Some(v) => ChunkRec::decode(&v)?,
             None => return Err(Error::corrupt(format!("chunk {id} of a planned blob is not indexed"))),
         };
-        if c.refs == uses {
+        if c.refs == chunk_uses.get(&id).copied().unwrap_or(0) {
+            freed.insert(id);
             sum.chunks_freed += 1;
             sum.physical_bytes += c.loc.stored_len as u64;
+            if let Some(d) = c.loc.delta {
+                *chunk_uses.entry(d.base).or_default() += 1;
+                todo.push(d.base);
+            }
         }
     }
     Ok(())

@@ -8,6 +8,7 @@ mod catalog;
 mod cli;
 mod corruption;
 mod damage;
+mod delta;
 mod disk;
 mod durability;
 mod harness;

@@ -2,7 +2,7 @@
 //! drift between them and the stored ones, and the rewrite that replaces
 //! the stored ones (migration, `rebuild-index`).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 
@@ -158,14 +158,11 @@ pub fn derive(s: &Snapshot<'_>) -> Result<Derived> {
                 c.blobs += 1;
             }
         }
-        let mut seen = HashSet::with_capacity(m.chunks.len());
-        for c in m.chunks.iter().filter(|c| seen.insert(c.id)) {
-            let o = match chunks.entry(c.id) {
+        let chunk_rec = |id: &Hash| s.get(Cf::Chunks, &id.0)?.map(|v| ChunkRec::decode(&v)).transpose();
+        for id in super::needed_chunks(&m, chunk_rec)? {
+            let o = match chunks.entry(id) {
                 std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-                std::collections::hash_map::Entry::Vacant(e) => {
-                    let rec = s.get(Cf::Chunks, &c.id.0)?.map(|v| ChunkRec::decode(&v)).transpose()?;
-                    e.insert((stored_len(rec, &c.id)?, Vec::new()))
-                }
+                std::collections::hash_map::Entry::Vacant(e) => e.insert((stored_len(chunk_rec(&id)?, &id)?, Vec::new())),
             };
             for &(pkg, _) in users {
                 bump(&mut o.1, pkg, 1);

@@ -40,14 +40,44 @@
 mod derive;
 mod update;
 
+use std::collections::HashSet;
+
 use serde::{Deserialize, Serialize};
 
 use super::model::PkgRef;
 use super::records as rec;
+use crate::error::Result;
 use crate::hash::Hash;
+use crate::index::ChunkRec;
+use crate::manifest::Manifest;
+use crate::pack::format::MAX_DELTA_DEPTH;
 
 pub use derive::{Derived, Drift, derive, group_drift, record_drift, rewrite, stored_groups};
 pub use update::{Deltas, blob_chunks_change, file_uses};
+
+/// The chunks a blob's bytes need, each once, in manifest order: its
+/// manifest's, each followed by the chain of bases of a delta chunk (a
+/// delta's base is used by every blob that uses the delta, so freeing a
+/// version whose content is another's base frees less). `rec` reads a
+/// chunk's index entry.
+pub fn needed_chunks(m: &Manifest, mut rec: impl FnMut(&Hash) -> Result<Option<ChunkRec>>) -> Result<Vec<Hash>> {
+    let mut seen = HashSet::with_capacity(m.chunks.len());
+    let mut out = Vec::with_capacity(m.chunks.len());
+    for c in &m.chunks {
+        let mut at = c.id;
+        for _ in 0..=MAX_DELTA_DEPTH {
+            if !seen.insert(at) {
+                break;
+            }
+            out.push(at);
+            match rec(&at)?.and_then(|r| r.loc.delta) {
+                Some(d) => at = d.base,
+                None => break,
+            }
+        }
+    }
+    Ok(out)
+}
 
 /// How groups are formed. The discriminant is the level's key byte.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -139,9 +139,8 @@ pub fn file_uses(txn: &mut Txn<'_>, d: &mut Deltas, g: &Groups, m: &Manifest, si
         true => txn.delete(Cf::CatalogIdx, ek),
         false => txn.put(Cf::CatalogIdx, ek, encode(&edges)),
     }
-    let mut seen = HashSet::with_capacity(m.chunks.len());
-    for c in m.chunks.iter().filter(|c| seen.insert(c.id)) {
-        chunk_uses(txn, d, g, &c.id, sign)?;
+    for c in super::needed_chunks(m, |h| txn.chunk_rec(h))? {
+        chunk_uses(txn, d, g, &c, sign)?;
     }
     Ok(())
 }
@@ -158,8 +157,8 @@ pub fn blob_chunks_change(
     old: &Manifest,
     new: &Manifest,
 ) -> Result<()> {
-    let before: HashSet<Hash> = old.chunks.iter().map(|c| c.id).collect();
-    let after: HashSet<Hash> = new.chunks.iter().map(|c| c.id).collect();
+    let before: HashSet<Hash> = super::needed_chunks(old, |h| txn.chunk_rec(h))?.into_iter().collect();
+    let after: HashSet<Hash> = super::needed_chunks(new, |h| txn.chunk_rec(h))?.into_iter().collect();
     let pkg = Level::Package;
     let prefix = [&[rec::tag::BLOB_EDGE][..], &blob.0, &[pkg as u8]].concat();
     let end = rec::prefix_end(&prefix);
