@@ -4,8 +4,9 @@
 # stores the files in a fresh Stowage, runs `stowage optimize` and GC, and
 # prints bytes in, stored before and after (everything under the data dir:
 # packs, staging and the RocksDB index), the optimizer's time, and its
-# deflate streams by method.
+# deflate streams by method, and the chunks stored as deltas.
 # Usage: tools/optimize-bench.sh [CORPUS_DIR] [FAMILY...]
+# (STOWAGE_OPTIMIZE_DELTA_DEPTH=N sets the daemon's optimize.delta_depth.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 C=${1:-$HOME/.cache/stowage-dev-corpus}
@@ -38,7 +39,7 @@ run() { # name files...
   sleep 2; "$S" gc >/dev/null
   kill -TERM $pid; wait $pid || true; pid=
   local after; after=$(du -sb "$W/data" | cut -f1)
-  local streams; streams=$(python3 -c "import json; p=json.load(open('$W/opt.json')); print('%d/%d/%d  optimized %d of %d' % (p['zlib_streams'], p['preflate_streams'], p['opaque_streams'], p['optimized'], p['total']))")
+  local streams; streams=$(python3 -c "import json; p=json.load(open('$W/opt.json')); print('%d/%d/%d  optimized %d of %d, %d deltas' % (p['zlib_streams'], p['preflate_streams'], p['opaque_streams'], p['optimized'], p['total'], p.get('deltas', 0)))")
   printf '%-12s %5d %12d %12d %12d %7.3f %7.3f %8.1f  %s\n' "$name" $# "$raw" "$before" "$after" \
     "$(echo "$before/$raw" | bc -l)" "$(echo "$after/$raw" | bc -l)" "$secs" "$streams"
 }

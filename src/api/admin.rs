@@ -37,6 +37,9 @@ fn optimize_to(p: crate::engine::OptimizeProgress) -> pb::OptimizeProgress {
         opaque_streams: p.opaque_streams,
         dry_run: p.dry_run,
         finished: p.finished,
+        deltas: p.deltas,
+        delta_bytes: p.delta_bytes,
+        delta_saved_bytes: p.delta_saved_bytes,
     }
 }
 

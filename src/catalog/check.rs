@@ -310,7 +310,9 @@ pub fn check(index: &Index) -> Result<CheckReport> {
     // indexed, one level shallower.
     for kv in s.scan(Cf::Chunks, &[], None) {
         let (k, v) = kv?;
-        let Some(d) = ChunkRec::decode(&v)?.loc.delta else { continue };
+        let Some(d) = ChunkRec::decode(&v)?.loc.delta else {
+            continue;
+        };
         let id = Hash::from_slice(&k).ok_or_else(|| Error::corrupt("bad chunk key"))?;
         *uses.entry(d.base).or_default() += 1;
         match s.get(Cf::Chunks, &d.base.0)? {

@@ -91,6 +91,15 @@ pub async fn run(conn: &Conn, dry_run: bool, json: bool) -> anyhow::Result<()> {
             p.opaque_streams,
             String::new(),
         ),
+        count(
+            would("new chunks stored as deltas", "new chunks it would store as deltas"),
+            p.deltas,
+            size(p.delta_bytes),
+        ),
+        bytes(
+            would("stored bytes deltas saved", "stored bytes deltas would save"),
+            p.delta_saved_bytes,
+        ),
     ];
     emit(|w| table(w, &["", "COUNT", "BYTES"], rows))
 }
@@ -110,6 +119,9 @@ fn progress_json(p: &pb::OptimizeProgress) -> serde_json::Value {
         "zlib_streams": p.zlib_streams,
         "preflate_streams": p.preflate_streams,
         "opaque_streams": p.opaque_streams,
+        "deltas": p.deltas,
+        "delta_bytes": p.delta_bytes,
+        "delta_saved_bytes": p.delta_saved_bytes,
         "dry_run": p.dry_run,
         "finished": p.finished,
     })

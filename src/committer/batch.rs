@@ -149,8 +149,7 @@ impl Writer {
                     old,
                     recipe,
                     outcome,
-                    candidates,
-                    sketches,
+                    chunks,
                 } => super::optimize::optimize(
                     &mut ctx,
                     &self.packer,
@@ -158,8 +157,7 @@ impl Writer {
                     old,
                     recipe.as_deref(),
                     outcome,
-                    candidates,
-                    sketches,
+                    chunks,
                 ),
                 CommitReq::ForgetPack { retired_key, pack } => {
                     gc::forget(ctx.txn, ctx.stats, retired_key, *pack).map(|()| CommitOutcome::default())

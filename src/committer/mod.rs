@@ -78,11 +78,17 @@ pub enum CommitReq {
         old: Vec<u8>,
         recipe: Option<Box<Manifest>>,
         outcome: crate::catalog::optimized::Outcome,
-        /// The recipe's chunks written, or found among uncommitted writes.
-        candidates: Vec<(Hash, ChunkLoc)>,
-        /// The sketches of the recipe's new chunks, indexed with the switch.
-        sketches: Vec<(Hash, crate::delta::Sketch)>,
+        chunks: NewChunks,
     },
+}
+
+/// The chunks an optimizer switch indexes.
+#[derive(Debug, Default)]
+pub struct NewChunks {
+    /// The recipe's chunks written, or found among uncommitted writes.
+    pub candidates: Vec<(Hash, ChunkLoc)>,
+    /// The sketches of the recipe's new chunks, indexed with the switch.
+    pub sketches: Vec<(Hash, crate::delta::Sketch)>,
 }
 
 #[derive(Clone, Debug, Default)]

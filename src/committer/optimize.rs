@@ -14,16 +14,14 @@
 
 use std::collections::HashMap;
 
-use super::CommitOutcome;
 use super::put::{append_manifest, index_candidates};
+use super::{CommitOutcome, NewChunks};
 use crate::catalog::apply::Ctx;
 use crate::catalog::optimized::{self, Outcome};
 use crate::catalog::records as rec;
 use crate::catalog::{chunks, usage};
-use crate::delta::Sketch;
 use crate::error::Result;
-use crate::hash::Hash;
-use crate::index::{Cf, ChunkLoc};
+use crate::index::Cf;
 use crate::manifest::Manifest;
 use crate::pack::Packer;
 
@@ -34,8 +32,7 @@ pub(super) fn optimize(
     old: &[u8],
     recipe: Option<&Manifest>,
     outcome: &Outcome,
-    candidates: &[(Hash, ChunkLoc)],
-    sketches: &[(Hash, Sketch)],
+    chunks: &NewChunks,
 ) -> Result<CommitOutcome> {
     let mut out = CommitOutcome::default();
     let old_m = Manifest::decode(old)?;
@@ -49,7 +46,7 @@ pub(super) fn optimize(
         return Ok(out);
     };
     debug_assert_eq!(new.digests, old_m.digests);
-    out.added_bytes = index_candidates(ctx, syncs, candidates)?;
+    out.added_bytes = index_candidates(ctx, syncs, &chunks.candidates)?;
     out.released_bytes = chunks::swap(ctx.txn, ctx.stats, ctx.now, &old_m, new)?;
     let mut d = usage::Deltas::default();
     usage::blob_chunks_change(ctx.txn, &mut d, &id, &old_m, new)?;
@@ -60,7 +57,7 @@ pub(super) fn optimize(
         ..*outcome
     };
     optimized::record(ctx.txn, &id, &o)?;
-    for (chunk, sketch) in sketches {
+    for (chunk, sketch) in &chunks.sketches {
         for f in sketch.0 {
             ctx.txn.put(Cf::CatalogIdx, rec::sketch_key(f, chunk), Vec::new());
         }

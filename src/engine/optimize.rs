@@ -26,12 +26,12 @@ use tokio::sync::mpsc;
 use super::Engine;
 use crate::background::{Next, Worker};
 use crate::catalog::optimized::{self, Outcome, Verdict};
-use crate::committer::CommitReq;
+use crate::committer::{CommitReq, NewChunks};
 use crate::error::{Error, Result};
 use crate::expand::{self, recipe};
 use crate::hash::Hash;
-use crate::ingest::Bases;
 use crate::index::Cf;
+use crate::ingest::Bases;
 use crate::manifest::Manifest;
 
 /// Blobs smaller than this stay raw: a recipe's bookkeeping outweighs
@@ -60,6 +60,11 @@ pub struct OptimizeProgress {
     pub zlib: u64,
     pub preflate: u64,
     pub opaque_streams: u64,
+    /// New chunks of the optimized blobs stored as deltas, their stored
+    /// bytes, and what storing them alone would have cost more.
+    pub deltas: u64,
+    pub delta_bytes: u64,
+    pub delta_saved_bytes: u64,
     pub dry_run: bool,
     pub finished: bool,
 }
@@ -70,6 +75,8 @@ struct Looked {
     /// Stored bytes it would release and add (dry run and real alike).
     released: u64,
     added: u64,
+    /// Its new chunks stored as deltas: count, stored bytes, bytes saved.
+    deltas: (u64, u64, u64),
 }
 
 impl Engine {
@@ -157,6 +164,7 @@ impl Engine {
             outcome: Outcome { verdict, ..outcome },
             released: 0,
             added: 0,
+            deltas: (0, 0, 0),
         };
         let verdict = if m.size > cfg.max_blob.as_u64() {
             Some(Verdict::TooLarge)
@@ -166,7 +174,9 @@ impl Engine {
             None
         };
         if let Some(v) = verdict {
-            return self.settle(old, None, raw(v, outcome), Default::default(), dry_run).await;
+            return self
+                .settle(old, None, raw(v, outcome), Default::default(), dry_run)
+                .await;
         }
         let data = self.read_whole(&m).await?;
         let this = self.clone();
@@ -238,6 +248,7 @@ impl Engine {
             outcome,
             released,
             added,
+            deltas: (prepared.deltas, prepared.delta_stored, prepared.delta_saved),
         };
         if let Some(a) = assumed {
             a.extend(prepared.chunks.iter().map(|c| c.id));
@@ -253,7 +264,8 @@ impl Engine {
             chunks: written.chunks.clone(),
             ..new
         };
-        let r = self.settle(old, Some(new), looked, (candidates, sketches), false).await;
+        let chunks = NewChunks { candidates, sketches };
+        let r = self.settle(old, Some(new), looked, chunks, false).await;
         drop(written);
         r
     }
@@ -264,7 +276,7 @@ impl Engine {
         old: Vec<u8>,
         recipe: Option<Manifest>,
         looked: Looked,
-        (candidates, sketches): (Vec<(Hash, crate::index::ChunkLoc)>, Vec<(Hash, crate::delta::Sketch)>),
+        chunks: NewChunks,
         dry_run: bool,
     ) -> Result<Option<Looked>> {
         if dry_run {
@@ -277,8 +289,7 @@ impl Engine {
                 old,
                 recipe: recipe.map(Box::new),
                 outcome: looked.outcome,
-                candidates,
-                sketches,
+                chunks,
             })
             .await
             .inspect_err(|e| self.disk.note(e))?;
@@ -344,6 +355,9 @@ fn tally(p: &mut OptimizeProgress, looked: Result<Option<Looked>>, id: &Hash) {
                     p.zlib += o.zlib as u64;
                     p.preflate += o.preflate as u64;
                     p.opaque_streams += o.opaque as u64;
+                    p.deltas += l.deltas.0;
+                    p.delta_bytes += l.deltas.1;
+                    p.delta_saved_bytes += l.deltas.2;
                 }
                 Verdict::Opaque => p.opaque += 1,
                 Verdict::NoSaving => p.no_saving += 1,

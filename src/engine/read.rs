@@ -6,8 +6,8 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures::future::{BoxFuture, FutureExt};
 use futures::StreamExt;
+use futures::future::{BoxFuture, FutureExt};
 use tokio::sync::mpsc;
 
 use super::Engine;
@@ -203,7 +203,8 @@ impl Engine {
         let mut v = self
             .read_extent_hops(Extent::one(id, loc, 0, loc.raw_len as usize), hops)
             .await?;
-        v.pop().ok_or_else(|| Error::Internal("a one-chunk read returned nothing".into()))
+        v.pop()
+            .ok_or_else(|| Error::Internal("a one-chunk read returned nothing".into()))
     }
 
     async fn read_extent_at(self: &Arc<Self>, x: Extent, hops: u8) -> Result<Vec<Bytes>> {

@@ -63,7 +63,9 @@ impl ChunkLoc {
         let mut r = Reader(b);
         let version = r.take::<1>()?[0];
         if !matches!(version, V1 | V2 | V3) {
-            return Err(Error::corrupt(format!("chunk entry encoding version {version} is unknown")));
+            return Err(Error::corrupt(format!(
+                "chunk entry encoding version {version} is unknown"
+            )));
         }
         let mut loc = ChunkLoc {
             pack: u64::from_be_bytes(r.take()?),
@@ -102,7 +104,11 @@ pub struct ChunkRec {
 impl ChunkRec {
     /// Version 2; a delta's is version 3, with its base and depth last.
     pub fn encode(&self) -> Vec<u8> {
-        let mut v = ChunkLoc { delta: None, ..self.loc }.encode();
+        let mut v = ChunkLoc {
+            delta: None,
+            ..self.loc
+        }
+        .encode();
         v[0] = V2;
         v.extend_from_slice(&self.refs.to_be_bytes());
         v.extend_from_slice(&self.condemned_ms.to_be_bytes());

@@ -28,9 +28,11 @@ pub struct Prepared {
     /// Stored bytes of all its distinct chunks, new or not: what the
     /// recipe costs on its own.
     pub all_stored: u64,
-    /// New chunks stored as deltas, and their stored bytes.
+    /// New chunks stored as deltas, their stored bytes, and how many
+    /// fewer than compressed alone.
     pub deltas: u64,
     pub delta_stored: u64,
+    pub delta_saved: u64,
     /// The sketches of the new chunks, to index with them.
     pub sketches: Vec<(Hash, Sketch)>,
 }
@@ -90,6 +92,7 @@ impl Ingest {
             all_stored: 0,
             deltas: 0,
             delta_stored: 0,
+            delta_saved: 0,
             sketches: Vec::new(),
         };
         let mut seen = HashSet::new();
@@ -121,10 +124,12 @@ impl Ingest {
                         && (d.len() + DeltaHeader::LEN) as f64 <= stored.len() as f64 * DELTA_KEEP
                     {
                         depth = base_depth + 1;
+                        let alone = stored.len();
                         stored = DeltaHeader { base, depth }.stored(&d);
                         codec = Codec::Delta;
                         p.deltas += 1;
                         p.delta_stored += stored.len() as u64;
+                        p.delta_saved += (alone - stored.len()) as u64;
                     }
                     p.sketches.push((id, sketch));
                     if local.bytes + raw.len() <= LOCAL_BASES {
@@ -166,7 +171,11 @@ impl Ingest {
             }
             let prefix = rec::sketch_prefix(f);
             let end = rec::prefix_end(&prefix);
-            for kv in self.index.scan(Cf::CatalogIdx, &prefix, end.as_deref(), false).take(CANDIDATES) {
+            for kv in self
+                .index
+                .scan(Cf::CatalogIdx, &prefix, end.as_deref(), false)
+                .take(CANDIDATES)
+            {
                 let (k, _) = kv?;
                 let Some(id) = k.get(prefix.len()..).and_then(Hash::from_slice) else {
                     continue;

@@ -389,7 +389,9 @@ fn check_record(r: &mut Reader<'_>, e: &Entry) -> Result<Option<String>> {
     let problem = match e.kind {
         // A delta's bytes are checked against its id when it is read (with
         // its base, from another record); here, that its header holds.
-        Kind::Chunk if e.codec == format::Codec::Delta => format::DeltaHeader::split(data).err().map(|err| err.to_string()),
+        Kind::Chunk if e.codec == format::Codec::Delta => {
+            format::DeltaHeader::split(data).err().map(|err| err.to_string())
+        }
         Kind::Chunk => format::decode_chunk(e, Bytes::copy_from_slice(data))
             .err()
             .map(|err| err.to_string()),

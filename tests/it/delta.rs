@@ -20,6 +20,7 @@ use stowage::hash::Hash;
 use stowage::pack::format::{self, Codec, DeltaHeader, Kind};
 
 use crate::harness::*;
+use crate::optimize::{all_exact, check_clean, json_lines};
 
 const DAY: Duration = Duration::from_secs(24 * 3600);
 
@@ -84,31 +85,6 @@ async fn publish(c: &Client, files: &[(String, Bytes)]) -> Vec<(String, Bytes)> 
     out
 }
 
-fn json_lines(out: &std::process::Output) -> Vec<serde_json::Value> {
-    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
-async fn all_exact(c: &Client, blobs: &[(String, Bytes)], what: &str) {
-    for (h, data) in blobs {
-        let got = c.get_bytes("acme", h, 0, None).await.unwrap();
-        assert!(got == data.as_ref(), "{what}: blob {h} came back different");
-    }
-}
-
-fn check_clean(d: &Daemon) {
-    let check = d.cli(&["admin", "check", "--json"]);
-    assert!(
-        check.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&check.stdout),
-        String::from_utf8_lossy(&check.stderr)
-    );
-}
-
 /// Every chunk record in the data dir's packs: id -> (pack file, entry,
 /// delta header).
 fn chunk_records(d: &Daemon) -> HashMap<Hash, (std::path::PathBuf, format::Entry, Option<DeltaHeader>)> {
@@ -135,8 +111,14 @@ fn deltas(d: &Daemon, depth: u8) -> Vec<(Hash, DeltaHeader)> {
     let mut out = Vec::new();
     for (id, (_, _, delta)) in &records {
         let Some(h) = delta else { continue };
-        assert!(h.depth >= 1 && h.depth <= depth, "delta {id} at depth {} (bound {depth})", h.depth);
-        let base = records.get(&h.base).unwrap_or_else(|| panic!("the base of {id} is in no pack"));
+        assert!(
+            h.depth >= 1 && h.depth <= depth,
+            "delta {id} at depth {} (bound {depth})",
+            h.depth
+        );
+        let base = records
+            .get(&h.base)
+            .unwrap_or_else(|| panic!("the base of {id} is in no pack"));
         assert_eq!(base.2.map_or(0, |b| b.depth) + 1, h.depth, "depth of {id}");
         out.push((*id, *h));
     }
@@ -159,8 +141,20 @@ async fn optimize_versions_with_deltas(depth: u8) {
     d.wait_sealed().await;
     let found = deltas(&d, depth);
     assert!(found.len() >= 6, "depth {depth}: only {} deltas", found.len());
+    assert_eq!(
+        p["deltas"],
+        found.len() as u64,
+        "the pass says how many deltas it stored: {p}"
+    );
+    assert!(
+        p["delta_saved_bytes"].as_u64().unwrap() > p["delta_bytes"].as_u64().unwrap(),
+        "deltas of small edits save more than they store: {p}"
+    );
     if depth > 1 {
-        assert!(found.iter().any(|(_, h)| h.depth == depth), "no chain reached depth {depth}");
+        assert!(
+            found.iter().any(|(_, h)| h.depth == depth),
+            "no chain reached depth {depth}"
+        );
     }
     all_exact(&c, &blobs, "after optimize with deltas").await;
     for (h, data) in &blobs {
@@ -218,7 +212,10 @@ async fn optimize_versions_with_deltas(depth: u8) {
     let kept = &blobs[blobs.len() - 1..];
     all_exact(&c, kept, "the kept version, its bases' versions purged").await;
     let still = deltas(&d, depth);
-    assert!(!still.is_empty(), "the kept version's deltas went with their bases' versions");
+    assert!(
+        !still.is_empty(),
+        "the kept version's deltas went with their bases' versions"
+    );
     check_clean(&d);
     assert_no_report_drift(&c).await;
 }

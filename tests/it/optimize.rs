@@ -87,7 +87,7 @@ async fn publish_all(c: &Client, files: &[(String, PathBuf)]) -> Vec<(String, By
     out
 }
 
-fn json_lines(out: &std::process::Output) -> Vec<serde_json::Value> {
+pub(crate) fn json_lines(out: &std::process::Output) -> Vec<serde_json::Value> {
     assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout)
         .lines()
@@ -95,14 +95,14 @@ fn json_lines(out: &std::process::Output) -> Vec<serde_json::Value> {
         .collect()
 }
 
-async fn all_exact(c: &Client, blobs: &[(String, Bytes)], what: &str) {
+pub(crate) async fn all_exact(c: &Client, blobs: &[(String, Bytes)], what: &str) {
     for (h, data) in blobs {
         let got = c.get_bytes("acme", h, 0, None).await.unwrap();
         assert!(got == data.as_ref(), "{what}: blob {h} came back different");
     }
 }
 
-fn check_clean(d: &Daemon) {
+pub(crate) fn check_clean(d: &Daemon) {
     let check = d.cli(&["admin", "check", "--json"]);
     assert!(
         check.status.success(),

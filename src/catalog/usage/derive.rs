@@ -162,7 +162,9 @@ pub fn derive(s: &Snapshot<'_>) -> Result<Derived> {
         for id in super::needed_chunks(&m, chunk_rec)? {
             let o = match chunks.entry(id) {
                 std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-                std::collections::hash_map::Entry::Vacant(e) => e.insert((stored_len(chunk_rec(&id)?, &id)?, Vec::new())),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert((stored_len(chunk_rec(&id)?, &id)?, Vec::new()))
+                }
             };
             for &(pkg, _) in users {
                 bump(&mut o.1, pkg, 1);
