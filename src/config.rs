@@ -152,8 +152,7 @@ pub struct Optimize {
     /// finds a similar stored chunk is stored as a zstd delta on it when
     /// that is clearly smaller, unless the chain would get longer than
     /// this; a read decodes at most this many steps. 0: no deltas; at most
-    /// 8. Default: 0 (deltas are new: `--optimize-delta-depth 4` tries
-    /// them).
+    /// 8. Default: 4.
     pub delta_depth: u8,
 }
 
@@ -172,7 +171,7 @@ impl Default for Optimize {
             zstd_level: 9,
             min_saving: -0.1,
             cache_size: ByteSize::mib(256),
-            delta_depth: 0,
+            delta_depth: 4,
         }
     }
 }
