@@ -182,18 +182,22 @@ impl Engine {
         let this = self.clone();
         let (m2, level, budget, delta_depth) = (m.clone(), cfg.zstd_level, cfg.budget(), cfg.delta_depth);
         let planned = tokio::task::spawn_blocking(move || -> Result<Option<_>> {
-            let (nodes, stats) = expand::expand(&data, &budget);
+            let (nodes, stats, proven) = expand::expand_proving(&data, &budget);
             if stats.zlib + stats.preflate == 0 {
                 return Ok(Some((None, stats)));
             }
             let planned = recipe::plan(nodes, &data);
             drop(data);
-            // Proof: the planned streams recreate the blob's BLAKE3.
+            // Proof: the planned streams recreate the blob's BLAKE3. Each
+            // deflate stream was proven when the search found its method
+            // (the compressor remade every byte); this assembles the blob
+            // from the plan, taking those streams as proven.
             let mut h = blake3::Hasher::new();
-            recipe::recreate(&planned.recipe, planned.source(), &mut |seg| {
+            recipe::recreate_proven(&planned.recipe, planned.source(), &proven, &mut |seg| {
                 h.update(seg);
                 Ok(())
             })?;
+            drop(proven);
             if Hash(*h.finalize().as_bytes()) != m2.digests.blake3 {
                 return Err(Error::Internal(format!(
                     "the recipe of blob {} does not recreate it",

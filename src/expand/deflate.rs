@@ -16,7 +16,7 @@ use super::Budget;
 use super::zlib::{self, Deflater, Flavor, Params};
 
 /// How a deflate stream is made from its plain text.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Method {
     /// Stock or Chromium zlib (`Params::flavor`) with these parameters
     /// makes exactly this stream.
@@ -86,20 +86,42 @@ fn candidates(hint: Option<Params>) -> impl Iterator<Item = Params> {
         level,
         ..Params::DEFAULT
     });
-    hint.into_iter().chain(
+    // After the hint, the hint at the other usual memory level: a stream
+    // whose compressor differs from the hint only in how long its blocks
+    // are (GNU gzip's are zlib's at memLevel 9) shows it there.
+    let sibling = hint.map(|h| Params {
+        mem_level: if h.mem_level == 9 { 8 } else { 9 },
+        ..h
+    });
+    hint.into_iter().chain(sibling).chain(
         usual
             .into_iter()
             .chain(mem9)
             .chain(other)
             .chain(chromium)
-            .filter(move |p| Some(*p) != hint),
+            .filter(move |p| Some(*p) != hint && Some(*p) != sibling),
     )
 }
 
+/// Output bytes a candidate must make exactly before it counts as the
+/// stream's own compressor with another block length or memory level:
+/// then only candidates of its flavor and level are tried.
+const NEAR: usize = 2048;
+
+/// What one candidate made of the stream.
+enum Tried {
+    Makes,
+    /// The first `n` output bytes were the stream's, then they differed.
+    Differs(usize),
+}
+
 /// Feeds `plain` to zlib with `p` and says whether the output is exactly
-/// `original`. Stops at the first differing byte.
-fn zlib_makes(p: Params, plain: &[u8], original: &[u8]) -> bool {
-    let Some(mut d) = Deflater::new(p) else { return false };
+/// `original`, or how much of it it made. Stops at the first differing
+/// byte.
+fn zlib_makes(p: Params, plain: &[u8], original: &[u8]) -> Tried {
+    let Some(mut d) = Deflater::new(p) else {
+        return Tried::Differs(0);
+    };
     let mut out = Vec::with_capacity(original.len() + 64);
     let mut checked = 0usize;
     let step = 16 * 1024;
@@ -109,12 +131,24 @@ fn zlib_makes(p: Params, plain: &[u8], original: &[u8]) -> bool {
     }
     while let Some(piece) = pieces.next() {
         d.push(piece, pieces.peek().is_none(), &mut out);
-        if out.len() > original.len() || out[checked..] != original[checked..out.len()] {
-            return false;
+        let end = out.len().min(original.len());
+        if let Some(i) = out[checked..end]
+            .iter()
+            .zip(&original[checked..end])
+            .position(|(a, b)| a != b)
+        {
+            return Tried::Differs(checked + i);
+        }
+        if out.len() > original.len() {
+            return Tried::Differs(original.len());
         }
         checked = out.len();
     }
-    out.len() == original.len()
+    if out == original {
+        Tried::Makes
+    } else {
+        Tried::Differs(checked)
+    }
 }
 
 /// Finds how `compressed` (a raw deflate stream at the start of the slice)
@@ -127,13 +161,24 @@ pub fn analyze(compressed: &[u8], hint: Option<Params>, budget: &Budget) -> Opti
         .min(budget.max_ratio.saturating_mul(compressed.len().max(1)));
     let inflated = zlib::inflate(compressed, limit)?;
     let original = &compressed[..inflated.consumed];
+    // A candidate that made the first NEAR bytes and then differed: the
+    // stream's compressor is a variant of it, so other levels and flavors
+    // are not tried (the stream goes to preflate if no variant makes it).
+    let mut near: Option<Params> = None;
     for p in candidates(hint) {
-        if zlib_makes(p, &inflated.plain, original) {
-            return Some(Analysis::Exact {
-                plain: inflated.plain,
-                consumed: inflated.consumed,
-                method: Method::Zlib(p),
-            });
+        if near.is_some_and(|q| (q.flavor, q.level) != (p.flavor, p.level)) {
+            continue;
+        }
+        match zlib_makes(p, &inflated.plain, original) {
+            Tried::Makes => {
+                return Some(Analysis::Exact {
+                    plain: inflated.plain,
+                    consumed: inflated.consumed,
+                    method: Method::Zlib(p),
+                });
+            }
+            Tried::Differs(n) if n >= NEAR && near.is_none() => near = Some(p),
+            Tried::Differs(_) => {}
         }
         if started.elapsed() > budget.time {
             return Some(Analysis::Opaque {

@@ -29,6 +29,7 @@ mod tests;
 mod zip;
 pub mod zlib;
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 pub use deflate::Method;
@@ -97,6 +98,33 @@ pub struct Stats {
     pub nested: u32,
 }
 
+/// The deflate streams an expansion proved: for a method and the BLAKE3 of
+/// a plain text, the exact bytes that method makes of it (the search ran
+/// the compressor over the whole plain text and compared every byte).
+/// [`recipe::recreate_proven`] takes a stream from here instead of making
+/// it a second time when its step and plain text are the same.
+#[derive(Default)]
+pub struct Proven(HashMap<(Method, [u8; 32]), Vec<u8>>);
+
+impl Proven {
+    /// The bytes `method` was proven to make of `plain`.
+    pub fn get(&self, method: &Method, plain: &[u8]) -> Option<&[u8]> {
+        self.0
+            .get(&(method.clone(), *blake3::hash(plain).as_bytes()))
+            .map(|v| v.as_slice())
+    }
+
+    fn add(&mut self, method: &Method, plain: &[u8], made: &[u8]) {
+        self.0
+            .insert((method.clone(), *blake3::hash(plain).as_bytes()), made.to_vec());
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        self.0.values().map(|v| v.len()).sum()
+    }
+}
+
 /// The state of one expansion: budget left, statistics, last winner.
 pub(crate) struct Walk<'b> {
     budget: &'b Budget,
@@ -105,6 +133,8 @@ pub(crate) struct Walk<'b> {
     /// The last winning zlib parameters at each depth: the members of one
     /// container were usually made by one compressor.
     hints: [Option<zlib::Params>; 8],
+    /// Kept only when the caller asks ([`expand_proving`]).
+    proven: Option<Proven>,
     pub stats: Stats,
 }
 
@@ -145,6 +175,9 @@ impl Walk<'_> {
                         *hint = Some(*p);
                     }
                     Method::Preflate(_) => self.stats.preflate += 1,
+                }
+                if let Some(p) = &mut self.proven {
+                    p.add(&method, &plain, &data[..consumed]);
                 }
                 self.plain_left -= plain.len();
                 self.stats.plain_bytes += plain.len() as u64;
@@ -202,17 +235,31 @@ pub fn sniff(head: &[u8]) -> bool {
 /// Expands a blob. The nodes always recreate `data` exactly; a blob that is
 /// no container this module knows is one content node.
 pub fn expand(data: &[u8], budget: &Budget) -> (Vec<Node>, Stats) {
+    let (nodes, stats, _) = walk(data, budget, None);
+    (nodes, stats)
+}
+
+/// [`expand`], also keeping the streams it proved (as many bytes as the
+/// blob's deflate streams at every level), so the recipe's own proof
+/// need not compress them again.
+pub fn expand_proving(data: &[u8], budget: &Budget) -> (Vec<Node>, Stats, Proven) {
+    let (nodes, stats, proven) = walk(data, budget, Some(Proven::default()));
+    (nodes, stats, proven.unwrap_or_default())
+}
+
+fn walk(data: &[u8], budget: &Budget, proven: Option<Proven>) -> (Vec<Node>, Stats, Option<Proven>) {
     let mut w = Walk {
         budget,
         started: Instant::now(),
         plain_left: budget.max_plain,
         hints: [None; 8],
+        proven,
         stats: Stats::default(),
     };
     let nodes = w
         .container(data, 1)
         .unwrap_or_else(|| vec![Node::Content(data.to_vec())]);
-    (merge(nodes), w.stats)
+    (merge(nodes), w.stats, w.proven)
 }
 
 /// Joins neighbouring residual nodes, at every level.

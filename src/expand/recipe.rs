@@ -20,7 +20,7 @@
 
 use super::deflate::Method;
 use super::zlib::{Deflater, Flavor, Params};
-use super::{Node, zlib};
+use super::{Node, Proven, zlib};
 use crate::error::{Error, Result};
 
 /// Members smaller than this share the small stream.
@@ -424,6 +424,9 @@ const PIECE: usize = 1 << 20;
 
 struct Walker<'a, S> {
     steps: &'a [Step],
+    /// Streams already proven: a deflate step whose method and plain text
+    /// match one is handed out as is (its plain text is gathered whole).
+    proven: Option<&'a Proven>,
     next: usize,
     src: S,
     residual: u64,
@@ -469,6 +472,16 @@ impl<S: Source> Walker<'_, S> {
                 Step::Residual(n) => self.stream(RESIDUAL, n, out)?,
                 Step::Small(n) => self.stream(SMALL_CONTENT, n, out)?,
                 Step::Large(n) => self.stream(LARGE_CONTENT, n, out)?,
+                Step::Zlib { params, children } if self.proven.is_some() => {
+                    let e = inner_end(children, self.next)?;
+                    let plain = self.gather(e)?;
+                    let method = Method::Zlib(params);
+                    match self.proven.and_then(|p| p.get(&method, &plain)) {
+                        Some(made) => out(made)?,
+                        None => out(&super::deflate::recreate(&method, &plain)
+                            .ok_or_else(|| Error::corrupt("recipe zlib parameters"))?)?,
+                    }
+                }
                 Step::Zlib { params, children } => {
                     let e = inner_end(children, self.next)?;
                     let mut d = Deflater::new(params).ok_or_else(|| Error::corrupt("recipe zlib parameters"))?;
@@ -491,11 +504,11 @@ impl<S: Source> Walker<'_, S> {
                         c.extend_from_slice(b);
                         Ok(())
                     })?;
-                    let mut plain = Vec::new();
-                    self.run(e, &mut |b: &[u8]| {
-                        plain.extend_from_slice(b);
-                        Ok(())
-                    })?;
+                    let plain = self.gather(e)?;
+                    if let Some(made) = self.proven.and_then(|p| p.get(&Method::Preflate(c.clone()), &plain)) {
+                        out(made)?;
+                        continue;
+                    }
                     let made = preflate_rs::recreate_whole_deflate_stream(&plain, &c)
                         .map_err(|e| Error::corrupt(format!("preflate cannot recreate a stream: {e}")))?;
                     out(&made)?;
@@ -504,15 +517,48 @@ impl<S: Source> Walker<'_, S> {
         }
         Ok(())
     }
+
+    /// The whole output of the steps up to step `end`.
+    fn gather(&mut self, end: usize) -> Result<Vec<u8>> {
+        let mut plain = Vec::new();
+        self.run(end, &mut |b: &[u8]| {
+            plain.extend_from_slice(b);
+            Ok(())
+        })?;
+        Ok(plain)
+    }
 }
 
 /// Recreates the blob from its expanded space (`streams` says where each
 /// stream starts), handing `out` verified segments in order. A segment that
 /// does not match its BLAKE3 is a corruption error and is never handed out.
 pub fn recreate(recipe: &Recipe, src: impl Source, out: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()> {
+    recreate_with(recipe, src, None, out)
+}
+
+/// [`recreate`], taking each deflate stream whose method and plain text
+/// `proven` has from there instead of compressing it again: the optimizer's
+/// proof that a plan makes its blob, after the search proved each stream.
+/// Every segment is still checked against its BLAKE3.
+pub fn recreate_proven(
+    recipe: &Recipe,
+    src: impl Source,
+    proven: &Proven,
+    out: &mut dyn FnMut(&[u8]) -> Result<()>,
+) -> Result<()> {
+    recreate_with(recipe, src, Some(proven), out)
+}
+
+fn recreate_with(
+    recipe: &Recipe,
+    src: impl Source,
+    proven: Option<&Proven>,
+    out: &mut dyn FnMut(&[u8]) -> Result<()>,
+) -> Result<()> {
     let s = recipe.streams();
     let mut w = Walker {
         steps: &recipe.steps,
+        proven,
         next: 0,
         src,
         residual: 0,
@@ -566,6 +612,7 @@ pub fn recreate_parallel<S: Source>(
         let u = &units[a];
         let w = Walker {
             steps: &recipe.steps,
+            proven: None,
             next: u.step,
             src: source(),
             residual: u.at[0],

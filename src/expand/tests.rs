@@ -6,7 +6,8 @@ use proptest::prelude::*;
 
 use super::recipe::{self, Recipe};
 use super::zlib::{self, Flavor, Params};
-use super::{Budget, Node, Stats, expand};
+use super::{Budget, Node, Proven, Stats, expand, expand_proving};
+use crate::error::Error;
 
 /// Expands, plans, encodes and decodes the recipe, recreates from the
 /// streams, and checks the bytes. Returns the statistics.
@@ -35,6 +36,16 @@ fn round_trip(data: &[u8], budget: &Budget) -> Stats {
     })
     .unwrap();
     assert!(again == data, "the planned streams do not recreate the input");
+    // The optimizer's proof: the streams the search proved, taken as made.
+    let (nodes, _, proven) = expand_proving(data, budget);
+    let planned = recipe::plan(nodes, data);
+    let mut proved = Vec::new();
+    recipe::recreate_proven(&planned.recipe, planned.source(), &proven, &mut |b| {
+        proved.extend_from_slice(b);
+        Ok(())
+    })
+    .unwrap();
+    assert!(proved == data, "the proven streams do not recreate the input");
     // In parallel, independent top-level steps at once: the same bytes.
     for threads in [2, 3] {
         let mut par = Vec::new();
@@ -218,8 +229,9 @@ fn a_wheel_expands_into_its_members_and_recreates() {
     assert_eq!(stats.members, 6);
 }
 
-#[test]
-fn a_tar_gz_with_a_nested_gzip_and_a_nested_zip_expands_every_level() {
+/// A tar.gz holding a README, a gzip file and a jar: three deflate
+/// streams on two levels.
+fn nested_tgz() -> Vec<u8> {
     let inner_zip = zip(
         &[Member {
             name: "a.txt".into(),
@@ -242,18 +254,54 @@ fn a_tar_gz_with_a_nested_gzip_and_a_nested_zip_expands_every_level() {
         ("pkg/model.json.gz", &model),
         ("pkg/lib.jar", &inner_zip),
     ]);
-    let tgz = gzip(
+    gzip(
         Params {
             level: 9,
             ..Params::DEFAULT
         },
         &t,
         None,
-    );
+    )
+}
+
+#[test]
+fn a_tar_gz_with_a_nested_gzip_and_a_nested_zip_expands_every_level() {
+    let tgz = nested_tgz();
     let stats = round_trip(&tgz, &Budget::default());
     assert_eq!((stats.gzip, stats.tar, stats.zip), (2, 1, 1), "{stats:?}");
     assert_eq!(stats.zlib, 3);
     assert_eq!(stats.nested, 3);
+}
+
+#[test]
+fn the_proof_takes_proven_streams_as_made_and_still_checks_them() {
+    let tgz = nested_tgz();
+    let (nodes, stats, mut proven) = expand_proving(&tgz, &Budget::default());
+    assert_eq!(
+        proven.0.len(),
+        stats.zlib as usize,
+        "every stream the search proved is kept"
+    );
+    let planned = recipe::plan(nodes, &tgz);
+    let run = |p: &Proven| {
+        let mut v = Vec::new();
+        recipe::recreate_proven(&planned.recipe, planned.source(), p, &mut |b| {
+            v.extend_from_slice(b);
+            Ok(())
+        })
+        .map(|_| v)
+    };
+    assert!(run(&proven).unwrap() == tgz);
+    // Without proven streams the plan is proven by compressing again.
+    assert!(run(&Proven::default()).unwrap() == tgz);
+    // A proven stream is taken as it is: a wrong one is caught by the
+    // segment hashes and nothing is handed out.
+    for v in proven.0.values_mut() {
+        let n = v.len() / 2;
+        v[n] ^= 1;
+    }
+    let err = run(&proven).unwrap_err();
+    assert!(matches!(err, Error::Corrupt(_)), "{err:?}");
 }
 
 #[test]
