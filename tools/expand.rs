@@ -12,11 +12,14 @@
 //! Prints one line per file, then a table per package family (the file name
 //! up to its version) and the totals: raw bytes, stored bytes (distinct
 //! chunks compressed, plus the recipes), stored bytes when a new chunk is
-//! kept as a zstd delta against the stored chunk its sketch finds (issue 15's
-//! estimate: kept only when at most 90% of the chunk compressed alone, the
-//! chain bounded by --depth), methods, and expansion and recreation speed.
+//! kept as a zstd delta against the stored chunk its sketch finds or the
+//! chunk in line with it in an earlier file (the one after the chunk its
+//! predecessor matched, as the optimizer walks a previous version's recipe
+//! beside the new one), the smaller (kept only when at most 90% of the chunk
+//! compressed alone, the chain bounded by --depth), methods, and expansion
+//! and recreation speed. Give the files oldest version first.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
 use stowage::chunker::{ChunkParams, chunk_lengths};
@@ -99,16 +102,27 @@ fn number_flag(args: &mut Vec<String>, name: &str) -> anyhow::Result<Option<u32>
 struct Bases {
     chunks: Vec<(Vec<u8>, u32)>,
     by_feature: HashMap<u64, Vec<usize>>,
+    /// The chunk that followed each one where it was first seen.
+    next: HashMap<usize, usize>,
 }
 
 impl Bases {
-    /// What `c` costs as a delta on the chunk it resembles most, if that is
-    /// at most 90% of `alone` and the chain stays within `depth`; then adds
+    /// What `c` costs as a delta on the chunk it resembles most or on the
+    /// chunk `in_line` with it (the smaller), if that is at most 90% of
+    /// `alone` and the chain stays within `depth`, and the base; then adds
     /// `c` as a possible base.
-    fn delta_cost(&mut self, c: &[u8], alone: u64, level: i32, depth: u32) -> anyhow::Result<Option<u64>> {
+    fn delta_cost(
+        &mut self,
+        c: &[u8],
+        alone: u64,
+        level: i32,
+        depth: u32,
+        in_line: Option<usize>,
+    ) -> anyhow::Result<(Option<u64>, Option<usize>)> {
         let sketch = Sketch::of(c);
         let mut cost = None;
         let mut own_depth = 0;
+        let mut used = None;
         if let (Some(s), true) = (sketch, depth > 0) {
             let mut shared: BTreeMap<usize, usize> = BTreeMap::new();
             for sf in s.0 {
@@ -120,11 +134,14 @@ impl Bases {
                 .iter()
                 .filter(|&(&id, _)| self.chunks[id].1 < depth)
                 .map(|(&id, &n)| (id, n, self.chunks[id].0.len()));
-            if let Some(id) = delta::choose_base(c.len(), candidates) {
+            let chosen = delta::choose_base(c.len(), candidates);
+            let beside = in_line.filter(|&n| self.chunks[n].1 < depth && Some(n) != chosen);
+            for id in chosen.into_iter().chain(beside) {
                 let d = delta::encode(&self.chunks[id].0, c, level)?.len() as u64;
-                if d * 10 <= alone * 9 {
+                if d * 10 <= alone * 9 && cost.is_none_or(|x| d < x) {
                     cost = Some(d);
                     own_depth = self.chunks[id].1 + 1;
+                    used = Some(id);
                 }
             }
         }
@@ -137,7 +154,7 @@ impl Bases {
                 ids.remove(0);
             }
         }
-        Ok(cost)
+        Ok((cost, used))
     }
 }
 
@@ -154,7 +171,7 @@ fn main() -> anyhow::Result<()> {
     }
     let budget = Budget::default();
     let params = ChunkParams::default();
-    let mut seen: HashSet<[u8; 32]> = HashSet::new();
+    let mut seen: HashMap<[u8; 32], usize> = HashMap::new();
     let mut bases = Bases::default();
     let mut families: BTreeMap<String, Sum> = BTreeMap::new();
     println!(
@@ -192,22 +209,40 @@ fn main() -> anyhow::Result<()> {
         anyhow::ensure!(back == data, "{name}: the recipe does not recreate the file");
         let mut stored = encoded.len() as u64;
         let (mut with_delta, mut deltas) = (stored, 0);
+        // The previous chunk, and the chunk it is in line with: itself if
+        // it was seen before, else its base, else what was in line with it.
+        let mut prev: Option<usize> = None;
+        let mut prev_match: Option<usize> = None;
         for s in planned.streams() {
             let mut at = 0;
             for len in chunk_lengths(params, s)? {
                 let c = &s[at..at + len];
                 at += len;
-                if seen.insert(*blake3::hash(c).as_bytes()) {
+                let h = *blake3::hash(c).as_bytes();
+                let this;
+                if let Some(&i) = seen.get(&h) {
+                    this = i;
+                    prev_match = Some(i);
+                } else {
                     let alone = zstd::bulk::compress(c, level)?.len().min(c.len()) as u64;
                     stored += alone;
-                    match bases.delta_cost(c, alone, level, depth)? {
+                    let in_line = prev_match.and_then(|m| bases.next.get(&m).copied());
+                    let (cost, used) = bases.delta_cost(c, alone, level, depth, in_line)?;
+                    match cost {
                         Some(d) => {
                             with_delta += d;
                             deltas += 1;
                         }
                         None => with_delta += alone,
                     }
+                    this = bases.chunks.len() - 1;
+                    seen.insert(h, this);
+                    prev_match = used.or(in_line);
                 }
+                if let Some(p) = prev {
+                    bases.next.entry(p).or_insert(this);
+                }
+                prev = Some(this);
             }
         }
         let one = Sum {

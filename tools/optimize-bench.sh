@@ -6,7 +6,10 @@
 # packs, staging and the RocksDB index), the optimizer's time, and its
 # deflate streams by method, and the chunks stored as deltas.
 # Usage: tools/optimize-bench.sh [CORPUS_DIR] [FAMILY...]
-# (STOWAGE_OPTIMIZE_DELTA_DEPTH=N sets the daemon's optimize.delta_depth.)
+# Each file is published as a version of its package, as a registry would
+# (BENCH_PUT=blob stores them as bare blobs instead, with no catalog to
+# find a previous version by). STOWAGE_OPTIMIZE_DELTA_DEPTH=N sets the
+# daemon's optimize.delta_depth (0: no deltas).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 C=${1:-$HOME/.cache/stowage-dev-corpus}
@@ -21,6 +24,13 @@ if [ ${#families[@]} -eq 0 ]; then
   mapfile -t families < <(find "$C" -type f -printf '%f\n' | sed -E 's/-[0-9].*//' | sort -u)
 fi
 printf '%-12s %5s %12s %12s %12s %7s %7s %8s  %s\n' family files raw stored_raw stored_opt before after opt_s "streams zlib/preflate/opaque"
+publish() { # file: published as a version of its package (FAMILY-VERSION…)
+  local name family rest version ty
+  name=$(basename "$1"); family=$(echo "$name" | sed -E 's/-[0-9].*//')
+  rest=${name#"$family"-}; version=${rest%%-*}; version=${version%.tgz}; version=${version%.crate}; version=${version%.whl}
+  case $name in *.whl) ty=pypi ;; *.tgz) ty=npm ;; *.crate) ty=cargo ;; *) ty=generic ;; esac
+  "$S" publish -n bench -p corpus -t "$ty" --name "$family" --version "$version" "$1" >/dev/null
+}
 run() { # name files...
   local name=$1; shift
   rm -rf "$W/data"; mkdir -p "$W/data"
@@ -30,7 +40,12 @@ run() { # name files...
   "$S" serve --config "$W/config.toml" --data-dir "$W/data" --listen "127.0.0.1:$port" 2>"$W/log" & pid=$!
   until "$S" admin stats >/dev/null 2>&1; do sleep 0.1; done
   local raw; raw=$(cat "$@" | wc -c)
-  "$S" blob put "$@" >/dev/null
+  if [ "${BENCH_PUT:-publish}" = blob ]; then
+    "$S" blob put "$@" >/dev/null
+  else
+    local f
+    for f in "$@"; do publish "$f"; done
+  fi
   sleep 2; "$S" gc >/dev/null  # the open pack is sealed after 1 s
   local before; before=$(du -sb "$W/data" | cut -f1)
   local t0; t0=$(date +%s.%N)

@@ -16,6 +16,7 @@
 pub mod apply;
 pub mod check;
 pub mod chunks;
+pub mod kin;
 pub mod model;
 pub mod ops;
 pub mod optimized;

@@ -25,6 +25,7 @@ use tokio::sync::mpsc;
 
 use super::Engine;
 use crate::background::{Next, Worker};
+use crate::catalog::kin;
 use crate::catalog::optimized::{self, Outcome, Verdict};
 use crate::committer::{CommitReq, NewChunks};
 use crate::error::{Error, Result};
@@ -37,6 +38,8 @@ use crate::manifest::Manifest;
 /// Blobs smaller than this stay raw: a recipe's bookkeeping outweighs
 /// anything expansion could save.
 const MIN_BLOB: u64 = 512;
+/// Versions' files looked at for a reference blob (the first optimized one wins).
+const KIN: usize = 4;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct OptimizeProgress {
@@ -179,6 +182,10 @@ impl Engine {
                 .await;
         }
         let data = self.read_whole(&m).await?;
+        let reference = match cfg.delta_depth {
+            0 => Vec::new(),
+            _ => self.delta_reference(id)?,
+        };
         let this = self.clone();
         let (m2, level, budget, delta_depth) = (m.clone(), cfg.zstd_level, cfg.budget(), cfg.delta_depth);
         let planned = tokio::task::spawn_blocking(move || -> Result<Option<_>> {
@@ -210,6 +217,7 @@ impl Engine {
             let bases = Bases {
                 max_depth: delta_depth,
                 read: &read,
+                reference: &reference,
             };
             let bases = (delta_depth > 0).then_some(&bases);
             let prepared = this.ingest.prepare_streams(planned.streams(), level, bases)?;
@@ -272,6 +280,20 @@ impl Engine {
         let r = self.settle(old, Some(new), looked, chunks, false).await;
         drop(written);
         r
+    }
+
+    /// The chunks of the nearest optimized version of the blob's package
+    /// (`catalog::kin`) in expanded-space order, for the deltas to walk
+    /// beside; none when no catalog file uses the blob.
+    fn delta_reference(&self, id: &Hash) -> Result<Vec<Hash>> {
+        for k in kin::kin(&self.index, id, KIN)? {
+            if let Some(v) = self.index.get(Cf::Blobs, &k.0)?
+                && Manifest::is_recipe(&v)
+            {
+                return Ok(Manifest::decode(&v)?.chunks.into_iter().map(|c| c.id).collect());
+            }
+        }
+        Ok(Vec::new())
     }
 
     /// Commits a verdict (not in a dry run).

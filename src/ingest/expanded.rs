@@ -51,11 +51,43 @@ impl Prepared {
     }
 }
 
-/// Where deltas find their bases: how deep a chain may get, and the
-/// verified raw bytes of a stored chunk.
+/// Where deltas find their bases: how deep a chain may get, the verified
+/// raw bytes of a stored chunk, and the chunks of a reference blob (the
+/// same package's nearest optimized version, `catalog::kin`) in their
+/// expanded-space order.
 pub struct Bases<'a> {
     pub max_depth: u8,
     pub read: &'a dyn Fn(&Hash) -> Result<Bytes>,
+    pub reference: &'a [Hash],
+}
+
+/// Walks the reference blob's chunks beside the new blob's: after a chunk
+/// the reference also has (or a delta on one of its chunks), the
+/// reference's next chunk is the likeliest base of the new blob's next
+/// chunk, however much it changed (a rebuilt library changes every chunk a
+/// little, past what sketches find).
+struct Beside {
+    next: HashMap<Hash, Hash>,
+    /// The reference chunk in line with the next new chunk.
+    expect: Option<Hash>,
+}
+
+impl Beside {
+    fn new(reference: &[Hash]) -> Self {
+        let mut next = HashMap::with_capacity(reference.len());
+        for w in reference.windows(2) {
+            next.entry(w[0]).or_insert(w[1]);
+        }
+        Beside {
+            next,
+            expect: reference.first().copied(),
+        }
+    }
+
+    /// The next chunk is `id`, or in line with `id` of the reference.
+    fn passed(&mut self, id: Option<Hash>) {
+        self.expect = id.and_then(|id| self.next.get(&id).copied());
+    }
 }
 
 /// A delta is kept only when it stores at most this share of the chunk
@@ -97,6 +129,7 @@ impl Ingest {
         };
         let mut seen = HashSet::new();
         let mut local = Local::default();
+        let mut beside = Beside::new(bases.map_or(&[], |b| b.reference));
         for s in streams {
             let mut chunker = Chunker::new(self.params)?;
             let mut emit = |raw: &[u8]| -> Result<()> {
@@ -106,6 +139,7 @@ impl Ingest {
                     len: raw.len() as u32,
                 });
                 if !seen.insert(id) {
+                    beside.passed(Some(id));
                     return Ok(());
                 }
                 if let Some(loc) = self
@@ -113,16 +147,21 @@ impl Ingest {
                     .get(&id)
                     .map_or_else(|| self.index.chunk(&id), |l| Ok(Some(l)))?
                 {
+                    beside.passed(Some(id));
                     p.all_stored += loc.stored_len as u64;
                     return Ok(());
                 }
                 let (mut codec, z) = format::compress(raw, zstd_level)?;
                 let mut stored = z.unwrap_or_else(|| raw.to_vec());
+                let in_line = beside.expect;
+                let mut on = None;
                 if let (Some(b), Some(sketch)) = (bases, Sketch::of(raw)) {
                     let mut depth = 0;
-                    if let Some((base, base_depth, d)) = self.delta_on_base(raw, &sketch, b, &local, zstd_level)?
+                    if let Some((base, base_depth, d)) =
+                        self.delta_on_base(raw, &sketch, b, &local, in_line, zstd_level)?
                         && (d.len() + DeltaHeader::LEN) as f64 <= stored.len() as f64 * DELTA_KEEP
                     {
+                        on = Some(base);
                         depth = base_depth + 1;
                         let alone = stored.len();
                         stored = DeltaHeader { base, depth }.stored(&d);
@@ -140,6 +179,7 @@ impl Ingest {
                         }
                     }
                 }
+                beside.passed(on.or(in_line));
                 p.new_stored += stored.len() as u64;
                 p.all_stored += stored.len() as u64;
                 p.new.push((id, raw.len() as u32, codec, stored));
@@ -151,17 +191,52 @@ impl Ingest {
         Ok(p)
     }
 
-    /// The chunk `raw` resembles most (among stored chunks with a shared
-    /// super-feature and the new chunks of this preparation, within the
-    /// depth bound), its depth, and `raw`'s delta on it.
+    /// The best base for `raw` within the depth bound, its depth, and
+    /// `raw`'s delta on it: of the chunk it resembles most (among stored
+    /// chunks with a shared super-feature and the new chunks of this
+    /// preparation) and the reference chunk `in_line` with it, the one
+    /// whose delta is smaller.
     fn delta_on_base(
         &self,
         raw: &[u8],
         sketch: &Sketch,
         bases: &Bases<'_>,
         local: &Local,
+        in_line: Option<Hash>,
         level: i32,
     ) -> Result<Option<(Hash, u8, Vec<u8>)>> {
+        let by_sketch = self.resembling(raw, sketch, bases, local)?;
+        let beside = match in_line.filter(|id| by_sketch.is_none_or(|(b, _)| b != *id)) {
+            Some(id) => match local.chunks.get(&id) {
+                Some((_, depth)) => Some((id, *depth)),
+                None => self
+                    .index
+                    .chunk_rec(&id)?
+                    .map(|c| (id, c.loc.delta.map_or(0, |d| d.depth))),
+            },
+            None => None,
+        };
+        let mut best: Option<(Hash, u8, Vec<u8>)> = None;
+        for (base, depth) in by_sketch.into_iter().chain(beside) {
+            if depth >= bases.max_depth {
+                continue;
+            }
+            let bytes = match local.chunks.get(&base) {
+                Some((b, _)) => Bytes::copy_from_slice(b),
+                None => (bases.read)(&base)?,
+            };
+            let d = delta::encode(&bytes, raw, level)?;
+            if best.as_ref().is_none_or(|(_, _, b)| d.len() < b.len()) {
+                best = Some((base, depth, d));
+            }
+        }
+        Ok(best)
+    }
+
+    /// The chunk `raw` resembles most among stored chunks with a shared
+    /// super-feature and the new chunks of this preparation, within the
+    /// depth bound, and its depth.
+    fn resembling(&self, raw: &[u8], sketch: &Sketch, bases: &Bases<'_>, local: &Local) -> Result<Option<(Hash, u8)>> {
         // Candidate -> (shared super-features, depth, length).
         let mut found: BTreeMap<Hash, (usize, u8, usize)> = BTreeMap::new();
         for f in sketch.0 {
@@ -191,15 +266,7 @@ impl Ingest {
             .iter()
             .filter(|(_, (_, depth, _))| *depth < bases.max_depth)
             .map(|(id, &(shared, _, len))| (*id, shared, len));
-        let Some(base) = delta::choose_base(raw.len(), usable) else {
-            return Ok(None);
-        };
-        let depth = found[&base].1;
-        let bytes = match local.chunks.get(&base) {
-            Some((b, _)) => Bytes::copy_from_slice(b),
-            None => (bases.read)(&base)?,
-        };
-        Ok(Some((base, depth, delta::encode(&bytes, raw, level)?)))
+        Ok(delta::choose_base(raw.len(), usable).map(|base| (base, found[&base].1)))
     }
 
     /// Appends the prepared chunks to the open pack (those another writer

@@ -291,3 +291,70 @@ async fn a_flipped_byte_in_a_base_is_data_loss_for_the_deltas_on_it() {
     let (h, data) = &blobs[1];
     expect_data_loss(&c, "acme", h, data, "a blob whose deltas' bases are damaged").await;
 }
+
+/// Two versions of a wheel whose library was rebuilt: a byte in every 32
+/// changed, so every 64-byte window did and no sketch finds the old
+/// chunks. The catalog names the previous version, and the optimizer walks
+/// its recipe beside the new one: the changed chunks are deltas on the
+/// chunks in line with them. The same files as bare blobs (no catalog, no
+/// previous version) get no deltas at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuilt_library_finds_its_base_in_the_previous_version() {
+    const SCRIPT: &str = r#"
+import random, sys, zipfile
+out = sys.argv[1]
+r = random.Random(20261202)
+lib = bytes(r.choice(b"abcdefghijklmnop") for _ in range(600_000))
+for v in range(2):
+    if v:
+        lib = bytes(x ^ 1 if i % 32 == 0 else x for i, x in enumerate(lib))
+    with zipfile.ZipFile(f"{out}/pkg-1.{v}.0-py3-none-any.whl", "w", zipfile.ZIP_DEFLATED) as z:
+        for name, data in [("pkg/__init__.py", f"__version__ = '1.{v}.0'\n".encode()), ("pkg/_lib.so", lib)]:
+            z.writestr(zipfile.ZipInfo(name, date_time=(2024, 1, 1, 0, 0, 0)), data, zipfile.ZIP_DEFLATED)
+"#;
+    let tmp = tempfile::tempdir().unwrap();
+    let st = Command::new("python3")
+        .args(["-c", SCRIPT])
+        .arg(tmp.path())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let files: Vec<(String, Bytes)> = (0..2)
+        .map(|v| {
+            let path = tmp.path().join(format!("pkg-1.{v}.0-py3-none-any.whl"));
+            (format!("1.{v}.0"), Bytes::from(std::fs::read(path).unwrap()))
+        })
+        .collect();
+    let mut deltas = Vec::new();
+    for published in [false, true] {
+        let d = Daemon::start(&config(4)).await;
+        let c = d.client().await;
+        let blobs = match published {
+            true => publish(&c, &files).await,
+            false => {
+                let mut out = Vec::new();
+                for (_, data) in &files {
+                    out.push((put(&c, "acme", data.clone()).await, data.clone()));
+                }
+                out
+            }
+        };
+        d.wait_sealed().await;
+        let p = json_lines(&d.cli(&["optimize", "--json"]));
+        let p = p.last().unwrap().clone();
+        assert_eq!(p["failed"], 0, "{p}");
+        assert_eq!(p["optimized"], 2, "{p}");
+        d.wait_sealed().await;
+        json_lines(&d.cli(&["gc", "--json"]));
+        all_exact(&c, &blobs, "after optimize").await;
+        check_clean(&d);
+        assert_no_report_drift(&c).await;
+        deltas.push((p["deltas"].as_u64().unwrap(), p["delta_saved_bytes"].as_u64().unwrap()));
+    }
+    assert_eq!(deltas[0].0, 0, "a sketch found a base: the test's edits are too sparse");
+    assert!(
+        deltas[1].0 >= 2,
+        "the previous version's chunks were not used: {deltas:?}"
+    );
+    assert!(deltas[1].1 > 100_000, "the deltas saved little: {deltas:?}");
+}
