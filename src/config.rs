@@ -135,7 +135,8 @@ pub struct Optimize {
     #[serde(with = "humantime_serde")]
     pub time_per_blob: Duration,
     /// zstd level of the expanded chunks (decompression speed barely
-    /// depends on it). Default: 9.
+    /// depends on it; the optimizer's does: on the dev corpus level 9
+    /// stores 0.361 of raw in 61 s, 14 stores 0.345 in 102 s). Default: 14.
     pub zstd_level: i32,
     /// A recipe is stored only if it saves at least this fraction, either
     /// of the stored bytes the switch releases now, or of the raw blob's
@@ -168,7 +169,7 @@ impl Default for Optimize {
             max_depth: 4,
             max_members: 100_000,
             time_per_blob: Duration::from_secs(60),
-            zstd_level: 9,
+            zstd_level: 14,
             min_saving: -0.1,
             cache_size: ByteSize::mib(256),
             delta_depth: 4,
