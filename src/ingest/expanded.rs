@@ -84,9 +84,13 @@ impl Beside {
         }
     }
 
-    /// The next chunk is `id`, or in line with `id` of the reference.
+    /// A chunk went by that matched `id` (itself when stored already, or
+    /// its delta's base): the next one is in line with the reference chunk
+    /// after `id`, or, when the reference does not have `id`, with the one
+    /// after the chunk that was in line.
     fn passed(&mut self, id: Option<Hash>) {
-        self.expect = id.and_then(|id| self.next.get(&id).copied());
+        let after = |h: Option<Hash>| h.and_then(|h| self.next.get(&h).copied());
+        self.expect = after(id).or_else(|| after(self.expect));
     }
 }
 
@@ -179,7 +183,7 @@ impl Ingest {
                         }
                     }
                 }
-                beside.passed(on.or(in_line));
+                beside.passed(on);
                 p.new_stored += stored.len() as u64;
                 p.all_stored += stored.len() as u64;
                 p.new.push((id, raw.len() as u32, codec, stored));

@@ -297,7 +297,9 @@ async fn a_flipped_byte_in_a_base_is_data_loss_for_the_deltas_on_it() {
 /// chunks. The catalog names the previous version, and the optimizer walks
 /// its recipe beside the new one: the changed chunks are deltas on the
 /// chunks in line with them. The same files as bare blobs (no catalog, no
-/// previous version) get no deltas at all.
+/// previous version) get no deltas at all. Each version also has another
+/// platform's wheel, published first, whose library is unrelated: the
+/// reference is the file of the same name in the other version.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rebuilt_library_finds_its_base_in_the_previous_version() {
     const SCRIPT: &str = r#"
@@ -305,12 +307,14 @@ import random, sys, zipfile
 out = sys.argv[1]
 r = random.Random(20261202)
 lib = bytes(r.choice(b"abcdefghijklmnop") for _ in range(600_000))
+other = bytes(r.choice(b"abcdefghijklmnop") for _ in range(600_000))
 for v in range(2):
     if v:
         lib = bytes(x ^ 1 if i % 32 == 0 else x for i, x in enumerate(lib))
-    with zipfile.ZipFile(f"{out}/pkg-1.{v}.0-py3-none-any.whl", "w", zipfile.ZIP_DEFLATED) as z:
-        for name, data in [("pkg/__init__.py", f"__version__ = '1.{v}.0'\n".encode()), ("pkg/_lib.so", lib)]:
-            z.writestr(zipfile.ZipInfo(name, date_time=(2024, 1, 1, 0, 0, 0)), data, zipfile.ZIP_DEFLATED)
+    for platform, so in [("cp311-cp311-macosx_11_0_arm64", other), ("py3-none-any", lib)]:
+        with zipfile.ZipFile(f"{out}/pkg-1.{v}.0-{platform}.whl", "w", zipfile.ZIP_DEFLATED) as z:
+            for name, data in [("pkg/__init__.py", f"__version__ = '1.{v}.0'\n".encode()), ("pkg/_lib.so", so)]:
+                z.writestr(zipfile.ZipInfo(name, date_time=(2024, 1, 1, 0, 0, 0)), data, zipfile.ZIP_DEFLATED)
 "#;
     let tmp = tempfile::tempdir().unwrap();
     let st = Command::new("python3")
@@ -319,31 +323,33 @@ for v in range(2):
         .status()
         .unwrap();
     assert!(st.success());
-    let files: Vec<(String, Bytes)> = (0..2)
-        .map(|v| {
-            let path = tmp.path().join(format!("pkg-1.{v}.0-py3-none-any.whl"));
-            (format!("1.{v}.0"), Bytes::from(std::fs::read(path).unwrap()))
-        })
-        .collect();
+    // (version, file name, bytes), the other platform's wheel first.
+    let mut files = Vec::new();
+    for v in 0..2 {
+        for platform in ["cp311-cp311-macosx_11_0_arm64", "py3-none-any"] {
+            let name = format!("pkg-1.{v}.0-{platform}.whl");
+            let data = Bytes::from(std::fs::read(tmp.path().join(&name)).unwrap());
+            files.push((format!("1.{v}.0"), name, data));
+        }
+    }
     let mut deltas = Vec::new();
     for published in [false, true] {
         let d = Daemon::start(&config(4)).await;
         let c = d.client().await;
-        let blobs = match published {
-            true => publish(&c, &files).await,
-            false => {
-                let mut out = Vec::new();
-                for (_, data) in &files {
-                    out.push((put(&c, "acme", data.clone()).await, data.clone()));
-                }
-                out
+        let mut blobs = Vec::new();
+        for (version, name, data) in &files {
+            let h = put(&c, "acme", data.clone()).await;
+            if published {
+                let v = version_ref("acme", "py", T::Pypi, "pkg", version);
+                c.publish_blob(v, name, &h).await.unwrap();
             }
-        };
+            blobs.push((h, data.clone()));
+        }
         d.wait_sealed().await;
         let p = json_lines(&d.cli(&["optimize", "--json"]));
         let p = p.last().unwrap().clone();
         assert_eq!(p["failed"], 0, "{p}");
-        assert_eq!(p["optimized"], 2, "{p}");
+        assert_eq!(p["optimized"], 4, "{p}");
         d.wait_sealed().await;
         json_lines(&d.cli(&["gc", "--json"]));
         all_exact(&c, &blobs, "after optimize").await;
