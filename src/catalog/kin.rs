@@ -81,10 +81,9 @@ pub fn kin(index: &Index, blob: &Hash, max: usize) -> Result<Vec<Hash>> {
 
 /// The id of the first package whose files use `blob`.
 fn package_of(index: &Index, blob: &Hash) -> Result<Option<u64>> {
-    let prefix = usage::edge_key(rec::tag::BLOB_EDGE, blob, Level::Package, 0);
-    let prefix = &prefix[..prefix.len() - 8];
-    let end = rec::prefix_end(prefix);
-    for kv in index.scan(Cf::CatalogIdx, prefix, end.as_deref(), false) {
+    let prefix = usage::package_edges_prefix(blob);
+    let end = rec::prefix_end(&prefix);
+    for kv in index.scan(Cf::CatalogIdx, &prefix, end.as_deref(), false) {
         let (k, _) = kv?;
         let gid = rec::be_u64(&k[prefix.len()..])?;
         // `J` gid -> level:u8 group key.

@@ -295,6 +295,12 @@ pub fn edge_key(tag: u8, id: &Hash, level: Level, gid: u64) -> Vec<u8> {
     k
 }
 
+/// The keys of `blob`'s package-level edges (`a` blob level), one per
+/// package whose files use it.
+pub fn package_edges_prefix(blob: &Hash) -> Vec<u8> {
+    [&[rec::tag::BLOB_EDGE][..], &blob.0, &[Level::Package as u8]].concat()
+}
+
 pub fn share_key(chunk: &Hash) -> Vec<u8> {
     rec::tagged(rec::tag::CHUNK_SHARE, &[&chunk.0])
 }

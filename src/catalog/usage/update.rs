@@ -160,7 +160,7 @@ pub fn blob_chunks_change(
     let before: HashSet<Hash> = super::needed_chunks(old, |h| txn.chunk_rec(h))?.into_iter().collect();
     let after: HashSet<Hash> = super::needed_chunks(new, |h| txn.chunk_rec(h))?.into_iter().collect();
     let pkg = Level::Package;
-    let prefix = [&[rec::tag::BLOB_EDGE][..], &blob.0, &[pkg as u8]].concat();
+    let prefix = super::package_edges_prefix(blob);
     let end = rec::prefix_end(&prefix);
     let mut packages = Vec::new();
     for kv in txn.index().scan(Cf::CatalogIdx, &prefix, end.as_deref(), false) {
